@@ -1,0 +1,128 @@
+"""Data augmentation for meta-training on images.
+
+Two augmentations of Prototypical Networks' Omniglot recipe and its common
+refinements:
+
+- :func:`rotations_as_classes`: each 90-degree rotation of a class becomes a
+  new class (Santoro et al., 2016; Snell et al., 2017, §3.1), multiplying the
+  base classes by four.
+- :class:`RandomAffine`: a small random rotation, scale, shear and shift of
+  every image of an episode, drawn anew for every image, applied on the
+  device the episode lives on.
+"""
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["RandomAffine", "rotations_as_classes"]
+
+
+def rotations_as_classes(X, y, n_classes):
+    """Add the 90, 180 and 270-degree rotations of images as new classes.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n_samples, channels, height, width)
+        Images, square (``height == width``).
+    y : torch.Tensor of shape (n_samples,), dtype int64
+        Encoded labels in ``[0, n_classes)``.
+    n_classes : int
+        Number of classes in ``y``.
+
+    Returns
+    -------
+    X_rot : torch.Tensor of shape (4 * n_samples, channels, height, width)
+        The images, then their rotations by 90, 180 and 270 degrees.
+    y_rot : torch.Tensor of shape (4 * n_samples,), dtype int64
+        Class ``c`` rotated ``r`` quarter turns becomes ``c + r * n_classes``.
+
+    Raises
+    ------
+    ValueError
+        If the images are not square.
+
+    References
+    ----------
+    .. [1] A. Santoro et al. "Meta-Learning with Memory-Augmented Neural
+       Networks". ICML 2016.
+    """
+    if X.shape[-1] != X.shape[-2]:
+        raise ValueError(
+            "rotations=True needs square images; got height x width = "
+            f"{X.shape[-2]} x {X.shape[-1]}."
+        )
+    X_rot = torch.cat([torch.rot90(X, r, dims=(-2, -1)) for r in range(4)])
+    y_rot = torch.cat([y + r * n_classes for r in range(4)])
+    return X_rot, y_rot
+
+
+class RandomAffine(nn.Module):
+    """Random affine distortion of each image in a batch.
+
+    Every image gets its own rotation angle, scale, shear angle and shift,
+    each drawn uniformly from ``[-degrees, degrees]``, ``scale``,
+    ``[-shear, shear]`` and ``[-translate, translate]`` (a fraction of the
+    image size). Pixels from outside the image are 0, the background of
+    images whose strokes are 1 (as :func:`skmeta.datasets.load_omniglot`
+    returns them). Draws come from torch's global generator, which estimators
+    seed from their ``random_state``.
+
+    Parameters
+    ----------
+    degrees : float, default=15.0
+        Largest rotation, in degrees.
+    scale : tuple of float, default=(0.85, 1.15)
+        Range of the zoom factor.
+    shear : float, default=10.0
+        Largest shear angle, in degrees.
+    translate : float, default=0.1
+        Largest shift, as a fraction of the height and width.
+
+    Notes
+    -----
+    Input and output: float tensor of shape ``(batch, channels, height, width)``.
+    """
+
+    def __init__(self, degrees=15.0, scale=(0.85, 1.15), shear=10.0, translate=0.1):
+        super().__init__()
+        self.degrees = degrees
+        self.scale = scale
+        self.shear = shear
+        self.translate = translate
+
+    def forward(self, x):
+        n = x.shape[0]
+
+        def uniform(low, high):
+            return torch.empty(n, device=x.device).uniform_(low, high)
+
+        angle = uniform(-self.degrees, self.degrees) * (math.pi / 180)
+        shear = uniform(-self.shear, self.shear) * (math.pi / 180)
+        zoom = uniform(*self.scale)
+        # Rotation @ shear (along x) @ isotropic zoom, in the normalised [-1, 1]
+        # coordinates of affine_grid, which maps output to input positions:
+        # zooming in (zoom > 1) samples a smaller input window.
+        cos, sin, tan = angle.cos(), angle.sin(), shear.tan()
+        theta = torch.stack(
+            [
+                torch.stack(
+                    [cos, cos * tan - sin, 2 * uniform(-1, 1) * self.translate], 1
+                ),
+                torch.stack(
+                    [sin, sin * tan + cos, 2 * uniform(-1, 1) * self.translate], 1
+                ),
+            ],
+            1,
+        )
+        theta[:, :, :2] /= zoom[:, None, None]
+        grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
+
+    def extra_repr(self):
+        return (
+            f"degrees={self.degrees}, scale={self.scale}, shear={self.shear}, "
+            f"translate={self.translate}"
+        )

@@ -1,0 +1,158 @@
+"""N-way K-shot episodes: the unit of meta-training and meta-testing.
+
+An episode (Vinyals et al., 2016) draws ``n_way`` classes, then ``k_shot``
+labelled examples of each class (the support set) and ``n_query`` further
+examples of each class (the query set) to classify. :class:`EpisodeSampler`
+draws episodes as index arrays into ``y``, like a scikit-learn splitter draws
+train/test indices, so the same sampler serves meta-training, meta-testing and
+any data container.
+"""
+
+from numbers import Integral
+
+import numpy as np
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, validate_params
+from sklearn.utils.validation import column_or_1d
+
+__all__ = ["EpisodeSampler"]
+
+
+class EpisodeSampler:
+    """Draw N-way K-shot episodes with Q queries per class from a label array.
+
+    Each episode picks ``n_way`` distinct classes uniformly among the classes
+    that have at least ``k_shot + n_query`` samples, then, for each class,
+    ``k_shot + n_query`` distinct samples uniformly without replacement: the
+    first ``k_shot`` form the support set, the rest the query set. Support and
+    query never share a sample.
+
+    Parameters
+    ----------
+    n_way : int, default=5
+        Classes per episode (N).
+    k_shot : int, default=1
+        Support samples per class (K).
+    n_query : int, default=15
+        Query samples per class (Q).
+    n_episodes : int, default=100
+        Episodes yielded by one call to :meth:`split`.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the draws. With an int, every call to :meth:`split` yields the
+        same episodes; with a ``RandomState`` it goes on from its state.
+
+    See Also
+    --------
+    skmeta.model_selection.evaluate_episodes : Accuracy over sampled episodes.
+
+    References
+    ----------
+    .. [1] O. Vinyals, C. Blundell, T. Lillicrap, K. Kavukcuoglu, D. Wierstra.
+       "Matching Networks for One Shot Learning". NeurIPS 2016.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmeta.episodes import EpisodeSampler
+    >>> y = np.repeat(["cat", "dog", "emu"], 4)
+    >>> sampler = EpisodeSampler(n_way=2, k_shot=1, n_query=2, n_episodes=1,
+    ...                          random_state=0)
+    >>> support, query = next(sampler.split(y=y))
+    >>> support.shape, query.shape
+    ((2,), (4,))
+    """
+
+    @validate_params(
+        {
+            "n_way": [Interval(Integral, 1, None, closed="left")],
+            "k_shot": [Interval(Integral, 1, None, closed="left")],
+            "n_query": [Interval(Integral, 0, None, closed="left")],
+            "n_episodes": [Interval(Integral, 1, None, closed="left")],
+            "random_state": ["random_state"],
+        },
+        prefer_skip_nested_validation=True,
+    )
+    def __init__(
+        self, n_way=5, k_shot=1, n_query=15, n_episodes=100, random_state=None
+    ):
+        self.n_way = n_way
+        self.k_shot = k_shot
+        self.n_query = n_query
+        self.n_episodes = n_episodes
+        self.random_state = random_state
+
+    def __repr__(self):
+        return (
+            f"{type(self).__name__}(n_way={self.n_way}, k_shot={self.k_shot}, "
+            f"n_query={self.n_query}, n_episodes={self.n_episodes}, "
+            f"random_state={self.random_state!r})"
+        )
+
+    def get_n_splits(self, X=None, y=None, groups=None):
+        """Return the number of episodes one :meth:`split` call yields."""
+        return self.n_episodes
+
+    def split(self, X=None, y=None, groups=None):
+        """Yield the support and query indices of each episode.
+
+        Parameters
+        ----------
+        X : object, default=None
+            Ignored; present for the scikit-learn splitter API.
+        y : array-like of shape (n_samples,)
+            Class labels, of any hashable type.
+        groups : object, default=None
+            Ignored.
+
+        Yields
+        ------
+        support : ndarray of shape (n_way * k_shot,), dtype int64
+            Indices into ``y``, class-major: ``support.reshape(n_way, k_shot)``
+            holds one episode class per row.
+        query : ndarray of shape (n_way * n_query,), dtype int64
+            Indices into ``y``, class-major in the same class order:
+            ``query.reshape(n_way, n_query)``.
+
+        Raises
+        ------
+        ValueError
+            If ``y`` is missing or not 1-D, or if fewer than ``n_way`` classes
+            have at least ``k_shot + n_query`` samples.
+        """
+        if y is None:
+            raise ValueError("EpisodeSampler.split needs the labels y; got None.")
+        table = self._class_table(column_or_1d(y, warn=False))
+        rng = check_random_state(self.random_state)
+        for _ in range(self.n_episodes):
+            yield self._draw(table, rng)
+
+    def _class_table(self, y):
+        """Indices of each eligible class as rows of a -1-padded matrix."""
+        _, y_enc, counts = np.unique(y, return_inverse=True, return_counts=True)
+        per_class = self.k_shot + self.n_query
+        eligible = np.flatnonzero(counts >= per_class)
+        if eligible.size < self.n_way:
+            raise ValueError(
+                f"n_way={self.n_way} needs {self.n_way} classes with at least "
+                f"k_shot + n_query = {per_class} samples each; y has "
+                f"{eligible.size} such classes (of {counts.size}, the smallest "
+                f"with {counts.min()} samples)."
+            )
+        order = np.argsort(y_enc, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        table = np.full((eligible.size, counts[eligible].max()), -1, dtype=np.int64)
+        for row, c in enumerate(eligible):
+            table[row, : counts[c]] = order[starts[c] : starts[c] + counts[c]]
+        return table
+
+    def _draw(self, table, rng):
+        """One episode from the class table, vectorised over classes."""
+        rows = rng.choice(len(table), size=self.n_way, replace=False)
+        chosen = table[rows]
+        # Random keys, padding last: argsort's first k + q columns are a
+        # uniform draw without replacement from each class.
+        keys = rng.random(chosen.shape)
+        keys[chosen < 0] = np.inf
+        picks = np.argsort(keys, axis=1)[:, : self.k_shot + self.n_query]
+        idx = np.take_along_axis(chosen, picks, axis=1)
+        return idx[:, : self.k_shot].ravel(), idx[:, self.k_shot :].ravel()

@@ -1,0 +1,243 @@
+"""Prototypical Networks (Snell, Swersky & Zemel, 2017)."""
+
+import numpy as np
+import torch
+from sklearn.utils._param_validation import StrOptions
+from torch import nn
+
+from .._base import EpisodicClassifier
+from ..distances import DISTANCES, get_distance
+
+__all__ = ["PrototypicalClassifier", "PrototypicalNetwork"]
+
+
+def class_means(z, y, n_classes):
+    """Mean of the rows of ``z`` of each class.
+
+    Parameters
+    ----------
+    z : torch.Tensor of shape (n, d)
+    y : torch.Tensor of shape (n,), dtype int64, values in [0, n_classes)
+    n_classes : int
+
+    Returns
+    -------
+    torch.Tensor of shape (n_classes, d)
+    """
+    one_hot = nn.functional.one_hot(y, n_classes).to(z.dtype)
+    return (one_hot.T @ z) / one_hot.sum(0).unsqueeze(1)
+
+
+class PrototypicalNetwork(nn.Module):
+    """The torch side of :class:`PrototypicalClassifier`.
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module
+        Maps inputs to embeddings ``(batch, d)``.
+    distance : torch.nn.Module
+        Maps ``(n, d)`` and ``(m, d)`` to ``(n, m)`` distances.
+    """
+
+    def __init__(self, backbone, distance):
+        super().__init__()
+        self.backbone = backbone
+        self.distance = distance
+
+    def embed(self, x):
+        """Embeddings ``(batch, d)`` of inputs ``x``."""
+        return self.backbone(x)
+
+    def encode_support(self, z_support, y_support):
+        """Prototypes: the class means of the support embeddings (eq. 1).
+
+        ``y_support`` holds episode classes 0 to n_way - 1, each present.
+        Returns a tensor of shape ``(n_way, d)``.
+        """
+        return class_means(z_support, y_support, int(y_support.max()) + 1)
+
+    def query_logits(self, prototypes, z_query):
+        """Negative distances of queries to prototypes, ``(n_query, n_way)``.
+
+        Their softmax is p(y = k | x) of eq. 2.
+        """
+        return -self.distance(z_query, prototypes)
+
+    def forward(self, x, y):
+        """Query logits of one episode.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n_support + n_query, ...)
+            The episode's support rows, then its query rows.
+        y : torch.Tensor of shape (n_support + n_query,), dtype int64
+            Episode class of each support row; -1 for query rows.
+
+        Returns
+        -------
+        torch.Tensor of shape (n_query, n_way)
+        """
+        z = self.embed(x)
+        support = y >= 0
+        return self.query_logits(
+            self.encode_support(z[support], y[support]), z[~support]
+        )
+
+
+class PrototypicalClassifier(EpisodicClassifier):
+    """Few-shot classifier of Prototypical Networks, meta-trained on episodes.
+
+    A backbone embeds samples; each class is represented by its prototype,
+    the mean embedding of its support samples, and a query gets the softmax
+    over negative distances to the prototypes (Snell et al., 2017, eq. 1-2).
+    ``fit`` meta-trains the backbone on N-way K-shot episodes of the base
+    classes (Adam, learning rate halved every ``lr_step`` episodes, as in the
+    paper); the training data is then the support set. :meth:`adapt` takes
+    the support set of novel classes without changing the weights.
+
+    Parameters
+    ----------
+    n_way : int or None, default=None
+        Classes per training episode. ``None`` means all classes of ``y``,
+        at most 60: the paper trains Omniglot with 60-way episodes, wider than
+        at test time.
+    k_shot : int, default=1
+        Support samples per class in training episodes.
+    n_query : int, default=5
+        Query samples per class in training episodes.
+    episodes_per_epoch : int, default=100
+        Training episodes per epoch (a skorch epoch, for history and callbacks).
+    max_epochs : int, default=25
+        Epochs of meta-training; 0 keeps the initial weights.
+    lr : float, default=1e-3
+        Adam's learning rate.
+    lr_step : int or None, default=1000
+        Halve the learning rate every ``lr_step`` episodes; ``None`` keeps it.
+    distance : str or torch.nn.Module, default="sqeuclidean"
+        One of ``"sqeuclidean"`` (the paper's), ``"euclidean"``, ``"cosine"``,
+        ``"manhattan"``, ``"mahalanobis"`` (learned), or a module mapping
+        ``(n, d)``, ``(m, d)`` to ``(n, m)`` distances.
+    embedding_dim : int, default=64
+        Output size of a built backbone (the last Conv4 block's filters, or
+        the MLP's output width).
+    backbone : None, str, torch.nn.Module class or instance, default=None
+        ``None`` picks ``"conv4"`` for images and ``"mlp"`` for tabular X;
+        see :func:`skmeta.backbones.build_backbone`.
+    backbone_params : dict or None, default=None
+        Extra constructor arguments of the backbone.
+    rotations : bool, default=False
+        Add the 90, 180 and 270-degree rotations of each training class as
+        new classes (the paper's Omniglot augmentation). Images only.
+    augment : {"auto", "affine"}, callable or None, default="auto"
+        Augmentation of training episode inputs: ``"affine"`` applies
+        :class:`skmeta.augmentation.RandomAffine`, ``"auto"`` does so for
+        images and nothing for tabular data; a callable maps a batch tensor
+        to a batch tensor.
+    batch_size : int, default=256
+        Samples per forward pass when embedding for prediction.
+    device : str or torch.device, default="cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``..., or ``"auto"``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds episodes, augmentation and weight initialisation; the same int
+        gives the same model on the CPU.
+    verbose : int, default=0
+        1 shows a progress bar and skorch's epoch log.
+    callbacks : list of skorch callbacks or None, default=None
+        Extra callbacks of the skorch net, e.g. ``EarlyStopping``.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Labels of the current support set (of ``fit``, or of ``adapt``).
+    prototypes_ : ndarray of shape (n_classes, embedding_dim), dtype float32
+        The prototype of each class in ``classes_``.
+    net_ : skorch.NeuralNet
+        The net that meta-trained the module.
+    module_ : PrototypicalNetwork
+        The meta-trained module.
+    history_ : skorch.History
+        Loss of every training episode and epoch.
+    n_features_in_ : int
+        Features (tabular) or channels (images) of X in ``fit``.
+    input_shape_ : tuple of int
+        Shape of one sample in ``fit``.
+    device_ : torch.device
+        The device the module lives on.
+
+    See Also
+    --------
+    sklearn.neighbors.NearestCentroid : The same rule on raw features.
+    skmeta.model_selection.evaluate_episodes : Few-shot accuracy with a 95% CI.
+
+    References
+    ----------
+    .. [1] J. Snell, K. Swersky, R. Zemel. "Prototypical Networks for Few-shot
+       Learning". NeurIPS 2017. https://arxiv.org/abs/1703.05175
+
+    Examples
+    --------
+    >>> from skmeta import PrototypicalClassifier
+    >>> from skmeta.datasets import load_digits_fewshot
+    >>> data = load_digits_fewshot()
+    >>> clf = PrototypicalClassifier(max_epochs=2, random_state=0)
+    >>> clf = clf.fit(data.X_base, data.y_base)
+    >>> clf = clf.adapt(data.X_novel[:25], data.y_novel[:25])
+    >>> clf.predict(data.X_novel[25:30]).shape
+    (5,)
+    """
+
+    _parameter_constraints: dict = {
+        **EpisodicClassifier._parameter_constraints,
+        "distance": [StrOptions(set(DISTANCES)), nn.Module],
+    }
+
+    def __init__(
+        self,
+        n_way=None,
+        k_shot=1,
+        n_query=5,
+        episodes_per_epoch=100,
+        max_epochs=25,
+        lr=1e-3,
+        lr_step=1000,
+        distance="sqeuclidean",
+        embedding_dim=64,
+        backbone=None,
+        backbone_params=None,
+        rotations=False,
+        augment="auto",
+        batch_size=256,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+    ):
+        self.n_way = n_way
+        self.k_shot = k_shot
+        self.n_query = n_query
+        self.episodes_per_epoch = episodes_per_epoch
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.lr_step = lr_step
+        self.distance = distance
+        self.embedding_dim = embedding_dim
+        self.backbone = backbone
+        self.backbone_params = backbone_params
+        self.rotations = rotations
+        self.augment = augment
+        self.batch_size = batch_size
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+
+    def _build_module(self, backbone, embedding_dim):
+        return PrototypicalNetwork(backbone, get_distance(self.distance, embedding_dim))
+
+    def _set_support(self, z_support, y_support):
+        y = torch.from_numpy(np.asarray(y_support)).to(z_support.device)
+        self.prototypes_ = class_means(z_support, y, len(self.classes_)).cpu().numpy()
+
+    def _support_logits(self, z_query):
+        prototypes = torch.from_numpy(self.prototypes_).to(z_query.device)
+        return self.module_.query_logits(prototypes, z_query)

@@ -1,0 +1,286 @@
+"""Few-shot model selection: class-disjoint splits and episodic scoring.
+
+Few-shot learning is judged on classes never seen in training, so splits
+separate classes, not samples, and a score is the mean query accuracy over
+many N-way K-shot episodes of the held-out classes, reported with its 95%
+confidence interval as the field does (e.g. Snell et al., 2017; Chen et al.,
+2019).
+"""
+
+from dataclasses import dataclass
+from numbers import Integral
+
+import numpy as np
+from sklearn.model_selection import GroupKFold, GroupShuffleSplit
+from sklearn.utils._param_validation import Interval, validate_params
+from sklearn.utils.validation import (
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+)
+
+from .episodes import EpisodeSampler
+
+__all__ = [
+    "ClassKFold",
+    "ClassShuffleSplit",
+    "EpisodeScores",
+    "EpisodicScorer",
+    "evaluate_episodes",
+]
+
+
+def _labels_as_groups(y):
+    if y is None:
+        raise ValueError("A class-disjoint split needs the labels y; got None.")
+    return column_or_1d(y, warn=False)
+
+
+class ClassKFold(GroupKFold):
+    """K-fold cross-validation over classes: no class in both train and test.
+
+    Each fold holds out about ``1 / n_splits`` of the classes of ``y`` with
+    all their samples, so a few-shot estimator meta-trains on some classes
+    and is scored on novel ones. It is :class:`sklearn.model_selection.GroupKFold`
+    with the labels as groups, and works as ``cv=`` in ``GridSearchCV`` and
+    ``cross_validate``.
+
+    Parameters
+    ----------
+    n_splits : int, default=5
+        Number of folds, at least 2 and at most the number of classes.
+    shuffle : bool, default=False
+        Shuffle the classes before assigning them to folds.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the shuffle; only with ``shuffle=True``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmeta.model_selection import ClassKFold
+    >>> y = np.repeat(list("abcd"), 3)
+    >>> train, test = next(ClassKFold(n_splits=2).split(np.zeros(12), y))
+    >>> sorted(set(y[train])), sorted(set(y[test]))
+    (['b', 'c'], ['a', 'd'])
+    """
+
+    def split(self, X, y=None, groups=None):
+        """Yield train and test indices; ``groups`` is ignored, ``y`` required.
+
+        Raises
+        ------
+        ValueError
+            If ``y`` is None or has fewer classes than ``n_splits``.
+        """
+        return super().split(X, y, groups=_labels_as_groups(y))
+
+    def get_n_splits(self, X=None, y=None, groups=None):
+        """Return the number of folds, ``n_splits``."""
+        return self.n_splits
+
+
+class ClassShuffleSplit(GroupShuffleSplit):
+    """Random class-disjoint train/test splits.
+
+    Each split holds out a random ``test_size`` of the classes of ``y`` with
+    all their samples. It is :class:`sklearn.model_selection.GroupShuffleSplit`
+    with the labels as groups, and works as ``cv=`` in ``GridSearchCV`` and
+    ``cross_validate``.
+
+    Parameters
+    ----------
+    n_splits : int, default=5
+        Number of re-shuffling and splitting iterations.
+    test_size : float, int or None, default=None
+        Fraction (float) or number (int) of classes held out; ``None`` means
+        the complement of ``train_size``, or 0.2 if both are ``None``.
+    train_size : float, int or None, default=None
+        Fraction or number of classes to train on; ``None`` means the rest.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the draws.
+    """
+
+    def split(self, X, y=None, groups=None):
+        """Yield train and test indices; ``groups`` is ignored, ``y`` required.
+
+        Raises
+        ------
+        ValueError
+            If ``y`` is None, or the sizes leave no class on a side.
+        """
+        return super().split(X, y, groups=_labels_as_groups(y))
+
+
+@dataclass(frozen=True)
+class EpisodeScores:
+    """Query accuracy over meta-test episodes, with its 95% confidence interval.
+
+    Attributes
+    ----------
+    mean : float
+        Mean accuracy over episodes, in [0, 1].
+    ci95 : float
+        Half-width of the 95% confidence interval of the mean,
+        ``1.96 * std / sqrt(n_episodes)`` (population std of the episode
+        accuracies), the convention of the few-shot literature.
+    accuracies : ndarray of shape (n_episodes,), dtype float64
+        Query accuracy of each episode.
+    n_way, k_shot, n_query : int
+        The episode shape.
+    """
+
+    mean: float
+    ci95: float
+    accuracies: np.ndarray
+    n_way: int
+    k_shot: int
+    n_query: int
+
+    def __str__(self):
+        return (
+            f"{self.n_way}-way {self.k_shot}-shot: {100 * self.mean:.2f} "
+            f"± {100 * self.ci95:.2f} % ({len(self.accuracies)} episodes)"
+        )
+
+
+@validate_params(
+    {
+        "estimator": [object],
+        "X": ["array-like"],
+        "y": ["array-like"],
+        "n_way": [Interval(Integral, 2, None, closed="left")],
+        "k_shot": [Interval(Integral, 1, None, closed="left")],
+        "n_query": [Interval(Integral, 1, None, closed="left")],
+        "n_episodes": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def evaluate_episodes(
+    estimator, X, y, *, n_way=5, k_shot=1, n_query=15, n_episodes=600, random_state=None
+):
+    """Meta-test a fitted few-shot classifier on N-way K-shot episodes.
+
+    Each episode draws ``n_way`` classes of ``y``, ``k_shot`` support and
+    ``n_query`` query samples per class (:class:`skmeta.episodes.EpisodeSampler`);
+    the estimator classifies the queries among the episode's classes given
+    the support set, and the episode's score is its query accuracy. The
+    estimator is not changed. Methods with a fixed embedding embed every
+    sample of X once, not once per episode.
+
+    Parameters
+    ----------
+    estimator : fitted few-shot classifier
+        For instance a fitted :class:`skmeta.PrototypicalClassifier`.
+    X : array-like of shape (n_samples, ...)
+        Samples of the novel classes, of the shape the estimator was fitted on.
+    y : array-like of shape (n_samples,)
+        Their labels.
+    n_way : int, default=5
+        Classes per episode.
+    k_shot : int, default=1
+        Support samples per class.
+    n_query : int, default=15
+        Query samples per class.
+    n_episodes : int, default=600
+        Episodes; the field reports at least 600.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the episodes.
+
+    Returns
+    -------
+    EpisodeScores
+        Mean accuracy, 95% CI half-width and per-episode accuracies.
+
+    Raises
+    ------
+    ValueError
+        If fewer than ``n_way`` classes have ``k_shot + n_query`` samples, if
+        X and y differ in length, or X has another sample shape than in fit.
+    TypeError
+        If ``estimator`` is not a few-shot classifier of skmeta.
+    sklearn.exceptions.NotFittedError
+        If ``estimator`` is not fitted.
+    """
+    if not hasattr(estimator, "_episode_accuracies"):
+        raise TypeError(
+            "estimator must be a few-shot classifier of skmeta (with episodic "
+            f"evaluation); got {type(estimator).__name__}."
+        )
+    check_is_fitted(estimator)
+    X = estimator._validate_X(X, reset=False)
+    y = column_or_1d(y, warn=True)
+    check_consistent_length(X, y)
+    sampler = EpisodeSampler(n_way, k_shot, n_query, n_episodes, random_state)
+    accuracies = estimator._episode_accuracies(X, y, sampler)
+    return EpisodeScores(
+        mean=float(accuracies.mean()),
+        ci95=float(1.96 * accuracies.std() / np.sqrt(len(accuracies))),
+        accuracies=accuracies,
+        n_way=n_way,
+        k_shot=k_shot,
+        n_query=n_query,
+    )
+
+
+class EpisodicScorer:
+    """Scorer for ``GridSearchCV`` and ``cross_validate``: mean episode accuracy.
+
+    ``scorer(estimator, X, y)`` returns the mean query accuracy of
+    :func:`evaluate_episodes` on (X, y), the held-out classes of a
+    class-disjoint split, without changing the estimator. With an int
+    ``random_state`` every candidate is scored on the same episodes.
+
+    Parameters
+    ----------
+    n_way : int, default=5
+        Classes per episode.
+    k_shot : int, default=1
+        Support samples per class.
+    n_query : int, default=15
+        Query samples per class.
+    n_episodes : int, default=100
+        Episodes per call; fewer than for a final report, since model
+        selection only compares candidates.
+    random_state : int, RandomState instance or None, default=0
+        Seeds the episodes.
+
+    Examples
+    --------
+    >>> from sklearn.model_selection import GridSearchCV
+    >>> from skmeta import PrototypicalClassifier
+    >>> from skmeta.model_selection import ClassKFold, EpisodicScorer
+    >>> search = GridSearchCV(
+    ...     PrototypicalClassifier(max_epochs=1),
+    ...     {"embedding_dim": [16, 32]},
+    ...     cv=ClassKFold(n_splits=2),
+    ...     scoring=EpisodicScorer(n_way=2, k_shot=1, n_episodes=20),
+    ... )
+    """
+
+    def __init__(self, n_way=5, k_shot=1, n_query=15, n_episodes=100, random_state=0):
+        self.n_way = n_way
+        self.k_shot = k_shot
+        self.n_query = n_query
+        self.n_episodes = n_episodes
+        self.random_state = random_state
+
+    def __repr__(self):
+        return (
+            f"EpisodicScorer(n_way={self.n_way}, k_shot={self.k_shot}, "
+            f"n_query={self.n_query}, n_episodes={self.n_episodes}, "
+            f"random_state={self.random_state!r})"
+        )
+
+    def __call__(self, estimator, X, y):
+        """Mean accuracy of ``estimator`` over episodes drawn from (X, y)."""
+        return evaluate_episodes(
+            estimator,
+            X,
+            y,
+            n_way=self.n_way,
+            k_shot=self.k_shot,
+            n_query=self.n_query,
+            n_episodes=self.n_episodes,
+            random_state=self.random_state,
+        ).mean
