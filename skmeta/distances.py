@@ -10,6 +10,8 @@ and saves with the network that owns it; the others have no parameters.
 Estimators accept either a name from :data:`DISTANCES` or a module instance.
 """
 
+from numbers import Integral
+
 import torch
 from torch import nn
 
@@ -131,9 +133,9 @@ class Mahalanobis(nn.Module):
         super().__init__()
         rank = dim if rank is None else rank
         for name, value in (("dim", dim), ("rank", rank)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int; got {value!r}.")
-        self.L = nn.Parameter(torch.eye(rank, dim))
+        self.L = nn.Parameter(torch.eye(int(rank), int(dim)))
 
     @property
     def matrix(self):

@@ -135,8 +135,12 @@ class EpisodeSampler:
             raise ValueError(
                 f"n_way={self.n_way} needs {self.n_way} classes with at least "
                 f"k_shot + n_query = {per_class} samples each; y has "
-                f"{eligible.size} such classes (of {counts.size}, the smallest "
-                f"with {counts.min()} samples)."
+                f"{eligible.size} such classes (of {counts.size}"
+                + (
+                    f", the smallest with {counts.min()} samples)."
+                    if counts.size
+                    else ")."
+                )
             )
         order = np.argsort(y_enc, kind="stable")
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])

@@ -1,0 +1,239 @@
+"""Specifications of the image augmentations in skmeta.augmentation."""
+
+import pytest
+import torch
+
+from skmeta.augmentation import RandomAffine, rotations_as_classes
+
+IDENTITY = {"degrees": 0.0, "scale": (1.0, 1.0), "shear": 0.0, "translate": 0.0}
+
+
+def random_images(n=3, c=1, h=6, w=6, seed=0, dtype=torch.float32):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(n, c, h, w, generator=gen, dtype=dtype)
+
+
+def blob(n=1, size=28, radius=4, dtype=torch.float32):
+    """Centred disc of ones on a zero background, repeated n times."""
+    coords = torch.arange(size, dtype=dtype) - (size - 1) / 2
+    disc = (coords[:, None] ** 2 + coords[None, :] ** 2 <= radius**2).to(dtype)
+    return disc.expand(n, 1, size, size).clone()
+
+
+def strokes(n=1, size=28, dtype=torch.float32):
+    """A centred cross of 2-pixel strokes, like an Omniglot character."""
+    image = torch.zeros(size, size, dtype=dtype)
+    mid = size // 2
+    image[mid - 1 : mid + 1, 8:20] = 1
+    image[8:20, mid - 1 : mid + 1] = 1
+    return image.expand(n, 1, size, size).clone()
+
+
+# -- rotations_as_classes ------------------------------------------------------------
+
+
+def test_rotations_quadruple_samples_and_keep_image_shape():
+    X = random_images(n=5, c=2, h=4, w=4)
+    y = torch.tensor([0, 1, 2, 0, 1])
+    X_rot, y_rot = rotations_as_classes(X, y, n_classes=3)
+    assert X_rot.shape == (20, 2, 4, 4)
+    assert y_rot.shape == (20,)
+    assert y_rot.dtype == torch.int64
+    assert X_rot.dtype == X.dtype
+
+
+def test_rotation_r_of_class_c_is_class_c_plus_r_times_n_classes():
+    y = torch.tensor([0, 1, 2, 0, 1])
+    _, y_rot = rotations_as_classes(random_images(n=5), y, n_classes=3)
+    expected = torch.cat([y, y + 3, y + 6, y + 9])
+    assert torch.equal(y_rot, expected)
+
+
+def test_the_first_block_is_the_input_unchanged():
+    X = random_images(n=3)
+    X_rot, y_rot = rotations_as_classes(X, torch.tensor([0, 1, 0]), n_classes=2)
+    assert torch.equal(X_rot[:3], X)
+    assert torch.equal(y_rot[:3], torch.tensor([0, 1, 0]))
+
+
+def test_each_block_r_is_torch_rot90_r_times():
+    X = random_images(n=3, c=2, h=5, w=5)
+    X_rot, _ = rotations_as_classes(X, torch.tensor([0, 1, 2]), n_classes=3)
+    for r in range(4):
+        assert torch.equal(X_rot[3 * r : 3 * (r + 1)], torch.rot90(X, r, dims=(2, 3)))
+
+
+def test_a_quarter_turn_by_hand():
+    # rot90 turns counter-clockwise: the top row [1, 2] becomes the left column.
+    X = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    X_rot, _ = rotations_as_classes(X, torch.tensor([0]), n_classes=1)
+    assert torch.equal(X_rot[1, 0], torch.tensor([[2.0, 4.0], [1.0, 3.0]]))
+    assert torch.equal(X_rot[2, 0], torch.tensor([[4.0, 3.0], [2.0, 1.0]]))
+    assert torch.equal(X_rot[3, 0], torch.tensor([[3.0, 1.0], [4.0, 2.0]]))
+
+
+def test_four_rotations_of_a_class_are_four_distinct_new_classes():
+    n_classes = 5
+    y = torch.arange(n_classes).repeat_interleave(2)
+    _, y_rot = rotations_as_classes(random_images(n=10), y, n_classes=n_classes)
+    # all 4 * n_classes labels are used, and they are all distinct classes
+    assert set(y_rot.tolist()) == set(range(4 * n_classes))
+    for c in range(n_classes):
+        rotated_labels = {int(y_rot[r * 10 + 2 * c]) for r in range(4)}
+        assert len(rotated_labels) == 4
+    # each new class holds exactly the rotations of one original class
+    for label in range(4 * n_classes):
+        assert (y_rot == label).sum() == 2
+
+
+def test_non_square_images_are_a_value_error():
+    X = random_images(n=2, h=4, w=5)
+    with pytest.raises(ValueError, match=r"square images.*4 x 5"):
+        rotations_as_classes(X, torch.tensor([0, 1]), n_classes=2)
+
+
+# -- RandomAffine --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_affine_preserves_shape_and_dtype(dtype):
+    torch.manual_seed(0)
+    x = random_images(n=4, c=3, h=28, w=28, dtype=dtype)
+    out = RandomAffine()(x)
+    assert out.shape == x.shape
+    assert out.dtype == dtype
+    assert torch.isfinite(out).all()
+
+
+def test_affine_preserves_non_square_shape():
+    torch.manual_seed(0)
+    x = random_images(n=2, c=1, h=20, w=32)
+    assert RandomAffine()(x).shape == (2, 1, 20, 32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_affine_without_distortion_is_the_identity(dtype):
+    torch.manual_seed(0)
+    x = random_images(n=3, c=2, h=28, w=28, dtype=dtype)
+    torch.testing.assert_close(RandomAffine(**IDENTITY)(x), x, atol=1e-5, rtol=0)
+
+
+def test_affine_with_defaults_changes_images():
+    torch.manual_seed(0)
+    x = strokes(n=4)
+    out = RandomAffine()(x)
+    assert ((out - x).abs().amax(dim=(1, 2, 3)) > 0.1).all()
+
+
+def test_affine_is_reproducible_under_torch_manual_seed():
+    x = strokes(n=5)
+    torch.manual_seed(123)
+    first = RandomAffine()(x)
+    torch.manual_seed(123)
+    second = RandomAffine()(x)
+    assert torch.equal(first, second)
+    torch.manual_seed(124)
+    third = RandomAffine()(x)
+    assert not torch.equal(first, third)
+
+
+def test_each_image_of_a_batch_gets_its_own_transform():
+    torch.manual_seed(0)
+    out = RandomAffine()(strokes(n=2))
+    assert not torch.allclose(out[0], out[1], atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"degrees": 30.0},
+        {"shear": 20.0},
+        {"translate": 0.2},
+        {"scale": (0.7, 1.3)},
+    ],
+    ids=["rotation", "shear", "translation", "scale"],
+)
+def test_each_distortion_alone_changes_the_image(params):
+    torch.manual_seed(0)
+    x = strokes(n=4)
+    out = RandomAffine(**(IDENTITY | params))(x)
+    change = (out - x).abs().amax(dim=(1, 2, 3))
+    # every image moves; a draw near 0 may move it only a little
+    assert (change > 1e-3).all()
+    assert change.max() > 0.3
+
+
+def test_background_zero_stays_zero_at_the_borders():
+    torch.manual_seed(0)
+    out = RandomAffine()(blob(n=16, size=28, radius=4))
+    border = torch.cat(
+        [out[..., :3, :].flatten(1), out[..., -3:, :].flatten(1)]
+        + [out[..., :, :3].flatten(1), out[..., :, -3:].flatten(1)],
+        dim=1,
+    )
+    assert (border == 0).all()
+    # the blob itself is still there in every image
+    assert (out.amax(dim=(1, 2, 3)) > 0.9).all()
+
+
+def test_mass_is_roughly_preserved_for_a_centred_stroke_image():
+    torch.manual_seed(0)
+    x = strokes(n=32)
+    out = RandomAffine()(x)
+    ratio = out.sum(dim=(1, 2, 3)) / x.sum(dim=(1, 2, 3))
+    # On average the mass is kept within 30% (E[zoom^2] is about 1.01) ...
+    assert 0.7 < ratio.mean() < 1.3
+    # ... and each image's mass changes by its zoom^2, in [0.85^2, 1.15^2] =
+    # [0.72, 1.32], give or take interpolation: a strict 30% per image would
+    # not hold for zooms above sqrt(1.3) = 1.14.
+    assert ((ratio > 0.65) & (ratio < 1.45)).all()
+
+
+def test_rotation_shear_and_shift_preserve_mass_closely():
+    torch.manual_seed(0)
+    x = strokes(n=32)
+    params = IDENTITY | {"degrees": 15.0, "shear": 10.0, "translate": 0.1}
+    out = RandomAffine(**params)(x)
+    ratio = out.sum(dim=(1, 2, 3)) / x.sum(dim=(1, 2, 3))
+    assert ((ratio > 0.85) & (ratio < 1.15)).all()
+
+
+@pytest.mark.parametrize(("zoom", "area"), [(1.25, 1.25**2), (0.8, 0.8**2)])
+def test_zoom_above_one_enlarges_and_below_one_shrinks(zoom, area):
+    torch.manual_seed(0)
+    x = blob(n=2, size=40, radius=6)
+    out = RandomAffine(**(IDENTITY | {"scale": (zoom, zoom)}))(x)
+    ratio = out.sum(dim=(1, 2, 3)) / x.sum(dim=(1, 2, 3))
+    torch.testing.assert_close(ratio, torch.full((2,), area), rtol=0.1, atol=0)
+
+
+def test_a_translation_moves_the_centre_of_mass_by_at_most_translate():
+    torch.manual_seed(0)
+    size, translate = 40, 0.1
+    x = blob(n=64, size=size, radius=4)
+    out = RandomAffine(**(IDENTITY | {"translate": translate}))(x)
+    coords = torch.arange(size, dtype=torch.float32)
+    mass = out.sum(dim=(1, 2, 3))
+    row = (out.sum(dim=(1, 3)) * coords).sum(1) / mass
+    col = (out.sum(dim=(1, 2)) * coords).sum(1) / mass
+    centre = (size - 1) / 2
+    shift = torch.stack([row - centre, col - centre])
+    # up to translate * size = 4 pixels in each direction, and used in full
+    assert shift.abs().max() <= translate * size + 0.5
+    assert shift.abs().max() > translate * size / 2
+
+
+def test_affine_has_no_parameters_and_shows_its_settings():
+    module = RandomAffine(degrees=5.0, scale=(0.9, 1.1), shear=2.0, translate=0.05)
+    assert list(module.parameters()) == []
+    assert repr(module) == (
+        "RandomAffine(degrees=5.0, scale=(0.9, 1.1), shear=2.0, translate=0.05)"
+    )
+
+
+def test_affine_is_differentiable_through_its_input():
+    torch.manual_seed(0)
+    x = strokes(n=2).requires_grad_()
+    RandomAffine()(x).sum().backward()
+    assert x.grad is not None
+    assert torch.isfinite(x.grad).all()

@@ -1,0 +1,345 @@
+"""Specifications of the pairwise distances in skmeta.distances."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from skmeta.distances import (
+    DISTANCES,
+    Cosine,
+    Euclidean,
+    Mahalanobis,
+    Manhattan,
+    SquaredEuclidean,
+    get_distance,
+)
+
+# Factories, so that no test sees a module another test converted or trained.
+ALL = [SquaredEuclidean, Euclidean, Cosine, Manhattan, lambda: Mahalanobis(3)]
+IDS = ["sqeuclidean", "euclidean", "cosine", "manhattan", "mahalanobis"]
+
+# a = [[0, 0], [1, 1]], b = [[3, 4]]: differences (-3, -4) and (-2, -3).
+A = [[0.0, 0.0], [1.0, 1.0]]
+B = [[3.0, 4.0]]
+
+
+def t(rows, dtype=torch.float64):
+    return torch.tensor(rows, dtype=dtype)
+
+
+def random_batch(e=3, n=5, m=4, d=6, seed=0, dtype=torch.float64):
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.randn(e, n, d, generator=gen, dtype=dtype)
+    b = torch.randn(e, m, d, generator=gen, dtype=dtype)
+    return a, b
+
+
+def loop(a, b, fn):
+    """Brute force: fn on every (episode, i, j) pair of rows."""
+    out = torch.empty(a.shape[0], a.shape[1], b.shape[1], dtype=a.dtype)
+    for e in range(a.shape[0]):
+        for i in range(a.shape[1]):
+            for j in range(b.shape[1]):
+                out[e, i, j] = fn(a[e, i], b[e, j])
+    return out
+
+
+# -- values computed by hand ----------------------------------------------------
+
+
+def test_sqeuclidean_by_hand():
+    # 3^2 + 4^2 = 25; 2^2 + 3^2 = 13
+    torch.testing.assert_close(SquaredEuclidean()(t(A), t(B)), t([[25.0], [13.0]]))
+
+
+def test_euclidean_by_hand():
+    expected = t([[5.0], [math.sqrt(13)]])
+    torch.testing.assert_close(Euclidean()(t(A), t(B)), expected)
+
+
+def test_manhattan_by_hand():
+    # |3| + |4| = 7; |2| + |3| = 5
+    torch.testing.assert_close(Manhattan()(t(A), t(B)), t([[7.0], [5.0]]))
+
+
+def test_cosine_by_hand():
+    # [0, 0] has no direction: normalised to 0, so cosine similarity 0, distance 1.
+    # [1, 1] . [3, 4] = 7, |[1, 1]| = sqrt(2), |[3, 4]| = 5.
+    expected = t([[1.0], [1 - 7 / (5 * math.sqrt(2))]])
+    torch.testing.assert_close(Cosine()(t(A), t(B)), expected)
+
+
+def test_cosine_of_parallel_orthogonal_and_opposite_vectors():
+    a = t([[1.0, 0.0]])
+    b = t([[5.0, 0.0], [0.0, 2.0], [-3.0, 0.0]])
+    torch.testing.assert_close(Cosine()(a, b), t([[0.0, 1.0, 2.0]]))
+
+
+def test_cosine_ignores_scale():
+    a, b = random_batch()
+    torch.testing.assert_close(Cosine()(3 * a, 0.5 * b), Cosine()(a, b))
+
+
+def test_manhattan_and_euclidean_differ_on_the_diagonal():
+    a, b = t([[0.0, 0.0]]), t([[1.0, 1.0]])
+    torch.testing.assert_close(Manhattan()(a, b), t([[2.0]]))
+    torch.testing.assert_close(Euclidean()(a, b), t([[math.sqrt(2)]]))
+
+
+# -- brute force on batched episodes ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("distance", "pair"),
+    [
+        (SquaredEuclidean(), lambda x, y: ((x - y) ** 2).sum()),
+        (Euclidean(), lambda x, y: ((x - y) ** 2).sum().sqrt()),
+        (Manhattan(), lambda x, y: (x - y).abs().sum()),
+        (Cosine(), lambda x, y: 1 - x @ y / (x.norm() * y.norm())),
+    ],
+    ids=["sqeuclidean", "euclidean", "manhattan", "cosine"],
+)
+def test_batched_distances_match_explicit_loops(distance, pair):
+    a, b = random_batch(e=3, n=5, m=4, d=6)
+    out = distance(a, b)
+    assert out.shape == (3, 5, 4)
+    torch.testing.assert_close(out, loop(a, b, pair))
+
+
+@pytest.mark.parametrize(
+    ("distance", "p", "power"),
+    [(SquaredEuclidean(), 2, 2), (Euclidean(), 2, 1), (Manhattan(), 1, 1)],
+    ids=["sqeuclidean", "euclidean", "manhattan"],
+)
+def test_batched_distances_match_torch_cdist(distance, p, power):
+    a, b = random_batch(e=4, n=7, m=3, d=5, seed=1)
+    torch.testing.assert_close(distance(a, b), torch.cdist(a, b, p=p) ** power)
+
+
+@pytest.mark.parametrize("make", ALL, ids=IDS)
+def test_output_shape_and_dtype_follow_the_inputs(make):
+    a, b = random_batch(e=2, n=5, m=4, d=3, dtype=torch.float32)
+    distance = make()
+    out = distance(a, b)
+    assert out.shape == (2, 5, 4)
+    assert out.dtype == torch.float32
+    out2d = distance(a[0], b[0])
+    assert out2d.shape == (5, 4)
+    torch.testing.assert_close(out2d, out[0])
+
+
+@pytest.mark.parametrize("make", ALL, ids=IDS)
+def test_distance_is_smallest_for_identical_points(make):
+    a, _ = random_batch(e=1, n=6, m=1, d=3)
+    d = make().double()(a[0], a[0])
+    # the diagonal (a point against itself) is the minimum of each row
+    torch.testing.assert_close(d.diagonal(), d.min(dim=1).values)
+    # Euclidean clamps the squared distance at eps = 1e-12: sqrt(eps) = 1e-6
+    assert (d.diagonal().abs() <= 1e-6 + 1e-12).all()
+
+
+@pytest.mark.parametrize("make", ALL, ids=IDS)
+def test_distance_is_symmetric_and_non_negative(make):
+    a, b = random_batch(e=2, n=4, m=4, d=3)
+    distance = make().double()
+    torch.testing.assert_close(distance(a, b), distance(b, a).transpose(-1, -2))
+    assert (distance(a, b) >= -1e-12).all()
+
+
+def test_sqeuclidean_is_never_negative_for_identical_points():
+    # Large, nearly equal rows: ||a||^2 - 2 a.b + ||b||^2 cancels catastrophically
+    # in float32 and would round below 0 without the clamp.
+    gen = torch.Generator().manual_seed(0)
+    a = 1000 + torch.randn(64, 32, generator=gen)
+    d = SquaredEuclidean()(a, a)
+    assert (d >= 0).all()
+    assert (d.diagonal() == d.diagonal().clamp_min(0)).all()
+    unclamped = (a * a).sum(-1, keepdim=True) - 2 * a @ a.T + (a * a).sum(-1)
+    assert (unclamped.diagonal() < 0).any(), "the input should provoke rounding"
+
+
+def test_euclidean_gradient_is_finite_at_zero_distance():
+    a = t([[1.0, 2.0], [1.0, 2.0]]).requires_grad_()
+    b = t([[1.0, 2.0]]).requires_grad_()
+    d = Euclidean()(a, b)
+    assert (d >= 0).all()
+    d.sum().backward()
+    assert torch.isfinite(a.grad).all()
+    assert torch.isfinite(b.grad).all()
+
+
+def test_euclidean_gradient_is_finite_at_zero_distance_in_float32():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(8, 16, generator=gen).requires_grad_()
+    Euclidean()(a, a.detach().clone()).sum().backward()
+    assert torch.isfinite(a.grad).all()
+
+
+def test_euclidean_gradient_away_from_zero_is_the_unit_difference():
+    a = t([[0.0, 0.0]]).requires_grad_()
+    Euclidean()(a, t([[3.0, 4.0]])).sum().backward()
+    torch.testing.assert_close(a.grad, t([[-0.6, -0.8]]))
+
+
+# -- Mahalanobis ------------------------------------------------------------------
+
+
+def test_mahalanobis_starts_equal_to_sqeuclidean():
+    a, b = random_batch(e=2, n=5, m=4, d=6)
+    maha = Mahalanobis(6).double()
+    torch.testing.assert_close(maha(a, b), SquaredEuclidean()(a, b))
+    torch.testing.assert_close(maha.matrix, torch.eye(6, dtype=torch.float64))
+
+
+def test_mahalanobis_l_has_shape_rank_by_dim_and_is_a_parameter():
+    maha = Mahalanobis(5, rank=2)
+    assert isinstance(maha.L, nn.Parameter)
+    assert maha.L.shape == (2, 5)
+    assert [p for p in maha.parameters()] == [maha.L]
+    torch.testing.assert_close(maha.L.detach(), torch.eye(5)[:2])
+
+
+def perturbed(dim, rank=None, seed=0):
+    maha = Mahalanobis(dim, rank=rank).double()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        maha.L.add_(torch.randn(maha.L.shape, generator=gen, dtype=torch.float64))
+    return maha
+
+
+@pytest.mark.parametrize("rank", [None, 2])
+def test_mahalanobis_matrix_is_symmetric_psd_after_perturbing_l(rank):
+    maha = perturbed(4, rank=rank)
+    m = maha.matrix.detach()
+    assert m.shape == (4, 4)
+    torch.testing.assert_close(m, m.T)
+    assert (torch.linalg.eigvalsh(m) >= -1e-6).all()
+    torch.testing.assert_close(m, maha.L.detach().T @ maha.L.detach())
+
+
+def test_mahalanobis_equals_the_quadratic_form_by_hand():
+    maha = Mahalanobis(2).double()
+    with torch.no_grad():
+        maha.L.copy_(t([[1.0, 2.0], [0.0, 3.0]]))
+    # M = L^T L = [[1, 2], [2, 13]]; a - b = [1, -1]:
+    # (a-b)^T M (a-b) = 1 - 2 - 2 + 13 = 10
+    torch.testing.assert_close(maha.matrix.detach(), t([[1.0, 2.0], [2.0, 13.0]]))
+    torch.testing.assert_close(maha(t([[1.0, 0.0]]), t([[0.0, 1.0]])), t([[10.0]]))
+
+
+@pytest.mark.parametrize("rank", [None, 3])
+def test_mahalanobis_matches_the_quadratic_form_on_batches(rank):
+    maha = perturbed(5, rank=rank, seed=1)
+    a, b = random_batch(e=2, n=4, m=3, d=5, seed=2)
+    m = maha.matrix.detach()
+    expected = loop(a, b, lambda x, y: (x - y) @ m @ (x - y))
+    torch.testing.assert_close(maha(a, b).detach(), expected)
+
+
+def test_mahalanobis_gradient_reaches_l():
+    maha = perturbed(3)
+    a, b = random_batch(e=1, n=4, m=2, d=3)
+    maha(a, b).sum().backward()
+    assert maha.L.grad is not None
+    assert maha.L.grad.shape == (3, 3)
+    assert torch.isfinite(maha.L.grad).all()
+    assert maha.L.grad.abs().sum() > 0
+
+
+def test_mahalanobis_gradient_of_the_quadratic_form():
+    # d/dL (a-b)^T L^T L (a-b) = 2 L (a-b)(a-b)^T
+    maha = perturbed(3, seed=4)
+    a, b = t([[1.0, 2.0, 3.0]]), t([[0.5, -1.0, 2.0]])
+    maha(a, b).sum().backward()
+    diff = (a - b)[0]
+    expected = 2 * maha.L.detach() @ torch.outer(diff, diff)
+    torch.testing.assert_close(maha.L.grad, expected)
+
+
+def test_mahalanobis_with_rank_below_dim_projects_to_rank_dimensions():
+    maha = Mahalanobis(4, rank=2).double()
+    a = t([[1.0, 2.0, 7.0, -3.0]])
+    b = t([[0.0, 0.0, 0.0, 0.0]])
+    # L = first 2 rows of I: only the first 2 coordinates count: 1 + 4 = 5
+    torch.testing.assert_close(maha(a, b), t([[5.0]]))
+    assert torch.linalg.matrix_rank(maha.matrix.detach()) == 2
+
+
+@pytest.mark.parametrize(
+    ("params", "name"),
+    [({"dim": 0}, "dim"), ({"dim": 2.0}, "dim"), ({"dim": 3, "rank": 0}, "rank")],
+)
+def test_mahalanobis_rejects_non_positive_int_sizes(params, name):
+    with pytest.raises(ValueError, match=rf"{name} must be a positive int"):
+        Mahalanobis(**params)
+
+
+# -- get_distance -----------------------------------------------------------------
+
+
+def test_registry_names_every_distance():
+    assert {
+        "sqeuclidean": SquaredEuclidean,
+        "euclidean": Euclidean,
+        "cosine": Cosine,
+        "manhattan": Manhattan,
+        "mahalanobis": Mahalanobis,
+    } == DISTANCES
+
+
+@pytest.mark.parametrize("name", ["sqeuclidean", "euclidean", "cosine", "manhattan"])
+def test_get_distance_builds_each_name(name):
+    distance = get_distance(name)
+    assert type(distance) is DISTANCES[name]
+    assert get_distance(name) is not distance
+
+
+def test_get_distance_mahalanobis_uses_dim():
+    distance = get_distance("mahalanobis", dim=7)
+    assert isinstance(distance, Mahalanobis)
+    assert distance.L.shape == (7, 7)
+
+
+def test_get_distance_passes_a_module_through_unchanged():
+    maha = Mahalanobis(3)
+    assert get_distance(maha) is maha
+    custom = nn.PairwiseDistance()
+    assert get_distance(custom, dim=5) is custom
+
+
+def test_get_distance_unknown_name_lists_the_names():
+    with pytest.raises(ValueError, match=r"Unknown distance 'chebyshev'") as info:
+        get_distance("chebyshev")
+    for name in DISTANCES:
+        assert repr(name) in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [None, 3, SquaredEuclidean, ["cosine"]])
+def test_get_distance_non_string_non_module_is_a_type_error(bad):
+    with pytest.raises(TypeError, match=r"distance must be a name in .*'cosine'"):
+        get_distance(bad)
+
+
+def test_get_distance_mahalanobis_without_dim_is_an_error():
+    with pytest.raises(ValueError, match=r"'mahalanobis' distance needs"):
+        get_distance("mahalanobis")
+
+
+# -- shape errors -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", ALL, ids=IDS)
+def test_mismatched_last_dimensions_are_an_error(make):
+    a = torch.zeros(2, 4, 3)
+    b = torch.zeros(2, 5, 2)
+    with pytest.raises(ValueError, match=r"last dimension.*\(2, 4, 3\).*\(2, 5, 2\)"):
+        make()(a, b)
+
+
+def test_mahalanobis_accepts_numpy_integer_sizes():
+    distance = get_distance("mahalanobis", dim=np.int64(8))
+    assert distance.L.shape == (8, 8)
+    assert Mahalanobis(np.int32(4), rank=np.int64(2)).L.shape == (2, 4)
