@@ -29,6 +29,7 @@ from sklearn.utils.validation import (
 )
 from skorch import NeuralNet
 from skorch.callbacks import LRScheduler, ProgressBar
+from skorch.history import History
 from torch import nn
 from torch.utils.data import IterableDataset
 
@@ -282,13 +283,14 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
         X, y = self._validate_X_y(X, y)
         encoder = LabelEncoder().fit(y)
         y_enc = encoder.transform(y)
-        n_way = self._n_way(len(encoder.classes_))
-        self.device_ = resolve_device(self.device)
         if self.rotations and X.ndim != 4:
             raise ValueError(
                 "rotations=True needs images X of shape (n_samples, channels, "
                 f"height, width); got X of shape {X.shape}."
             )
+        # Rotations make each class four training classes.
+        n_way = self._n_way(len(encoder.classes_) * (4 if self.rotations else 1))
+        self.device_ = resolve_device(self.device)
         sampler = EpisodeSampler(
             n_way,
             self.k_shot,
@@ -305,15 +307,11 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
                 )
             # Fail on too-small classes before building anything.
             sampler._class_table(y_train.cpu().numpy())
-            self.net_ = self._build_net(X.shape[1:])
+            module = self._build_module(*self._build_backbone(X.shape[1:]))
             stream = _EpisodeStream(
                 X_train, y_train, sampler, self._augmentation(X.ndim), self.device_
             )
-            if any(p.requires_grad for p in self.net_.module.parameters()):
-                self.net_.fit(stream, y=None)
-            else:  # A fixed embedding (e.g. nn.Identity) has nothing to learn.
-                self.net_.initialize_module()
-                self.net_.initialize_history()
+            self.module_, self.history_ = self._meta_train(module, stream)
         self.classes_ = encoder.classes_
         self._set_support(self._embed(X), y_enc)
         return self
@@ -339,47 +337,49 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
             return RandomAffine()
         return self.augment
 
-    def _build_net(self, input_shape):
+    def _build_backbone(self, input_shape):
+        """The backbone and the size of its embeddings."""
         backbone = build_backbone(
             self.backbone, input_shape, self.embedding_dim, self.backbone_params
         )
-        with torch.no_grad():  # the embedding size, for distances that need it
+        with torch.no_grad():
             embedding_dim = backbone.eval()(torch.zeros(1, *input_shape)).shape[1]
-        backbone.train()
-        callbacks = [
-            (
-                "lr_scheduler",
-                LRScheduler(
-                    torch.optim.lr_scheduler.StepLR,
-                    step_every="batch",
-                    step_size=self.lr_step or np.iinfo(np.int32).max,
-                    gamma=0.5,
-                ),
-            ),
-            *self._callbacks(self.episodes_per_epoch),
-        ]
-        return NeuralNet(
-            module=self._build_module(backbone, embedding_dim),
+        return backbone.train(), embedding_dim
+
+    def _meta_train(self, module, stream):
+        """Train ``module`` on the episode stream with skorch.
+
+        Returns the trained module and skorch's history. A module with no
+        trainable parameters (e.g. a fixed ``nn.Identity`` embedding) is
+        returned as it is, with an empty history.
+        """
+        if self.max_epochs == 0 or not any(
+            p.requires_grad for p in module.parameters()
+        ):
+            return module.to(self.device_), History()
+        lr_schedule = LRScheduler(
+            torch.optim.lr_scheduler.StepLR,
+            step_every="batch",
+            step_size=self.lr_step or np.iinfo(np.int32).max,
+            gamma=0.5,
+        )
+        net = NeuralNet(
+            module=module,
             criterion=nn.CrossEntropyLoss,
             optimizer=torch.optim.Adam,
             lr=self.lr,
             max_epochs=self.max_epochs,
             batch_size=None,  # every item of the stream is a whole episode
             train_split=None,
-            callbacks=callbacks,
+            callbacks=[
+                ("lr_scheduler", lr_schedule),
+                *self._callbacks(self.episodes_per_epoch),
+            ],
             device=self.device_,
             verbose=int(self.verbose),
         )
-
-    @property
-    def module_(self):
-        """The meta-trained torch module."""
-        return self.net_.module_
-
-    @property
-    def history_(self):
-        """skorch's record of meta-training: loss per episode and epoch."""
-        return self.net_.history
+        net.fit(stream, y=None)
+        return net.module_, net.history_
 
     def adapt(self, X_support, y_support):
         """Take a new support set, for instance of novel classes.

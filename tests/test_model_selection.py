@@ -1,0 +1,193 @@
+"""Specification of class-disjoint splitters and episodic evaluation."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_validate
+
+from skmeta import EpisodeSampler, PrototypicalClassifier
+from skmeta.model_selection import (
+    ClassKFold,
+    ClassShuffleSplit,
+    EpisodicScorer,
+    evaluate_episodes,
+)
+
+
+@pytest.fixture(scope="module")
+def fitted(digits):
+    clf = PrototypicalClassifier(max_epochs=1, episodes_per_epoch=20, random_state=0)
+    return clf.fit(digits.X_base, digits.y_base)
+
+
+def _snapshot(clf):
+    return (
+        clf.classes_.copy(),
+        clf.prototypes_.copy(),
+        {k: v.clone() for k, v in clf.module_.state_dict().items()},
+    )
+
+
+@pytest.mark.parametrize(
+    "splitter",
+    [
+        ClassKFold(n_splits=3),
+        ClassKFold(3, shuffle=True, random_state=0),
+        ClassShuffleSplit(4, test_size=0.3, random_state=0),
+    ],
+)
+def test_no_class_is_in_both_train_and_test(splitter):
+    y = np.repeat([f"class{i}" for i in range(9)], 4)
+    X = np.zeros((len(y), 2))
+    n = 0
+    for train, test in splitter.split(X, y):
+        assert set(y[train]).isdisjoint(y[test])
+        assert len(train) + len(test) == len(y) or isinstance(
+            splitter, ClassShuffleSplit
+        )
+        n += 1
+    assert n == splitter.get_n_splits(X, y)
+
+
+def test_class_k_fold_tests_every_class_exactly_once():
+    y = np.repeat(np.arange(7), 3)
+    tested = np.concatenate([test for _, test in ClassKFold(n_splits=3).split(y, y)])
+    np.testing.assert_array_equal(np.sort(tested), np.arange(len(y)))
+
+
+def test_splitters_need_labels():
+    with pytest.raises(ValueError, match="needs the labels y"):
+        next(ClassKFold().split(np.zeros((4, 1))))
+
+
+def test_class_k_fold_in_cross_validate_holds_out_classes():
+    # An ordinary classifier never predicts the held-out classes, so its
+    # accuracy under a class-disjoint split is 0: the split is by class.
+    rng = np.random.RandomState(0)
+    y = np.repeat(np.arange(6), 10)
+    X = rng.normal(size=(60, 3)) + y[:, None]
+    scores = cross_validate(LogisticRegression(), X, y, cv=ClassKFold(n_splits=3))
+    np.testing.assert_array_equal(scores["test_score"], 0)
+
+
+def test_scores_report_mean_and_95_percent_ci_half_width(fitted, digits):
+    scores = evaluate_episodes(
+        fitted, digits.X_novel, digits.y_novel, n_episodes=50, random_state=0
+    )
+    acc = scores.accuracies
+    assert acc.shape == (50,) and acc.dtype == np.float64
+    assert scores.mean == pytest.approx(acc.mean())
+    assert scores.ci95 == pytest.approx(1.96 * acc.std() / np.sqrt(50))
+    # 15 queries in each of 5 classes: accuracies are multiples of 1/75.
+    np.testing.assert_allclose(acc * 75, np.round(acc * 75), atol=1e-4)
+    assert "5-way 1-shot" in str(scores)
+
+
+def test_evaluation_does_not_change_the_estimator(fitted, digits):
+    before = _snapshot(fitted)
+    evaluate_episodes(
+        fitted, digits.X_novel, digits.y_novel, n_episodes=20, random_state=0
+    )
+    EpisodicScorer(n_episodes=20)(fitted, digits.X_novel, digits.y_novel)
+    after = _snapshot(fitted)
+    np.testing.assert_array_equal(after[0], before[0])
+    np.testing.assert_array_equal(after[1], before[1])
+    for k, v in after[2].items():
+        torch.testing.assert_close(v, before[2][k], rtol=0, atol=0)
+
+
+def test_episode_accuracies_equal_adapting_a_copy_in_every_episode(fitted, digits):
+    # Embedding once must give exactly what the slow route gives: a copy of
+    # the estimator adapted to each episode's support set, then scored on its
+    # queries.
+    scores = evaluate_episodes(
+        fitted,
+        digits.X_novel,
+        digits.y_novel,
+        n_way=3,
+        k_shot=2,
+        n_query=4,
+        n_episodes=15,
+        random_state=7,
+    )
+    sampler = EpisodeSampler(3, 2, 4, 15, random_state=7)
+    slow = []
+    for support, query in sampler.split(y=digits.y_novel):
+        clf = copy.deepcopy(fitted).adapt(
+            digits.X_novel[support], digits.y_novel[support]
+        )
+        slow.append(clf.score(digits.X_novel[query], digits.y_novel[query]))
+    np.testing.assert_allclose(scores.accuracies, slow, atol=1e-6)
+
+
+def test_each_sample_is_embedded_once_per_evaluation(fitted, digits, monkeypatch):
+    embedded = []
+    original = type(fitted.module_).embed
+
+    def counting_embed(module, x):
+        embedded.append(len(x))
+        return original(module, x)
+
+    monkeypatch.setattr(type(fitted.module_), "embed", counting_embed)
+    evaluate_episodes(
+        fitted, digits.X_novel, digits.y_novel, n_episodes=100, random_state=0
+    )
+    assert sum(embedded) == len(digits.X_novel)
+
+
+def test_same_seed_same_episodes(fitted, digits):
+    a = evaluate_episodes(
+        fitted, digits.X_novel, digits.y_novel, n_episodes=30, random_state=3
+    )
+    b = evaluate_episodes(
+        fitted, digits.X_novel, digits.y_novel, n_episodes=30, random_state=3
+    )
+    np.testing.assert_array_equal(a.accuracies, b.accuracies)
+
+
+def test_scorer_returns_the_mean_accuracy(fitted, digits):
+    scorer = EpisodicScorer(n_way=4, k_shot=3, n_query=5, n_episodes=25, random_state=1)
+    expected = evaluate_episodes(
+        fitted,
+        digits.X_novel,
+        digits.y_novel,
+        n_way=4,
+        k_shot=3,
+        n_query=5,
+        n_episodes=25,
+        random_state=1,
+    ).mean
+    assert scorer(fitted, digits.X_novel, digits.y_novel) == expected
+    assert "n_way=4" in repr(scorer)
+
+
+def test_cross_validate_with_class_folds_and_episodic_scorer(digits):
+    result = cross_validate(
+        PrototypicalClassifier(max_epochs=1, episodes_per_epoch=5, random_state=0),
+        digits.X_base,
+        digits.y_base,
+        cv=ClassKFold(n_splits=2),
+        scoring=EpisodicScorer(n_way=2, n_query=5, n_episodes=10),
+        error_score="raise",
+    )
+    assert np.all((result["test_score"] > 0.5) & (result["test_score"] <= 1))
+
+
+def test_errors(fitted, digits):
+    with pytest.raises(
+        TypeError, match="few-shot classifier of skmeta.*LogisticRegression"
+    ):
+        evaluate_episodes(LogisticRegression(), digits.X_novel, digits.y_novel)
+    with pytest.raises(ValueError, match="n_way=6 needs 6 classes"):
+        evaluate_episodes(fitted, digits.X_novel, digits.y_novel, n_way=6)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        evaluate_episodes(fitted, digits.X_novel, digits.y_novel[:-1])
+    with pytest.raises(ValueError, match="'n_episodes' parameter"):
+        evaluate_episodes(fitted, digits.X_novel, digits.y_novel, n_episodes=0)
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        evaluate_episodes(PrototypicalClassifier(), digits.X_novel, digits.y_novel)

@@ -1,0 +1,399 @@
+"""Specification of PrototypicalClassifier (Snell et al., 2017)."""
+
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV
+from sklearn.neighbors import NearestCentroid
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from skorch.callbacks import Callback
+from torch import nn
+
+from skmeta import PrototypicalClassifier
+from skmeta.backbones import MLP, Conv4
+from skmeta.distances import SquaredEuclidean
+from skmeta.fewshot.prototypical import PrototypicalNetwork
+from skmeta.model_selection import ClassKFold, EpisodicScorer
+
+FAST = dict(max_epochs=2, episodes_per_epoch=10, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def fitted(digits):
+    return PrototypicalClassifier(**FAST).fit(digits.X_base, digits.y_base)
+
+
+def _state(clf):
+    return {k: v.clone() for k, v in clf.module_.state_dict().items()}
+
+
+def test_prototypes_are_class_means_of_support_embeddings(fitted, digits):
+    Z = fitted.transform(digits.X_base)
+    means = np.stack([Z[digits.y_base == c].mean(0) for c in fitted.classes_])
+    np.testing.assert_allclose(fitted.prototypes_, means, rtol=1e-5, atol=1e-5)
+
+
+def test_predict_proba_is_softmax_of_negative_squared_distances(fitted, digits):
+    Z = fitted.transform(digits.X_novel[:7])
+    d2 = ((Z[:, None, :] - fitted.prototypes_[None]) ** 2).sum(-1)
+    expected = np.exp(-d2 + d2.min(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    np.testing.assert_allclose(
+        fitted.predict_proba(digits.X_novel[:7]), expected, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        fitted.decision_function(digits.X_novel[:7]), -d2, rtol=1e-4
+    )
+
+
+@pytest.mark.filterwarnings("ignore:self.within_class_std_dev_:UserWarning")
+def test_identity_embedding_agrees_with_nearest_centroid(digits):
+    # A fixed identity embedding has nothing to meta-train; the prototype
+    # rule with squared Euclidean distance is then sklearn's NearestCentroid.
+    clf = PrototypicalClassifier(backbone=nn.Identity(), **FAST).fit(
+        digits.X_base, digits.y_base
+    )
+    clf.adapt(digits.X_novel, digits.y_novel)
+    nc = NearestCentroid().fit(digits.X_novel, digits.y_novel)
+    np.testing.assert_allclose(clf.prototypes_, nc.centroids_, atol=1e-6)
+    np.testing.assert_array_equal(
+        clf.predict(digits.X_novel), nc.predict(digits.X_novel)
+    )
+
+
+def test_identity_embedding_with_manhattan_distance_is_nearest_mean_in_l1(digits):
+    clf = PrototypicalClassifier(backbone=nn.Identity(), distance="manhattan", **FAST)
+    clf.fit(digits.X_base, digits.y_base).adapt(digits.X_novel, digits.y_novel)
+    means = np.stack(
+        [digits.X_novel[digits.y_novel == c].mean(0) for c in clf.classes_]
+    )
+    l1 = np.abs(digits.X_novel[:, None] - means[None]).sum(-1)
+    np.testing.assert_array_equal(
+        clf.predict(digits.X_novel), clf.classes_[l1.argmin(1)]
+    )
+
+
+def test_adapt_sets_novel_classes_without_changing_weights(digits):
+    clf = PrototypicalClassifier(**FAST).fit(digits.X_base, digits.y_base)
+    before = _state(clf)
+    clf.adapt(digits.X_novel[::5], digits.y_novel[::5])
+    np.testing.assert_array_equal(clf.classes_, np.unique(digits.y_novel))
+    assert set(clf.predict(digits.X_novel)) <= set(digits.y_novel)
+    for k, v in clf.module_.state_dict().items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+
+
+def test_meta_training_improves_novel_class_episodes_on_omniglot(omniglot_data_home):
+    from skmeta.datasets import load_omniglot_minimal
+    from skmeta.model_selection import evaluate_episodes
+
+    data = load_omniglot_minimal(data_home=omniglot_data_home)
+
+    def accuracy(max_epochs):
+        clf = PrototypicalClassifier(
+            n_way=20, max_epochs=max_epochs, episodes_per_epoch=15, random_state=0
+        ).fit(data.X_base, data.y_base)
+        scores = evaluate_episodes(
+            clf, data.X_novel, data.y_novel, n_episodes=200, random_state=0
+        )
+        return scores.mean
+
+    assert accuracy(1) > accuracy(0) + 0.05
+
+
+def test_meta_training_fits_held_out_samples_of_the_base_classes(digits):
+    train, held_out = slice(0, None, 2), slice(1, None, 2)
+
+    def accuracy(max_epochs):
+        clf = PrototypicalClassifier(
+            max_epochs=max_epochs, episodes_per_epoch=20, random_state=0
+        )
+        clf.fit(digits.X_base[train], digits.y_base[train])
+        return clf.score(digits.X_base[held_out], digits.y_base[held_out])
+
+    assert accuracy(2) > max(accuracy(0) + 0.02, 0.95)
+
+
+def test_training_data_is_the_default_support_set(fitted, digits):
+    assert fitted.score(digits.X_base, digits.y_base) > 0.9
+
+
+def test_string_labels_are_kept(digits):
+    y = np.array(["zero", "one", "two", "three", "four"])[digits.y_base]
+    clf = PrototypicalClassifier(**FAST).fit(digits.X_base, y)
+    assert set(clf.predict(digits.X_base[:20])) <= set(y)
+    np.testing.assert_array_equal(clf.classes_, np.unique(y))
+
+
+def test_same_seed_same_model_and_different_seed_different_model(digits):
+    a = PrototypicalClassifier(**FAST).fit(digits.X_base, digits.y_base)
+    b = PrototypicalClassifier(**FAST).fit(digits.X_base, digits.y_base)
+    c = PrototypicalClassifier(**{**FAST, "random_state": 1}).fit(
+        digits.X_base, digits.y_base
+    )
+    np.testing.assert_array_equal(
+        a.transform(digits.X_novel), b.transform(digits.X_novel)
+    )
+    assert not np.allclose(a.transform(digits.X_novel), c.transform(digits.X_novel))
+
+
+def test_fit_leaves_torch_global_rng_alone(digits):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    PrototypicalClassifier(**FAST).fit(digits.X_base, digits.y_base)
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_transform_returns_float32_embeddings(fitted, digits):
+    Z = fitted.transform(digits.X_novel)
+    assert Z.shape == (len(digits.X_novel), 64)
+    assert Z.dtype == np.float32
+
+
+def test_embedding_dim_sets_the_mlp_output(digits):
+    clf = PrototypicalClassifier(embedding_dim=7, **FAST).fit(
+        digits.X_base, digits.y_base
+    )
+    assert clf.transform(digits.X_base[:3]).shape == (3, 7)
+    assert isinstance(clf.module_.backbone, MLP)
+
+
+def test_history_records_every_episode_and_learning_rate_halves(digits):
+    clf = PrototypicalClassifier(max_epochs=2, episodes_per_epoch=3, lr=1e-2, lr_step=2)
+    clf.fit(digits.X_base, digits.y_base)
+    assert len(clf.history_) == 2
+    assert [len(epoch["batches"]) for epoch in clf.history_] == [3, 3]
+    # Halved after every second episode; skorch records the rate in use.
+    lrs = [lr for epoch in clf.history_[:, "batches", :, "event_lr"] for lr in epoch]
+    assert lrs == pytest.approx([1e-2, 1e-2, 5e-3, 5e-3, 2.5e-3, 2.5e-3])
+
+
+def test_max_epochs_zero_keeps_initial_weights(digits):
+    clf = PrototypicalClassifier(max_epochs=0, random_state=0).fit(
+        digits.X_base, digits.y_base
+    )
+    assert len(clf.history_) == 0
+    assert clf.predict(digits.X_base[:5]).shape == (5,)
+
+
+def test_user_callbacks_see_every_episode(digits):
+    class CountEpisodes(Callback):
+        def initialize(self):
+            self.n = 0
+            return self
+
+        def on_batch_end(self, net, **kwargs):
+            self.n += 1
+
+    counter = CountEpisodes()
+    PrototypicalClassifier(callbacks=[counter], **FAST).fit(
+        digits.X_base, digits.y_base
+    )
+    assert counter.n == 20
+
+
+def test_verbose_shows_a_progress_bar(digits, capsys):
+    PrototypicalClassifier(verbose=1, **FAST).fit(digits.X_base, digits.y_base)
+    captured = capsys.readouterr()
+    assert "10/10" in captured.err + captured.out
+
+
+def test_images_get_conv4_and_rotations_make_four_times_the_classes(tiny_images):
+    X, y = tiny_images
+    seen = []
+
+    class RecordWidth(Callback):
+        def on_batch_begin(self, net, batch=None, **kwargs):
+            seen.append(len(batch[1]))
+
+    clf = PrototypicalClassifier(
+        n_query=2,
+        rotations=True,
+        max_epochs=1,
+        episodes_per_epoch=2,
+        callbacks=[RecordWidth()],
+        random_state=0,
+    ).fit(X, y)
+    assert isinstance(clf.module_.backbone, Conv4)
+    assert seen == [16 * 2, 16 * 2]  # n_way = all 16 rotated classes, 2 queries each
+    assert clf.transform(X).shape == (40, 64)
+    np.testing.assert_array_equal(clf.classes_, np.arange(4))
+
+
+def test_pickle_and_joblib_round_trips_keep_predictions(fitted, digits, tmp_path):
+    expected = fitted.predict_proba(digits.X_novel)
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(restored.predict_proba(digits.X_novel), expected)
+    joblib.dump(fitted, tmp_path / "model.joblib")
+    restored = joblib.load(tmp_path / "model.joblib")
+    np.testing.assert_array_equal(restored.predict_proba(digits.X_novel), expected)
+    restored.adapt(digits.X_novel[::3], digits.y_novel[::3])
+    assert restored.score(digits.X_novel, digits.y_novel) > 0.5
+
+
+def test_clone_gives_the_same_unfitted_parameters(fitted):
+    twin = clone(fitted)
+    assert twin.get_params() == fitted.get_params()
+    assert not hasattr(twin, "module_")
+
+
+def test_custom_backbone_class_and_instance(digits):
+    class Linear(nn.Module):
+        def __init__(self, in_features, out_features):
+            super().__init__()
+            self.linear = nn.Linear(in_features, out_features)
+
+        def forward(self, x):
+            return self.linear(x)
+
+    clf = PrototypicalClassifier(backbone=Linear, embedding_dim=5, **FAST)
+    assert clf.fit(digits.X_base, digits.y_base).transform(digits.X_base).shape[1] == 5
+    instance = nn.Sequential(nn.Linear(64, 9), nn.Tanh())
+    clf = PrototypicalClassifier(backbone=instance, **FAST).fit(
+        digits.X_base, digits.y_base
+    )
+    assert clf.transform(digits.X_base).shape[1] == 9
+    assert (
+        clf.module_.backbone is not instance
+    )  # the user's module is not trained in place
+
+
+def test_mahalanobis_distance_is_learned_with_the_backbone(digits):
+    clf = PrototypicalClassifier(distance="mahalanobis", embedding_dim=8, **FAST)
+    clf.fit(digits.X_base, digits.y_base)
+    L = clf.module_.distance.L.detach()
+    assert L.shape == (8, 8)
+    assert not torch.allclose(L, torch.eye(8))
+
+
+def test_pipeline_with_scaler(digits):
+    pipe = make_pipeline(StandardScaler(), PrototypicalClassifier(**FAST))
+    pipe.fit(digits.X_base, digits.y_base)
+    assert pipe.score(digits.X_base, digits.y_base) > 0.9
+    assert pipe.transform(digits.X_novel).shape == (len(digits.X_novel), 64)
+
+
+def test_grid_search_over_embedding_dim_and_n_way(digits):
+    # Base digits 0-4 split by class in two folds: 3 and 2 training classes.
+    search = GridSearchCV(
+        PrototypicalClassifier(max_epochs=1, episodes_per_epoch=10, random_state=0),
+        {"embedding_dim": [8, 16], "n_way": [2]},
+        cv=ClassKFold(n_splits=2),
+        scoring=EpisodicScorer(n_way=2, k_shot=1, n_query=5, n_episodes=20),
+        error_score="raise",
+    )
+    search.fit(digits.X_base, digits.y_base)
+    assert search.best_params_["embedding_dim"] in (8, 16)
+    assert np.all(
+        (search.cv_results_["mean_test_score"] >= 0)
+        & (search.cv_results_["mean_test_score"] <= 1)
+    )
+
+
+# Errors: each names the parameter, what was expected and what was given.
+
+
+def test_unfitted_use_raises_not_fitted():
+    clf = PrototypicalClassifier()
+    for method in ("predict", "predict_proba", "decision_function", "transform"):
+        with pytest.raises(NotFittedError):
+            getattr(clf, method)(np.zeros((2, 64)))
+    with pytest.raises(NotFittedError):
+        clf.adapt(np.zeros((2, 64)), [0, 1])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_or_inf_in_X(digits, bad):
+    X = digits.X_base.copy()
+    X[3, 5] = bad
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        PrototypicalClassifier(**FAST).fit(X, digits.y_base)
+
+
+def test_three_dimensional_X(digits):
+    with pytest.raises(ValueError, match=r"2-D \(n_samples, n_features\) or 4-D"):
+        PrototypicalClassifier(**FAST).fit(
+            digits.X_base.reshape(-1, 8, 8), digits.y_base
+        )
+
+
+def test_fewer_classes_than_n_way(digits):
+    with pytest.raises(ValueError, match="n_way=6 is more than the 5 classes"):
+        PrototypicalClassifier(n_way=6, **FAST).fit(digits.X_base, digits.y_base)
+
+
+def test_class_with_fewer_than_k_shot_plus_n_query_samples(digits):
+    keep = np.r_[
+        np.flatnonzero(digits.y_base != 4), np.flatnonzero(digits.y_base == 4)[:3]
+    ]
+    with pytest.raises(ValueError, match=r"k_shot \+ n_query = 6 samples"):
+        PrototypicalClassifier(n_way=5, **FAST).fit(
+            digits.X_base[keep], digits.y_base[keep]
+        )
+
+
+def test_adapt_with_another_feature_shape(fitted, digits):
+    with pytest.raises(ValueError, match="features"):
+        fitted.adapt(digits.X_novel[:, :10], digits.y_novel)
+
+
+def test_adapt_with_mismatched_lengths(fitted, digits):
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        fitted.adapt(digits.X_novel[:10], digits.y_novel[:9])
+
+
+def test_predict_on_images_of_another_size(tiny_images):
+    X, y = tiny_images
+    clf = PrototypicalClassifier(n_query=2, max_epochs=1, episodes_per_epoch=1).fit(
+        X, y
+    )
+    with pytest.raises(
+        ValueError, match=r"samples of shape \(1, 32, 32\).*\(1, 28, 28\)"
+    ):
+        clf.predict(np.zeros((2, 1, 32, 32), np.float32))
+
+
+def test_unknown_distance(digits):
+    with pytest.raises(ValueError, match="'distance' parameter.*Got 'hamming'"):
+        PrototypicalClassifier(distance="hamming").fit(digits.X_base, digits.y_base)
+
+
+def test_unknown_backbone(digits):
+    with pytest.raises(ValueError, match="'backbone' parameter"):
+        PrototypicalClassifier(backbone="resnet").fit(digits.X_base, digits.y_base)
+
+
+def test_rotations_need_images(digits):
+    with pytest.raises(ValueError, match="rotations=True needs images"):
+        PrototypicalClassifier(rotations=True, **FAST).fit(digits.X_base, digits.y_base)
+
+
+def test_affine_augmentation_needs_images(digits):
+    with pytest.raises(ValueError, match="augment='affine' needs images"):
+        PrototypicalClassifier(augment="affine", **FAST).fit(
+            digits.X_base, digits.y_base
+        )
+
+
+def test_cuda_without_cuda_is_a_clear_error(digits):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ValueError, match="device='cuda' but CUDA is not available"):
+        PrototypicalClassifier(device="cuda", **FAST).fit(digits.X_base, digits.y_base)
+
+
+def test_prototypical_network_forward_hides_query_labels():
+    # The module sees -1 for query rows: changing the true query classes
+    # cannot change its logits.
+    net = PrototypicalNetwork(nn.Identity(), SquaredEuclidean())
+    x = torch.tensor([[0.0, 0.0], [4.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
+    y = torch.tensor([0, 1, -1, -1])
+    logits = net(x, y)
+    torch.testing.assert_close(logits, -torch.tensor([[1.0, 9.0], [9.0, 1.0]]))
