@@ -235,7 +235,8 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
     a module with ``embed(x)``, ``encode_support(z_support, y_support)`` and
     ``query_logits(support_state, z_query)``; its ``forward(x, y)`` takes an
     episode as :class:`_EpisodeStream` yields it and returns query logits of
-    shape ``(n_query_rows, n_way)``, trained with cross-entropy.
+    shape ``(n_query_rows, n_way)``, trained with ``_criterion``
+    (cross-entropy unless a subclass sets another).
     """
 
     _parameter_constraints: dict = {
@@ -248,6 +249,9 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
         "rotations": ["boolean"],
         "augment": [StrOptions({"auto", "affine"}), callable, None],
     }
+
+    #: Loss of the query logits against the query labels, a module class.
+    _criterion = nn.CrossEntropyLoss
 
     #: Episode width used when ``n_way=None``: the 60-way training episodes of
     #: Snell et al. (2017) on Omniglot, or all classes when there are fewer.
@@ -365,7 +369,7 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
         )
         net = NeuralNet(
             module=module,
-            criterion=nn.CrossEntropyLoss,
+            criterion=self._criterion,
             optimizer=torch.optim.Adam,
             lr=self.lr,
             max_epochs=self.max_epochs,
