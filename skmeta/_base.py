@@ -37,7 +37,7 @@ from .augmentation import RandomAffine, rotations_as_classes
 from .backbones import BACKBONES, build_backbone
 from .episodes import EpisodeSampler
 
-__all__ = ["EpisodicClassifier", "TorchEstimator", "resolve_device"]
+__all__ = ["EpisodicClassifier", "TorchEstimator", "eval_mode", "resolve_device"]
 
 
 def resolve_device(device):
@@ -76,6 +76,21 @@ def seeded(seed, device):
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         yield
+
+
+@contextlib.contextmanager
+def eval_mode(module):
+    """Run the block with ``module`` in eval mode, then restore its mode.
+
+    Batch norm then uses its running statistics and dropout is off, so a
+    prediction does not depend on what else is in the batch.
+    """
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
 
 
 class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -151,14 +166,9 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         module = self.module_
         device = next(module.parameters(), torch.empty(0, device=self.device_)).device
-        was_training = module.training
-        module.eval()
-        try:
-            with torch.inference_mode():
-                chunks = torch.from_numpy(X).split(self.batch_size)
-                return torch.cat([module.embed(c.to(device)) for c in chunks])
-        finally:
-            module.train(was_training)
+        with eval_mode(module), torch.inference_mode():
+            chunks = torch.from_numpy(X).split(self.batch_size)
+            return torch.cat([module.embed(c.to(device)) for c in chunks])
 
     def transform(self, X):
         """Embed X with the meta-trained backbone.
@@ -189,6 +199,7 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         tags.input_tags.three_d_array = False
         tags.non_deterministic = self.device != "cpu"
         tags.transformer_tags.preserves_dtype = ["float32"]
+        tags.target_tags.required = True  # every estimator here learns from labels
         return tags
 
 
@@ -424,7 +435,7 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
         """Query logits (n_samples, n_classes) of X against the support set."""
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        with torch.inference_mode():
+        with eval_mode(self.module_), torch.inference_mode():
             return self._support_logits(self._embed(X)).cpu().numpy()
 
     def decision_function(self, X):
@@ -494,7 +505,7 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
         classes = torch.arange(sampler.n_way, device=z.device)
         y_s, y_q = classes.repeat_interleave(k), classes.repeat_interleave(q)
         module, accuracies = self.module_, []
-        with torch.inference_mode():
+        with eval_mode(module), torch.inference_mode():
             for support, query in sampler.split(y=y):
                 state = module.encode_support(z[support], y_s)
                 hits = module.query_logits(state, z[query]).argmax(1) == y_q

@@ -1,5 +1,7 @@
 """Prototypical Networks (Snell, Swersky & Zemel, 2017)."""
 
+import copy
+
 import numpy as np
 import torch
 from sklearn.utils._param_validation import StrOptions
@@ -151,12 +153,11 @@ class PrototypicalClassifier(EpisodicClassifier):
         Labels of the current support set (of ``fit``, or of ``adapt``).
     prototypes_ : ndarray of shape (n_classes, embedding_dim), dtype float32
         The prototype of each class in ``classes_``.
-    net_ : skorch.NeuralNet
-        The net that meta-trained the module.
     module_ : PrototypicalNetwork
-        The meta-trained module.
+        The meta-trained module, on ``device_``.
     history_ : skorch.History
-        Loss of every training episode and epoch.
+        skorch's record of meta-training: loss and learning rate of every
+        episode (``history_[:, "batches", :, "train_loss"]``), epoch times.
     n_features_in_ : int
         Features (tabular) or channels (images) of X in ``fit``.
     input_shape_ : tuple of int
@@ -232,7 +233,9 @@ class PrototypicalClassifier(EpisodicClassifier):
         self.callbacks = callbacks
 
     def _build_module(self, backbone, embedding_dim):
-        return PrototypicalNetwork(backbone, get_distance(self.distance, embedding_dim))
+        # A distance module is copied: fitting must not train the caller's.
+        distance = get_distance(copy.deepcopy(self.distance), embedding_dim)
+        return PrototypicalNetwork(backbone, distance)
 
     def _set_support(self, z_support, y_support):
         y = torch.from_numpy(np.asarray(y_support)).to(z_support.device)
