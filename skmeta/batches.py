@@ -1,0 +1,211 @@
+"""P x K batches: the unit of training for deep metric learning.
+
+Pair and triplet losses learn only from batches that hold several samples of
+the same class. :class:`ClassBalancedBatchSampler` draws each batch as ``P``
+classes times ``K`` samples of each (Hermans, Beyer & Leibe, 2017), so every
+sample of a batch has ``K - 1`` positives and ``(P - 1) K`` negatives. Like
+:class:`skmeta.episodes.EpisodeSampler` it yields index arrays into ``y``, as a
+scikit-learn splitter does, so it serves any data container.
+"""
+
+from numbers import Integral
+
+import numpy as np
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+from sklearn.utils.validation import column_or_1d
+
+__all__ = ["ClassBalancedBatchSampler"]
+
+
+class ClassBalancedBatchSampler:
+    """Draw batches of P classes x K samples per class from a label array.
+
+    Each batch picks ``n_classes_per_batch`` (P) distinct classes uniformly
+    among the eligible classes, whatever their sizes, then ``n_samples_per_class``
+    (K) distinct samples of each class uniformly without replacement. A batch
+    is class-major: ``batch.reshape(P, K)`` holds one class per row. Batches
+    are drawn independently, so a sample may appear in several batches of one
+    :meth:`split`.
+
+    Parameters
+    ----------
+    n_classes_per_batch : int, default=8
+        Classes per batch (P), at least 1.
+    n_samples_per_class : int, default=4
+        Samples per class in a batch (K), at least 1; K >= 2 gives every
+        sample a positive.
+    n_batches : int, default=100
+        Batches yielded by one call to :meth:`split`.
+    small_classes : {"raise", "skip", "replace"}, default="raise"
+        What to do with a class that has fewer than K samples:
+
+        - ``"raise"``: raise a ``ValueError`` naming the class;
+        - ``"skip"``: never draw it (its samples are not used);
+        - ``"replace"``: draw it like the others, taking each of its samples
+          once and filling the rest of its K slots with random repeats of
+          them (a batch then holds duplicate indices).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the draws. With an int, every call to :meth:`split` yields the
+        same batches; with a ``RandomState`` it goes on from its state.
+
+    See Also
+    --------
+    skmeta.episodes.EpisodeSampler : N-way K-shot episodes for meta-learning.
+    skmeta.TripletEmbedder : Trains on these batches.
+
+    References
+    ----------
+    .. [1] A. Hermans, L. Beyer, B. Leibe. "In Defense of the Triplet Loss for
+       Person Re-Identification". arXiv:1703.07737, 2017 (the P x K batch).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmeta.batches import ClassBalancedBatchSampler
+    >>> y = np.repeat(["cat", "dog", "emu"], 4)
+    >>> sampler = ClassBalancedBatchSampler(n_classes_per_batch=2,
+    ...                                     n_samples_per_class=3,
+    ...                                     n_batches=1, random_state=0)
+    >>> batch = next(sampler.split(y=y))
+    >>> y[batch].reshape(2, 3)[:, 0] == y[batch].reshape(2, 3)[:, 2]
+    array([ True,  True])
+    """
+
+    @validate_params(
+        {
+            "n_classes_per_batch": [Interval(Integral, 1, None, closed="left")],
+            "n_samples_per_class": [Interval(Integral, 1, None, closed="left")],
+            "n_batches": [Interval(Integral, 1, None, closed="left")],
+            "small_classes": [StrOptions({"raise", "skip", "replace"})],
+            "random_state": ["random_state"],
+        },
+        prefer_skip_nested_validation=True,
+    )
+    def __init__(
+        self,
+        n_classes_per_batch=8,
+        n_samples_per_class=4,
+        n_batches=100,
+        small_classes="raise",
+        random_state=None,
+    ):
+        self.n_classes_per_batch = n_classes_per_batch
+        self.n_samples_per_class = n_samples_per_class
+        self.n_batches = n_batches
+        self.small_classes = small_classes
+        self.random_state = random_state
+
+    def __repr__(self):
+        return (
+            f"{type(self).__name__}(n_classes_per_batch={self.n_classes_per_batch}, "
+            f"n_samples_per_class={self.n_samples_per_class}, "
+            f"n_batches={self.n_batches}, small_classes={self.small_classes!r}, "
+            f"random_state={self.random_state!r})"
+        )
+
+    @property
+    def batch_size(self):
+        """Samples per batch, ``P * K``."""
+        return self.n_classes_per_batch * self.n_samples_per_class
+
+    def get_n_splits(self, X=None, y=None, groups=None):
+        """Return the number of batches one :meth:`split` call yields."""
+        return self.n_batches
+
+    def split(self, X=None, y=None, groups=None):
+        """Yield the indices of each batch.
+
+        Parameters
+        ----------
+        X : object, default=None
+            Ignored; present for the scikit-learn splitter API.
+        y : array-like of shape (n_samples,)
+            Class labels, of any hashable type.
+        groups : object, default=None
+            Ignored.
+
+        Yields
+        ------
+        batch : ndarray of shape (n_classes_per_batch * n_samples_per_class,), \
+dtype int64
+            Indices into ``y``, class-major: ``batch.reshape(P, K)`` holds the
+            K samples of one class per row.
+
+        Raises
+        ------
+        ValueError
+            If ``y`` is missing or not 1-D; with ``small_classes="raise"``, if
+            a class has fewer than K samples; if fewer than P classes can be
+            drawn (classes with at least K samples, or all classes with
+            ``small_classes="replace"``).
+        """
+        if y is None:
+            raise ValueError(
+                "ClassBalancedBatchSampler.split needs the labels y; got None."
+            )
+        table, counts = self._class_table(column_or_1d(y, warn=False))
+        rng = check_random_state(self.random_state)
+        for _ in range(self.n_batches):
+            yield self._draw(table, counts, rng)
+
+    def _class_table(self, y):
+        """Indices of each drawable class as rows of a -1-padded matrix.
+
+        Returns the table, of shape (n_drawable, max(largest class, K)), and
+        the number of samples of each of its rows.
+        """
+        classes, y_enc, counts = np.unique(y, return_inverse=True, return_counts=True)
+        P, K = self.n_classes_per_batch, self.n_samples_per_class
+        small = counts < K
+        if self.small_classes == "raise" and small.any():
+            shown = ", ".join(
+                f"class {classes[c].item()!r} has {counts[c]}"
+                for c in np.flatnonzero(small)[:5]
+            )
+            raise ValueError(
+                f"n_samples_per_class={K} needs every class of y to have at least "
+                f"{K} samples; {small.sum()} of {classes.size} classes have fewer "
+                f"({shown}{', ...' if small.sum() > 5 else ''}). Lower "
+                "n_samples_per_class, or set small_classes='skip' to leave those "
+                "classes out of the batches or 'replace' to draw them with "
+                "replacement."
+            )
+        if self.small_classes == "skip":
+            drawable = np.flatnonzero(~small)
+        else:
+            drawable = np.arange(classes.size)
+        if drawable.size < P:
+            needed = (
+                "classes"
+                if self.small_classes == "replace"
+                else f"classes with at least n_samples_per_class={K} samples each"
+            )
+            raise ValueError(
+                f"n_classes_per_batch={P} needs {P} {needed}; y has {drawable.size} "
+                f"such classes (of {classes.size})."
+            )
+        order = np.argsort(y_enc.reshape(-1), kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        width = max(int(counts[drawable].max()), K)
+        table = np.full((drawable.size, width), -1, dtype=np.int64)
+        for row, c in enumerate(drawable):
+            table[row, : counts[c]] = order[starts[c] : starts[c] + counts[c]]
+        return table, counts[drawable]
+
+    def _draw(self, table, counts, rng):
+        """One batch from the class table, vectorised over classes."""
+        rows = rng.choice(len(table), size=self.n_classes_per_batch, replace=False)
+        chosen, sizes = table[rows], counts[rows]
+        # Random keys, padding last: each row's argsort is a uniform random
+        # order of its samples, so its first K columns are a draw without
+        # replacement.
+        keys = rng.random(chosen.shape)
+        keys[chosen < 0] = np.inf
+        shuffled = np.take_along_axis(chosen, np.argsort(keys, axis=1), axis=1)
+        batch = shuffled[:, : self.n_samples_per_class].copy()
+        short = batch < 0  # only with small_classes="replace"
+        if short.any():
+            r = np.nonzero(short)[0]
+            batch[short] = shuffled[r, (rng.random(r.size) * sizes[r]).astype(int)]
+        return batch.ravel()

@@ -1,0 +1,23 @@
+"""Deep metric learning embedders: scikit-learn transformers.
+
+Each embedder trains a backbone with one metric learning loss on P x K batches
+(:class:`skmeta.batches.ClassBalancedBatchSampler`) and ``transform`` returns
+the embeddings, float32 of shape ``(n_samples, embedding_dim)``, for any
+downstream model.
+"""
+
+from ._base import MetricEmbedder, MetricNetwork
+from .contrastive import ContrastiveEmbedder
+from .margin_softmax import ArcFaceEmbedder, CosFaceEmbedder
+from .npair import NPairEmbedder
+from .triplet import TripletEmbedder
+
+__all__ = [
+    "ArcFaceEmbedder",
+    "ContrastiveEmbedder",
+    "CosFaceEmbedder",
+    "MetricEmbedder",
+    "MetricNetwork",
+    "NPairEmbedder",
+    "TripletEmbedder",
+]

@@ -1,0 +1,114 @@
+"""NPairEmbedder: the multi-class N-pair loss."""
+
+from numbers import Real
+
+from sklearn.utils._param_validation import Interval
+
+from ..losses import NPairLoss
+from ._base import MetricEmbedder, _fill_doc
+
+__all__ = ["NPairEmbedder"]
+
+
+@_fill_doc()
+class NPairEmbedder(MetricEmbedder):
+    r"""Embedding trained with the multi-class N-pair loss, as a transformer.
+
+    From each P x K batch, one (anchor, positive) pair per class,
+    :math:`(f_i, f_i^+)` for :math:`i = 1..N` (here :math:`N = P`), and the
+    loss is a softmax over similarities, each anchor against all positives:
+
+    .. math::
+
+        L = \frac{1}{N} \sum_{i=1}^{N}
+            -\log \frac{\exp(f_i^\top f_i^+)}{\sum_{j=1}^{N} \exp(f_i^\top f_j^+)}
+            + \lambda \frac{1}{2N} \sum_{i=1}^{N}
+            \bigl(\|f_i\|^2 + \|f_i^+\|^2\bigr)
+
+    (Sohn, 2016): every anchor is pushed from all ``N - 1`` other classes at
+    once, instead of from one negative as in a triplet. Similarity is the dot
+    product, so the embeddings' norm acts as an inverse temperature; the
+    :math:`\lambda` term bounds it. There is no margin. :meth:`transform`
+    returns the embeddings, float32 of shape ``(n_samples, embedding_dim)``;
+    compare them with the dot product or, after normalising, with Euclidean
+    or cosine distance. See :class:`skmeta.losses.NPairLoss` for which pairs
+    are used.
+
+    Parameters
+    ----------
+    l2_reg : float, default=0.002
+        The norm penalty :math:`\lambda`, >= 0 (Sohn uses 0.002).
+    normalize : bool, default=False
+        L2-normalise embeddings, in training and in :meth:`transform`. The
+        N-pair loss is meant for unnormalised embeddings: on the unit sphere
+        the logits lie in [-1, 1] and the softmax stays nearly flat.
+    {shared_parameters}
+
+    Attributes
+    ----------
+    {shared_attributes}
+
+    See Also
+    --------
+    TripletEmbedder : One negative per anchor, with a margin.
+
+    References
+    ----------
+    .. [1] K. Sohn. "Improved Deep Metric Learning with Multi-class N-pair
+       Loss Objective". NeurIPS 2016.
+
+    Examples
+    --------
+    >>> from skmeta import NPairEmbedder
+    >>> from skmeta.datasets import load_digits_fewshot
+    >>> data = load_digits_fewshot()
+    >>> embedder = NPairEmbedder(embedding_dim=8, max_epochs=2, random_state=0)
+    >>> embedder.fit_transform(data.X_base, data.y_base).shape
+    (901, 8)
+    """
+
+    _parameter_constraints: dict = {
+        **MetricEmbedder._parameter_constraints,
+        "l2_reg": [Interval(Real, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        l2_reg=0.002,
+        normalize=False,
+        embedding_dim=64,
+        n_classes_per_batch=None,
+        n_samples_per_class=4,
+        batches_per_epoch=50,
+        max_epochs=20,
+        lr=1e-3,
+        backbone=None,
+        backbone_params=None,
+        small_classes="raise",
+        batch_size=256,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+    ):
+        super().__init__(
+            embedding_dim=embedding_dim,
+            normalize=normalize,
+            n_classes_per_batch=n_classes_per_batch,
+            n_samples_per_class=n_samples_per_class,
+            batches_per_epoch=batches_per_epoch,
+            max_epochs=max_epochs,
+            lr=lr,
+            backbone=backbone,
+            backbone_params=backbone_params,
+            small_classes=small_classes,
+            batch_size=batch_size,
+            device=device,
+            random_state=random_state,
+            verbose=verbose,
+            callbacks=callbacks,
+        )
+        self.l2_reg = l2_reg
+
+    def _build_loss(self, embedding_dim, n_classes):
+        return NPairLoss(self.l2_reg)
