@@ -1,0 +1,579 @@
+"""Relation Networks (Sung, Yang, Zhang, Xiang, Torr & Hospedales, 2018)."""
+
+from numbers import Integral
+
+import numpy as np
+import torch
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+from torch.nn import functional as F
+
+from .._base import EpisodicClassifier
+from ..backbones import build_backbone
+
+__all__ = [
+    "ConvRelation",
+    "MLPRelation",
+    "RelationClassifier",
+    "RelationEncoder",
+    "RelationLoss",
+    "RelationNetwork",
+    "class_features",
+]
+
+
+def class_features(z, y, n_classes, k_shot):
+    """Class feature of each class: the sum of its ``k_shot`` shot features.
+
+    Sung et al. (2018, §3.2) sum the embeddings of the K shots of a class
+    element-wise. A class with ``n_c`` support samples gets
+    ``(k_shot / n_c) * sum``: exactly the paper's sum when ``n_c == k_shot``
+    (every training episode), and on the scale the relation module was
+    trained on when a support set has another number of shots per class.
+
+    Parameters
+    ----------
+    z : torch.Tensor of shape (n, ...)
+        Support embeddings: flat ``(n, d)`` or feature maps ``(n, c, h, w)``.
+    y : torch.Tensor of shape (n,), dtype int64, values in [0, n_classes)
+    n_classes : int
+    k_shot : int
+        Shots per class in training episodes.
+
+    Returns
+    -------
+    torch.Tensor of shape (n_classes, ...)
+    """
+    one_hot = F.one_hot(y, n_classes).to(z.dtype)
+    sums = one_hot.T @ z.flatten(1)
+    scale = k_shot / one_hot.sum(0).unsqueeze(1)
+    return (sums * scale).reshape(n_classes, *z.shape[1:])
+
+
+def _conv_block(in_channels, out_channels, pool):
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2) if pool else nn.Identity(),
+    )
+
+
+class RelationEncoder(nn.Module):
+    """The embedding module of Relation Networks: Conv4 keeping feature maps.
+
+    Four blocks of 3x3 convolution (padding 1), batch normalisation and ReLU;
+    the first two end with 2x2 max-pooling, the last two do not (Sung et al.,
+    2018, Fig. 2). A 28x28 image gives a ``out_channels x 7 x 7`` feature map,
+    which the relation module compares with convolutions. (The authors' code
+    leaves the first two convolutions unpadded, 5x5 maps; the padding here
+    matches :class:`skmeta.backbones.Conv4` and works on small images.)
+
+    Parameters
+    ----------
+    in_channels : int, default=1
+        Channels of the input images.
+    hidden_channels : int, default=64
+        Filters of the first three blocks.
+    out_channels : int, default=64
+        Filters of the last block.
+
+    Notes
+    -----
+    Input: ``(batch, in_channels, H, W)`` with H, W >= 4.
+    Output: ``(batch, out_channels, H // 4, W // 4)``.
+    """
+
+    def __init__(self, in_channels=1, hidden_channels=64, out_channels=64):
+        super().__init__()
+        self.encoder = nn.Sequential(
+            _conv_block(in_channels, hidden_channels, pool=True),
+            _conv_block(hidden_channels, hidden_channels, pool=True),
+            _conv_block(hidden_channels, hidden_channels, pool=False),
+            _conv_block(hidden_channels, out_channels, pool=False),
+        )
+
+    def forward(self, x):
+        return self.encoder(x)
+
+
+class ConvRelation(nn.Module):
+    """Relation module for feature maps: two conv blocks, two linear layers.
+
+    Each block is a 3x3 convolution with ``c`` filters (padding 1), batch
+    normalisation, ReLU and 2x2 max-pooling; then a ReLU layer of
+    ``hidden_dim`` units (the paper's 8) and one output unit (Sung et al.,
+    2018, §3.4). On the 7x7 maps of a 28x28 image the blocks pool to 1x1, so
+    the first linear layer has ``c`` inputs, as in the paper. A pooling that
+    would shrink a side below 1 is skipped.
+
+    Parameters
+    ----------
+    feature_shape : tuple of int
+        ``(c, h, w)``, the shape of one embedding map.
+    hidden_dim : int, default=8
+        Units of the hidden linear layer.
+
+    Notes
+    -----
+    Input: pairs ``(n_pairs, 2c, h, w)``. Output: relation logits
+    ``(n_pairs,)``, before the sigmoid.
+    """
+
+    def __init__(self, feature_shape, hidden_dim=8):
+        super().__init__()
+        c, h, w = feature_shape
+        blocks = []
+        for in_channels in (2 * c, c):
+            pool = min(h, w) >= 2
+            blocks.append(_conv_block(in_channels, c, pool))
+            h, w = (h // 2, w // 2) if pool else (h, w)
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(c * h * w, hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, 1),
+        )
+
+    def forward(self, pairs):
+        return self.fc(self.blocks(pairs)).squeeze(1)
+
+
+class MLPRelation(nn.Module):
+    """Relation module for flat embeddings (tabular data).
+
+    The convolutional blocks of :class:`ConvRelation` become one block of a
+    linear layer with ``d`` units, batch normalisation and ReLU, followed by
+    the same ``hidden_dim``-unit ReLU layer and output unit:
+    ``Linear(2d, d) - BatchNorm - ReLU - Linear(d, hidden_dim) - ReLU -
+    Linear(hidden_dim, 1)``. The batch normalisation, as in the conv blocks,
+    removes what all pairs share; without it the relation module tends to
+    settle on the constant score ``1 / n_way``.
+
+    Parameters
+    ----------
+    embedding_dim : int
+        ``d``, the size of one embedding.
+    hidden_dim : int, default=8
+        Units of the second hidden layer.
+
+    Notes
+    -----
+    Input: pairs ``(n_pairs, 2d)``. Output: relation logits ``(n_pairs,)``.
+    """
+
+    def __init__(self, embedding_dim, hidden_dim=8):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(2 * embedding_dim, embedding_dim),
+            nn.BatchNorm1d(embedding_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(embedding_dim, hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, 1),
+        )
+
+    def forward(self, pairs):
+        return self.layers(pairs).squeeze(1)
+
+
+class RelationNetwork(nn.Module):
+    """The torch side of :class:`RelationClassifier`.
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module
+        The embedding module ``f_φ``: inputs to ``(batch, d)`` or
+        ``(batch, c, h, w)``.
+    relation : torch.nn.Module
+        The relation module ``g_φ``: concatenated pairs ``(n_pairs, 2d)`` or
+        ``(n_pairs, 2c, h, w)`` to relation logits ``(n_pairs,)``.
+    k_shot : int, default=1
+        Shots per class in training episodes (see :func:`class_features`).
+    """
+
+    def __init__(self, backbone, relation, k_shot=1):
+        super().__init__()
+        self.backbone = backbone
+        self.relation = relation
+        self.k_shot = k_shot
+
+    def embed(self, x):
+        """Embeddings ``f_φ(x)``: ``(batch, d)`` or maps ``(batch, c, h, w)``."""
+        return self.backbone(x)
+
+    def encode_support(self, z_support, y_support, n_way=None):
+        """Class features: the sum of each class's shot embeddings.
+
+        ``y_support`` holds classes 0 to ``n_way - 1`` (default: its maximum
+        plus one). Returns ``(n_way, ...)``, see :func:`class_features`.
+        """
+        n_way = int(y_support.max()) + 1 if n_way is None else n_way
+        return class_features(z_support, y_support, n_way, self.k_shot)
+
+    def relation_logits(self, class_features, z_query):
+        """Relation logits of every (class, query) pair, ``(n_query, n_way)``.
+
+        The relation module reads the concatenation
+        ``C(f_φ(x_class), f_φ(x_query))`` along the feature (channel) axis.
+        """
+        n_query, n_way = len(z_query), len(class_features)
+        shape = (n_query, n_way, *z_query.shape[1:])
+        pairs = torch.cat(
+            [
+                class_features.unsqueeze(0).expand(shape),
+                z_query.unsqueeze(1).expand(shape),
+            ],
+            dim=2,
+        )
+        return self.relation(pairs.flatten(0, 1)).view(n_query, n_way)
+
+    def relation_scores(self, class_features, z_query):
+        """Relation scores ``r = sigmoid(g_φ(C(...)))`` in [0, 1] (eq. 1-2)."""
+        return self.relation_logits(class_features, z_query).sigmoid()
+
+    def query_logits(self, class_features, z_query):
+        """Log relation scores ``log r``, ``(n_query, n_way)``.
+
+        Their softmax is ``r`` normalised over the classes, and their argmax
+        the class of highest relation score. Computed as ``logsigmoid`` of
+        the relation logits, never ``-inf``.
+        """
+        return F.logsigmoid(self.relation_logits(class_features, z_query))
+
+    def forward(self, x, y):
+        """Relation scores of one episode's queries to its classes.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n_support + n_query, ...)
+            The episode's support rows, then its query rows.
+        y : torch.Tensor of shape (n_support + n_query,), dtype int64
+            Episode class of each support row; -1 for query rows.
+
+        Returns
+        -------
+        torch.Tensor of shape (n_query, n_way)
+            Scores in [0, 1].
+        """
+        z = self.embed(x)
+        support = y >= 0
+        return self.relation_scores(
+            self.encode_support(z[support], y[support]), z[~support]
+        )
+
+
+class RelationLoss(nn.Module):
+    r"""Loss of relation scores against one-hot query labels (Sung et al., eq. 3).
+
+    .. math::
+
+        \frac{1}{n_q\, n_w} \sum_{j=1}^{n_q} \sum_{i=1}^{n_w}
+        (r_{ij} - [y_j = i])^2
+
+    the paper's mean squared error (``"mse"``, averaged rather than summed
+    over pairs), or binary cross-entropy of ``r_{ij}`` against the same
+    targets (``"bce"``), also averaged.
+
+    Parameters
+    ----------
+    loss : {"mse", "bce"}, default="mse"
+
+    Notes
+    -----
+    Called as ``loss(scores, y_query)`` with scores ``(n_query, n_way)`` in
+    [0, 1] and labels ``(n_query,)`` int64 in ``[0, n_way)``; returns a scalar.
+    """
+
+    def __init__(self, loss="mse"):
+        super().__init__()
+        if loss not in ("mse", "bce"):
+            raise ValueError(f"loss must be 'mse' or 'bce'; got {loss!r}.")
+        self.loss = loss
+
+    def forward(self, scores, y_query):
+        target = F.one_hot(y_query, scores.shape[1]).to(scores.dtype)
+        if self.loss == "mse":
+            return F.mse_loss(scores, target)
+        return F.binary_cross_entropy(scores, target)
+
+
+class RelationClassifier(EpisodicClassifier):
+    r"""Few-shot classifier of Relation Networks, meta-trained on episodes.
+
+    An embedding module ``f_φ`` embeds samples; the class feature of each
+    class is the sum of its shots' embeddings; a learned relation module
+    ``g_φ`` reads the concatenation of a class feature and a query's
+    embedding and gives their relation score (Sung et al., 2018, eq. 1-2):
+
+    .. math::
+
+        r_{i,j} = \sigma\Big(g_\phi\big(\mathcal C\big(
+            \textstyle\sum_{k} f_\varphi(x_{i,k}), f_\varphi(x_j)\big)\big)\Big)
+            \in [0, 1]
+
+    trained by regression to 1 for matching pairs and 0 otherwise (mean
+    squared error, eq. 3; ``loss="bce"`` for binary cross-entropy). For
+    images the default embedding keeps spatial feature maps
+    (:class:`RelationEncoder`) and the relation module is convolutional
+    (:class:`ConvRelation`); for tabular data both are MLPs
+    (:class:`MLPRelation`). A custom backbone giving ``(batch, d)`` gets the
+    MLP relation module, one giving ``(batch, c, h, w)`` the convolutional
+    one. ``fit`` meta-trains both modules end to end on N-way K-shot episodes
+    of the base classes (Adam, learning rate halved every ``lr_step``
+    episodes); the training data is then the support set. :meth:`adapt` takes
+    the support set of novel classes without changing the weights.
+
+    Parameters
+    ----------
+    n_way : int or None, default=None
+        Classes per training episode. ``None`` means all classes of ``y``,
+        at most 20 (the paper's widest Omniglot episodes). Each episode
+        scores ``n_way² x n_query`` pairs with the relation module, so wide
+        episodes cost much more than for prototype methods.
+    k_shot : int, default=1
+        Support samples per class in training episodes. A support set with
+        another number of shots per class has its class sums rescaled to
+        ``k_shot`` shots (see :func:`class_features`).
+    n_query : int, default=5
+        Query samples per class in training episodes.
+    episodes_per_epoch : int, default=100
+        Training episodes per epoch (a skorch epoch, for history and callbacks).
+    max_epochs : int, default=25
+        Epochs of meta-training; 0 keeps the initial weights.
+    lr : float, default=1e-3
+        Adam's learning rate (the paper's).
+    lr_step : int or None, default=1000
+        Halve the learning rate every ``lr_step`` episodes; ``None`` keeps it.
+    loss : {"mse", "bce"}, default="mse"
+        Loss of the relation scores against one-hot targets: the paper's
+        mean squared error, or binary cross-entropy (:class:`RelationLoss`).
+    relation_dim : int, default=8
+        Units of the relation module's hidden linear layer (8 in the paper).
+    embedding_dim : int, default=64
+        Output size of a built backbone: the channels of the feature maps
+        (images) or the MLP's output width (tabular).
+    backbone : None, str, torch.nn.Module class or instance, default=None
+        ``None`` picks :class:`RelationEncoder` for images and ``"mlp"`` for
+        tabular X; otherwise see :func:`skmeta.backbones.build_backbone`
+        (``"conv4"`` gives flat embeddings and the MLP relation module).
+    backbone_params : dict or None, default=None
+        Extra constructor arguments of the backbone (for the default image
+        encoder: ``hidden_channels``).
+    rotations : bool, default=False
+        Add the 90, 180 and 270-degree rotations of each training class as
+        new classes. Images only.
+    augment : {"auto", "affine"}, callable or None, default="auto"
+        Augmentation of training episode inputs: ``"affine"`` applies
+        :class:`skmeta.augmentation.RandomAffine`, ``"auto"`` does so for
+        images and nothing for tabular data; a callable maps a batch tensor
+        to a batch tensor.
+    batch_size : int, default=256
+        Samples per forward pass when embedding for prediction; relation
+        pairs are scored ``max(batch_size, n_classes)`` at a time.
+    device : str or torch.device, default="cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``..., or ``"auto"``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds episodes, augmentation and weight initialisation; the same int
+        gives the same model on the CPU.
+    verbose : int, default=0
+        1 shows a progress bar and skorch's epoch log.
+    callbacks : list of skorch callbacks or None, default=None
+        Extra callbacks of the skorch net, e.g. ``EarlyStopping``.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Labels of the current support set (of ``fit``, or of ``adapt``).
+    class_features_ : ndarray of shape (n_classes, *feature_shape_), dtype float32
+        The class feature (sum of shot embeddings, see
+        :func:`class_features`) of each class in ``classes_``.
+    feature_shape_ : tuple of int
+        Shape of one embedding: ``(embedding_dim,)`` or ``(c, h, w)``.
+    module_ : RelationNetwork
+        The meta-trained module, on ``device_``.
+    history_ : skorch.History
+        skorch's record of meta-training: loss and learning rate of every
+        episode (``history_[:, "batches", :, "train_loss"]``), epoch times.
+    n_features_in_ : int
+        Features (tabular) or channels (images) of X in ``fit``.
+    input_shape_ : tuple of int
+        Shape of one sample in ``fit``.
+    device_ : torch.device
+        The device the module lives on.
+
+    See Also
+    --------
+    PrototypicalClassifier : A fixed distance to class means instead of a
+        learned relation.
+    MatchingClassifier : Cosine attention over every support sample.
+    skmeta.model_selection.evaluate_episodes : Few-shot accuracy with a 95% CI.
+
+    Notes
+    -----
+    ``decision_function`` returns the log relation scores ``log r``, so
+    ``predict_proba`` is ``r`` normalised to sum to 1 over the classes (the
+    scores themselves are independent per class and need not sum to 1).
+    :meth:`transform` returns the embeddings flattened,
+    ``(n_samples, prod(feature_shape_))``: ``embedding_dim * (H // 4) *
+    (W // 4)`` features for images with the default encoder.
+
+    Besides the errors of :meth:`fit` (NaN or inf, wrong number of
+    dimensions, fewer classes than ``n_way``, too-small classes) and of
+    parameter validation (e.g. ``loss="l1"``), ``fit`` raises ``ValueError``
+    if ``y`` has a single class or if the backbone's output is neither
+    ``(batch, d)`` nor ``(batch, c, h, w)``.
+
+    References
+    ----------
+    .. [1] F. Sung, Y. Yang, L. Zhang, T. Xiang, P. H. S. Torr,
+       T. M. Hospedales. "Learning to Compare: Relation Network for Few-Shot
+       Learning". CVPR 2018. https://arxiv.org/abs/1711.06025
+
+    Examples
+    --------
+    >>> from skmeta import RelationClassifier
+    >>> from skmeta.datasets import load_digits_fewshot
+    >>> data = load_digits_fewshot()
+    >>> clf = RelationClassifier(max_epochs=2, random_state=0)
+    >>> clf = clf.fit(data.X_base, data.y_base)
+    >>> clf = clf.adapt(data.X_novel[:25], data.y_novel[:25])
+    >>> clf.predict(data.X_novel[25:30]).shape
+    (5,)
+    """
+
+    _parameter_constraints: dict = {
+        **EpisodicClassifier._parameter_constraints,
+        "loss": [StrOptions({"mse", "bce"})],
+        "relation_dim": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    #: Episode width used when ``n_way=None``: the 20-way training episodes
+    #: of Sung et al. (2018) on Omniglot, or all classes when there are fewer.
+    max_auto_way = 20
+
+    def __init__(
+        self,
+        n_way=None,
+        k_shot=1,
+        n_query=5,
+        episodes_per_epoch=100,
+        max_epochs=25,
+        lr=1e-3,
+        lr_step=1000,
+        loss="mse",
+        relation_dim=8,
+        embedding_dim=64,
+        backbone=None,
+        backbone_params=None,
+        rotations=False,
+        augment="auto",
+        batch_size=256,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+    ):
+        self.n_way = n_way
+        self.k_shot = k_shot
+        self.n_query = n_query
+        self.episodes_per_epoch = episodes_per_epoch
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.lr_step = lr_step
+        self.loss = loss
+        self.relation_dim = relation_dim
+        self.embedding_dim = embedding_dim
+        self.backbone = backbone
+        self.backbone_params = backbone_params
+        self.rotations = rotations
+        self.augment = augment
+        self.batch_size = batch_size
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+
+    @property
+    def _criterion(self):
+        """The loss of the base class's skorch net: a :class:`RelationLoss`."""
+        return RelationLoss(self.loss)
+
+    def _build_backbone(self, input_shape):
+        """The backbone and the shape of one of its embeddings."""
+        if self.backbone is None and len(input_shape) == 3:
+            backbone = RelationEncoder(
+                in_channels=input_shape[0],
+                out_channels=self.embedding_dim,
+                **(self.backbone_params or {}),
+            )
+        else:
+            backbone = build_backbone(
+                self.backbone, input_shape, self.embedding_dim, self.backbone_params
+            )
+        with torch.no_grad():
+            shape = tuple(backbone.eval()(torch.zeros(1, *input_shape)).shape[1:])
+        if len(shape) not in (1, 3):
+            raise ValueError(
+                "The backbone must give embeddings of shape (batch, d) or feature "
+                f"maps (batch, c, h, w); got one of shape {(1, *shape)}."
+            )
+        self.feature_shape_ = shape
+        return backbone.train(), shape
+
+    def _n_way(self, n_classes):
+        # One class gives one-way episodes: every pair matches, nothing to
+        # compare, and batch norm cannot train on a single pair.
+        if n_classes < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 classes in y to "
+                f"meta-train; got {n_classes} class."
+            )
+        return super()._n_way(n_classes)
+
+    def _build_module(self, backbone, feature_shape):
+        if len(feature_shape) == 3:
+            relation = ConvRelation(feature_shape, self.relation_dim)
+        else:
+            relation = MLPRelation(feature_shape[0], self.relation_dim)
+        return RelationNetwork(backbone, relation, self.k_shot)
+
+    def _set_support(self, z_support, y_support):
+        y = torch.from_numpy(np.asarray(y_support)).to(z_support.device)
+        self.class_features_ = (
+            self.module_.encode_support(z_support, y, n_way=len(self.classes_))
+            .cpu()
+            .numpy()
+        )
+
+    def _support_logits(self, z_query):
+        features = torch.from_numpy(self.class_features_).to(z_query.device)
+        chunk = max(1, self.batch_size // len(features))
+        return torch.cat(
+            [self.module_.query_logits(features, part) for part in z_query.split(chunk)]
+        )
+
+    def transform(self, X):
+        """Embed X with the meta-trained embedding module, flattened.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
+            Samples of the shape seen in ``fit``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, prod(feature_shape_)), dtype float32
+            Flat embeddings; feature maps ``(c, h, w)`` are flattened in C
+            order, ``transform(X).reshape(-1, *feature_shape_)`` restores them.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return self._embed(X).flatten(1).cpu().numpy()
+
+    @property
+    def _n_features_out(self):
+        """Flat embedding size, for ``get_feature_names_out``."""
+        return int(np.prod(self.feature_shape_))

@@ -1,0 +1,297 @@
+"""Specification of MatchingClassifier (Vinyals et al., 2016)."""
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from torch import nn
+
+from skmeta import EpisodeSampler, MatchingClassifier
+from skmeta.backbones import Conv4
+from skmeta.fewshot.matching import MatchingNetwork
+from skmeta.model_selection import evaluate_episodes
+
+FAST = dict(max_epochs=2, episodes_per_epoch=10, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def fitted(digits):
+    return MatchingClassifier(**FAST).fit(digits.X_base, digits.y_base)
+
+
+@pytest.fixture(scope="module")
+def fitted_fce(digits):
+    return MatchingClassifier(fce=True, **FAST).fit(digits.X_base, digits.y_base)
+
+
+def _unit(a):
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+
+def _tiny_fit(**params):
+    """An identity-embedding classifier on 2-D data; nothing to train."""
+    X = np.random.RandomState(0).normal(size=(12, 2)).astype(np.float32)
+    return MatchingClassifier(backbone=nn.Identity(), max_epochs=0, **params).fit(
+        X, np.repeat([0, 1], 6)
+    )
+
+
+# The math.
+
+
+def test_identity_embedding_one_shot_predicts_the_cosine_nearest_example(digits):
+    clf = MatchingClassifier(backbone=nn.Identity(), **FAST).fit(
+        digits.X_base, digits.y_base
+    )
+    shots = [np.flatnonzero(digits.y_novel == c)[0] for c in np.unique(digits.y_novel)]
+    X_s, y_s = digits.X_novel[shots], digits.y_novel[shots]
+    clf.adapt(X_s, y_s)
+    cosine = _unit(digits.X_novel) @ _unit(X_s).T
+    np.testing.assert_array_equal(
+        clf.predict(digits.X_novel), y_s[cosine.argmax(axis=1)]
+    )
+
+
+def test_class_probability_is_the_attention_on_its_shots():
+    # Two shots of "a" (cosine 0.6 with the query: the norm does not count),
+    # one of "b" (cosine 0.8): P(a) = (e^0.6 + e^0.6) / (e^0.6 + e^0.6 + e^0.8).
+    clf = _tiny_fit(temperature=1.0).adapt(
+        [[1.0, 0.0], [2.0, 0.0], [0.0, 1.0]], ["a", "a", "b"]
+    )
+    query = np.array([[0.6, 0.8]], np.float32)
+    e = np.exp([0.6, 0.6, 0.8])
+    expected = np.array([[e[0] + e[1], e[2]]]) / e.sum()
+    np.testing.assert_allclose(clf.predict_proba(query), expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        clf.decision_function(query), np.log(expected[:, 1] / expected[:, 0]), 1e-5
+    )
+    assert clf.predict(query)[0] == "a"  # although the nearest shot is "b"'s
+
+
+def test_temperature_divides_the_cosine():
+    clf = _tiny_fit(temperature=0.5).adapt([[1.0, 0.0], [0.0, 1.0]], [0, 1])
+    e = np.exp(np.array([0.6, 0.8]) / 0.5)
+    np.testing.assert_allclose(
+        clf.predict_proba([[0.6, 0.8]]), [e / e.sum()], rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize("fce", [False, True])
+def test_attention_weights_are_positive_and_sum_to_one(fce):
+    torch.manual_seed(0)
+    net = MatchingNetwork(nn.Identity(), 4, fce=fce, fce_steps=3)
+    z = torch.randn(9, 4)
+    support = net.encode_support(z[:6], torch.tensor([0, 0, 1, 1, 2, 2]))
+    attention = net.attention(support, z[6:])
+    assert attention.shape == (3, 6)
+    assert torch.all(attention > 0)
+    torch.testing.assert_close(attention.sum(1), torch.ones(3))
+    # The class probabilities are the attention summed over each class's shots.
+    torch.testing.assert_close(
+        net.query_logits(support, z[6:]).exp(),
+        attention.view(3, 3, 2).sum(2),
+    )
+
+
+def test_forward_returns_log_probabilities_and_hides_query_labels():
+    net = MatchingNetwork(nn.Identity(), 2, temperature=1.0)
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1], [0.2, 1.0]])
+    out = net(x, torch.tensor([0, 1, -1, -1]))
+    torch.testing.assert_close(out.exp().sum(1), torch.ones(2))
+    assert out.argmax(1).tolist() == [0, 1]
+    assert MatchingClassifier._criterion is nn.NLLLoss
+
+
+def test_predict_proba_rows_sum_to_one_and_agree_with_predict(fitted, digits):
+    proba = fitted.predict_proba(digits.X_novel)
+    assert proba.shape == (len(digits.X_novel), 5)
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-5)
+    np.testing.assert_array_equal(
+        fitted.classes_[proba.argmax(1)], fitted.predict(digits.X_novel)
+    )
+
+
+def test_support_set_keeps_every_sample_not_prototypes(fitted, digits):
+    np.testing.assert_allclose(
+        fitted.support_embeddings_, fitted.transform(digits.X_base), atol=1e-6
+    )
+    np.testing.assert_array_equal(
+        fitted.classes_[fitted.support_labels_], digits.y_base
+    )
+
+
+# Full context embeddings.
+
+
+def test_fce_support_embedding_depends_on_the_whole_support_set():
+    torch.manual_seed(0)
+    net = MatchingNetwork(nn.Identity(), 4, fce=True).eval()
+    z = torch.randn(4, 4)
+    y = torch.tensor([0, 0, 1, 1])
+    g = net.encode_support(z, y).g
+    z_other = z.clone()
+    z_other[3] += 1.0
+    g_other = net.encode_support(z_other, y).g
+    assert not torch.allclose(g[0], g_other[0])  # x_0 unchanged, context changed
+    without_fce = MatchingNetwork(nn.Identity(), 4).encode_support(z, y).g
+    torch.testing.assert_close(without_fce, nn.functional.normalize(z, dim=1))
+
+
+def test_fce_trains_its_lstms_and_changes_the_model(fitted_fce, fitted, digits):
+    untrained = MatchingClassifier(fce=True, **{**FAST, "max_epochs": 0})
+    untrained.fit(digits.X_base, digits.y_base)
+    for name in ("support_lstm", "query_lstm"):
+        trained = getattr(fitted_fce.module_, name).state_dict()
+        initial = getattr(untrained.module_, name).state_dict()
+        assert any(not torch.equal(trained[k], initial[k]) for k in trained)
+    assert fitted.module_.support_lstm is None
+    assert not np.allclose(
+        fitted_fce.transform(digits.X_novel), fitted.transform(digits.X_novel)
+    )
+    assert not np.allclose(
+        fitted_fce.predict_proba(digits.X_novel), fitted.predict_proba(digits.X_novel)
+    )
+    assert fitted_fce.score(digits.X_base, digits.y_base) > 0.8
+
+
+# The estimator contract.
+
+
+def test_training_data_is_the_default_support_set(fitted, digits):
+    assert fitted.score(digits.X_base, digits.y_base) > 0.85
+
+
+def test_adapt_sets_novel_classes_without_changing_weights(digits):
+    clf = MatchingClassifier(fce=True, **FAST).fit(digits.X_base, digits.y_base)
+    before = {k: v.clone() for k, v in clf.module_.state_dict().items()}
+    y = np.array(list("abcde"))[digits.y_novel - 5]
+    clf.adapt(digits.X_novel[::5], y[::5])
+    np.testing.assert_array_equal(clf.classes_, list("abcde"))
+    assert set(clf.predict(digits.X_novel)) <= set("abcde")
+    assert clf.support_embeddings_.shape == (len(y[::5]), 64)
+    for k, v in clf.module_.state_dict().items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+
+
+def test_meta_training_beats_the_untrained_embedding_on_held_out_samples(digits):
+    train, held_out = slice(0, None, 2), slice(1, None, 2)
+
+    def accuracy(max_epochs):
+        clf = MatchingClassifier(max_epochs=max_epochs, episodes_per_epoch=20)
+        clf.set_params(random_state=0).fit(digits.X_base[train], digits.y_base[train])
+        return clf.score(digits.X_base[held_out], digits.y_base[held_out])
+
+    assert accuracy(2) > accuracy(0) + 0.02
+
+
+def test_transform_returns_the_context_free_embeddings(fitted, digits):
+    Z = fitted.transform(digits.X_novel)
+    assert Z.shape == (len(digits.X_novel), 64) and Z.dtype == np.float32
+    assert fitted.get_feature_names_out().shape == (64,)
+
+
+def test_images_get_conv4(tiny_images):
+    X, y = tiny_images
+    clf = MatchingClassifier(n_query=2, max_epochs=1, episodes_per_epoch=2)
+    clf.set_params(random_state=0, fce=True).fit(X, y)
+    assert isinstance(clf.module_.backbone, Conv4)
+    assert clf.transform(X).shape == (40, 64)
+    assert clf.predict(X).shape == (40,)
+
+
+def test_same_seed_same_model_and_different_seed_different_model(digits):
+    def fit(seed):
+        clf = MatchingClassifier(fce=True, **{**FAST, "random_state": seed})
+        return clf.fit(digits.X_base, digits.y_base).predict_proba(digits.X_novel)
+
+    np.testing.assert_array_equal(fit(0), fit(0))
+    assert not np.allclose(fit(0), fit(1))
+
+
+def test_pickle_round_trip_keeps_predictions(fitted_fce, digits):
+    restored = pickle.loads(pickle.dumps(fitted_fce))
+    np.testing.assert_array_equal(
+        restored.predict_proba(digits.X_novel), fitted_fce.predict_proba(digits.X_novel)
+    )
+    restored.adapt(digits.X_novel[::3], digits.y_novel[::3])
+    assert restored.score(digits.X_novel, digits.y_novel) > 0.5
+
+
+def test_clone_gives_the_same_unfitted_parameters(fitted_fce):
+    twin = clone(fitted_fce)
+    assert twin.get_params() == fitted_fce.get_params()
+    assert not hasattr(twin, "module_")
+
+
+@pytest.mark.parametrize("fce", [False, True])
+def test_episode_accuracies_equal_adapting_a_copy_in_every_episode(
+    fce, fitted, fitted_fce, digits
+):
+    clf = fitted_fce if fce else fitted
+    scores = evaluate_episodes(
+        clf,
+        digits.X_novel,
+        digits.y_novel,
+        n_way=3,
+        k_shot=2,
+        n_query=4,
+        n_episodes=10,
+        random_state=7,
+    )
+    slow = []
+    for support, query in EpisodeSampler(3, 2, 4, 10, random_state=7).split(
+        y=digits.y_novel
+    ):
+        twin = copy.deepcopy(clf).adapt(
+            digits.X_novel[support], digits.y_novel[support]
+        )
+        slow.append(twin.score(digits.X_novel[query], digits.y_novel[query]))
+    np.testing.assert_allclose(scores.accuracies, slow, atol=1e-6)
+
+
+def test_evaluation_does_not_change_the_estimator(fitted_fce, digits):
+    before = fitted_fce.support_embeddings_.copy()
+    evaluate_episodes(
+        fitted_fce, digits.X_novel, digits.y_novel, n_episodes=5, random_state=0
+    )
+    np.testing.assert_array_equal(fitted_fce.support_embeddings_, before)
+    np.testing.assert_array_equal(fitted_fce.classes_, np.unique(digits.y_base))
+
+
+# Errors.
+
+
+def test_unfitted_use_raises_not_fitted():
+    clf = MatchingClassifier()
+    for method in ("predict", "predict_proba", "decision_function", "transform"):
+        with pytest.raises(NotFittedError):
+            getattr(clf, method)(np.zeros((2, 64)))
+    with pytest.raises(NotFittedError):
+        clf.adapt(np.zeros((2, 64)), [0, 1])
+
+
+@pytest.mark.parametrize(
+    "params, name",
+    [
+        ({"temperature": 0}, "temperature"),
+        ({"fce_steps": 0}, "fce_steps"),
+        ({"fce": "yes"}, "fce"),
+    ],
+)
+def test_invalid_parameters(digits, params, name):
+    with pytest.raises(ValueError, match=f"'{name}' parameter"):
+        MatchingClassifier(**params).fit(digits.X_base, digits.y_base)
+
+
+def test_adapt_with_another_feature_shape(fitted, digits):
+    with pytest.raises(ValueError, match="features"):
+        fitted.adapt(digits.X_novel[:, :10], digits.y_novel)
+
+
+def test_fewer_classes_than_n_way(digits):
+    with pytest.raises(ValueError, match="n_way=6 is more than the 5 classes"):
+        MatchingClassifier(n_way=6, **FAST).fit(digits.X_base, digits.y_base)
