@@ -2,13 +2,42 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skmeta import PrototypicalClassifier
+from skmeta import (
+    ArcFaceEmbedder,
+    ContrastiveEmbedder,
+    CosFaceEmbedder,
+    MatchingClassifier,
+    NPairEmbedder,
+    PrototypicalClassifier,
+    RelationClassifier,
+    TripletEmbedder,
+)
 
 # Fast settings: the checks fit dozens of times on small data (some classes
 # have 3 samples), so one support and one query per class, few episodes.
 FAST = dict(max_epochs=2, episodes_per_epoch=5, k_shot=1, n_query=1)
 
-ESTIMATORS = [PrototypicalClassifier(**FAST)]
+# Embedders: two samples per class in a batch (some of the checks' classes
+# have 3 samples), few batches, small embeddings.
+FAST_EMBEDDER = dict(
+    max_epochs=1, batches_per_epoch=3, n_samples_per_class=2, embedding_dim=8
+)
+
+ESTIMATORS = [
+    PrototypicalClassifier(**FAST),
+    MatchingClassifier(**FAST),
+    RelationClassifier(**FAST),
+]
+ESTIMATORS += [
+    cls(**FAST_EMBEDDER)
+    for cls in (
+        TripletEmbedder,
+        ContrastiveEmbedder,
+        NPairEmbedder,
+        ArcFaceEmbedder,
+        CosFaceEmbedder,
+    )
+]
 
 # Expected failures, each with its reason; none at present.
 EXPECTED_FAILED_CHECKS = {}
