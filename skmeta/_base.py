@@ -328,7 +328,7 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
             )
             self.module_, self.history_ = self._meta_train(module, stream)
         self.classes_ = encoder.classes_
-        self._set_support(self._embed(X), y_enc)
+        self._take_support(X, y_enc)
         return self
 
     def _n_way(self, n_classes):
@@ -361,40 +361,65 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
             embedding_dim = backbone.eval()(torch.zeros(1, *input_shape)).shape[1]
         return backbone.train(), embedding_dim
 
+    #: The skorch net class and the meta-optimizer that meta-train the module.
+    _net_class = NeuralNet
+    _optimizer = torch.optim.Adam
+
     def _meta_train(self, module, stream):
         """Train ``module`` on the episode stream with skorch.
 
         Returns the trained module and skorch's history. A module with no
         trainable parameters (e.g. a fixed ``nn.Identity`` embedding) is
-        returned as it is, with an empty history.
+        returned as it is, with an empty history. Subclasses change the
+        training through the hooks ``_training_batches``, ``_meta_lr``,
+        ``_schedule``, ``_net_kwargs`` and the attributes ``_net_class``,
+        ``_optimizer`` and ``_criterion``.
         """
+        module = module.to(self.device_)
         if self.max_epochs == 0 or not any(
             p.requires_grad for p in module.parameters()
         ):
-            return module.to(self.device_), History()
-        lr_schedule = LRScheduler(
-            torch.optim.lr_scheduler.StepLR,
-            step_every="batch",
-            step_size=self.lr_step or np.iinfo(np.int32).max,
-            gamma=0.5,
-        )
-        net = NeuralNet(
+            return module, History()
+        batches = self._training_batches(stream)
+        net = self._net_class(
             module=module,
             criterion=self._criterion,
-            optimizer=torch.optim.Adam,
-            lr=self.lr,
+            optimizer=self._optimizer,
+            lr=self._meta_lr(),
             max_epochs=self.max_epochs,
-            batch_size=None,  # every item of the stream is a whole episode
+            batch_size=None,  # every item of the stream is a whole training step
             train_split=None,
-            callbacks=[
-                ("lr_scheduler", lr_schedule),
-                *self._callbacks(self.episodes_per_epoch),
-            ],
+            callbacks=[*self._schedule(len(batches)), *self._callbacks(len(batches))],
             device=self.device_,
             verbose=int(self.verbose),
+            **self._net_kwargs(),
         )
-        net.fit(stream, y=None)
+        net.fit(batches, y=None)
         return net.module_, net.history_
+
+    def _training_batches(self, stream):
+        """What skorch iterates over: one episode per optimizer step."""
+        return stream
+
+    def _meta_lr(self):
+        return self.lr
+
+    def _schedule(self, steps_per_epoch):
+        """Learning-rate schedule callbacks: halve every ``lr_step`` episodes."""
+        return [
+            (
+                "lr_scheduler",
+                LRScheduler(
+                    torch.optim.lr_scheduler.StepLR,
+                    step_every="batch",
+                    step_size=self.lr_step or np.iinfo(np.int32).max,
+                    gamma=0.5,
+                ),
+            )
+        ]
+
+    def _net_kwargs(self):
+        return {}
 
     def adapt(self, X_support, y_support):
         """Take a new support set, for instance of novel classes.
@@ -428,7 +453,7 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
         check_consistent_length(X_support, y_support)
         encoder = LabelEncoder().fit(y_support)
         self.classes_ = encoder.classes_
-        self._set_support(self._embed(X_support), encoder.transform(y_support))
+        self._take_support(X_support, encoder.transform(y_support))
         return self
 
     def _logits(self, X):
@@ -485,6 +510,10 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
         """
         best = self._logits(X).argmax(axis=1)
         return self.classes_[best]
+
+    def _take_support(self, X, y_enc):
+        """Make validated (X, y_enc) the support set: ``fit`` and ``adapt``."""
+        self._set_support(self._embed(X), y_enc)
 
     def _set_support(self, z_support, y_support):
         """Keep what predictions need of the embedded support set."""
