@@ -9,7 +9,13 @@ from .embedding import (
     TripletEmbedder,
 )
 from .episodes import EpisodeSampler
-from .fewshot import MatchingClassifier, PrototypicalClassifier, RelationClassifier
+from .fewshot import (
+    MAMLClassifier,
+    MatchingClassifier,
+    PrototypicalClassifier,
+    RelationClassifier,
+    ReptileClassifier,
+)
 
 __version__ = "0.1.0.dev0"
 
@@ -19,10 +25,12 @@ __all__ = [
     "ContrastiveEmbedder",
     "CosFaceEmbedder",
     "EpisodeSampler",
+    "MAMLClassifier",
     "MatchingClassifier",
     "NPairEmbedder",
     "PrototypicalClassifier",
     "RelationClassifier",
+    "ReptileClassifier",
     "TripletEmbedder",
     "__version__",
 ]

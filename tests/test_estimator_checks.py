@@ -6,10 +6,12 @@ from skmeta import (
     ArcFaceEmbedder,
     ContrastiveEmbedder,
     CosFaceEmbedder,
+    MAMLClassifier,
     MatchingClassifier,
     NPairEmbedder,
     PrototypicalClassifier,
     RelationClassifier,
+    ReptileClassifier,
     TripletEmbedder,
 )
 
@@ -27,6 +29,14 @@ ESTIMATORS = [
     PrototypicalClassifier(**FAST),
     MatchingClassifier(**FAST),
     RelationClassifier(**FAST),
+]
+# MAML and Reptile: a head of one output per class of y (n_way=None, some
+# checks have 2 classes), and enough fine-tuning steps that fit's default
+# support (the training data) is learned; Reptile's fine-tuning full-batch.
+FAST_GRADIENT = dict(FAST, n_way=None, meta_batch_size=2, n_inner_steps_test=30)
+ESTIMATORS += [
+    MAMLClassifier(**FAST_GRADIENT),
+    ReptileClassifier(**FAST_GRADIENT, inner_lr=1e-2, inner_batch_size=None),
 ]
 ESTIMATORS += [
     cls(**FAST_EMBEDDER)

@@ -1,0 +1,398 @@
+"""Shared machinery of the gradient-based few-shot classifiers (MAML, Reptile).
+
+Both methods meta-learn an initialisation ``θ`` of a whole classifier: a
+backbone followed by a linear head with one output per episode class. A
+task is solved by a few gradient steps from ``θ`` on its support set. This
+module keeps what they share:
+
+- :class:`GradientNetwork`, the torch side: ``learner`` (backbone + head),
+  whose parameters are ``θ``, evaluated functionally with
+  :func:`torch.func.functional_call` so that adapted weights ``θ'`` are plain
+  tensors and ``θ`` never changes;
+- :func:`sgd_steps` (differentiable plain SGD, MAML's inner loop and its
+  fine-tuning) and :func:`optimizer_steps` (SGD or Adam on minibatches,
+  Reptile's);
+- :class:`GradientBasedClassifier`, the estimator plumbing: meta-batches
+  of episodes streamed to skorch, ``adapt`` by fine-tuning a copy,
+  prediction with the adapted copy and episodic evaluation that fine-tunes
+  once per episode.
+"""
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import (
+    check_is_fitted,
+)
+from torch import nn
+from torch.func import functional_call
+from torch.utils.data import IterableDataset
+
+from .._base import EpisodicClassifier
+
+__all__ = [
+    "GradientBasedClassifier",
+    "GradientNetwork",
+    "batch_statistics_norm",
+    "optimizer_steps",
+    "sgd_steps",
+]
+
+
+def batch_statistics_norm(module):
+    """Make every batch norm of ``module`` use the current batch's statistics.
+
+    As in Finn et al. (2017) and Nichol et al. (2018), batch norm normalises
+    with the statistics of the batch it is given, in training and at test
+    time alike: running statistics are dropped (``track_running_stats=False``),
+    so a forward pass never writes to a buffer, ``eval()`` changes nothing and
+    adapted weights are plain parameters. Predictions on images then depend on
+    the other samples of the batch (the transductive setting of both papers).
+
+    Returns ``module``, changed in place.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.track_running_stats = False
+            m.running_mean = m.running_var = m.num_batches_tracked = None
+    return module
+
+
+class _Learner(nn.Module):
+    """The classifier whose weights are meta-learned: backbone, then head."""
+
+    def __init__(self, backbone, head):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+
+class GradientNetwork(nn.Module):
+    """The torch side of MAML and Reptile: a classifier and its functional use.
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module
+        Maps inputs to features ``(batch, d)``; its batch norms are switched
+        to batch statistics (:func:`batch_statistics_norm`).
+    embedding_dim : int
+        ``d``, the backbone's output size.
+    n_way : int
+        Outputs of the linear head: the classes of a training episode.
+    """
+
+    def __init__(self, backbone, embedding_dim, n_way):
+        super().__init__()
+        self.learner = _Learner(
+            batch_statistics_norm(backbone), nn.Linear(embedding_dim, n_way)
+        )
+
+    @property
+    def n_way(self):
+        return self.learner.head.out_features
+
+    def embed(self, x):
+        """Backbone features ``(batch, d)`` of ``x`` with the weights ``θ``."""
+        return self.learner.backbone(x)
+
+    def params(self):
+        """The meta-learned weights ``θ``, by name (the tensors themselves)."""
+        return dict(self.learner.named_parameters())
+
+    def logits(self, params, x):
+        """Logits ``(batch, n_outputs)`` of ``x`` under the weights ``params``.
+
+        ``params`` maps the names of :meth:`params` to tensors; the head's may
+        have another number of outputs than ``n_way``.
+        """
+        return functional_call(self.learner, params, (x,))
+
+    def forward(self, x, y=None):
+        """Logits of ``x`` under ``θ`` (``y`` is ignored)."""
+        return self.learner(x)
+
+
+def _loss(network, params, x, y):
+    return nn.functional.cross_entropy(network.logits(params, x), y)
+
+
+def sgd_steps(network, params, x, y, n_steps, lr, *, create_graph=False):
+    """``n_steps`` full-batch gradient steps ``θ ← θ − α ∇_θ L(θ)`` on (x, y).
+
+    ``L`` is the cross-entropy of ``network.logits(θ, x)`` against ``y``.
+    The steps are differentiable: with ``create_graph=True`` the result is a
+    function of ``params`` up to second order (MAML); with ``False`` each
+    step's gradient is a constant, so the result depends on ``params`` only
+    through the identity (first-order MAML, or plain fine-tuning).
+
+    Parameters
+    ----------
+    network : GradientNetwork
+    params : dict of str to torch.Tensor
+        Starting weights; at least one must require grad.
+    x : torch.Tensor of shape (n, ...)
+    y : torch.Tensor of shape (n,), dtype int64
+    n_steps : int
+    lr : float
+        The step size ``α``.
+    create_graph : bool, default=False
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        The adapted weights ``θ'``.
+    """
+    names = [n for n, p in params.items() if p.requires_grad]
+    for _ in range(n_steps):
+        grads = torch.autograd.grad(
+            _loss(network, params, x, y),
+            [params[n] for n in names],
+            create_graph=create_graph,
+        )
+        params = dict(params)
+        for name, grad in zip(names, grads, strict=True):
+            params[name] = params[name] - lr * grad
+    return params
+
+
+def optimizer_steps(
+    network,
+    params,
+    x,
+    y,
+    n_steps,
+    lr,
+    *,
+    optimizer="adam",
+    batch_size=None,
+    generator=None,
+):
+    """Train a copy of ``params`` on (x, y) with a torch optimizer.
+
+    Minibatches of ``batch_size`` rows are taken in turn from a random
+    permutation of the rows (a new one after each pass), as in Reptile's
+    inner loop. ``"adam"`` is Adam with ``β1 = 0`` (Nichol et al., 2018,
+    Appendix A); ``"sgd"`` plain SGD. The optimizer's state is fresh.
+
+    Returns
+    -------
+    params : dict of str to torch.Tensor
+        The trained copy, detached.
+    loss : float
+        Cross-entropy of the last minibatch, before its step.
+    """
+    params = {n: p.detach().clone().requires_grad_(True) for n, p in params.items()}
+    if optimizer == "adam":
+        opt = torch.optim.Adam(params.values(), lr=lr, betas=(0.0, 0.999))
+    else:
+        opt = torch.optim.SGD(params.values(), lr=lr)
+    n = len(x)
+    batch_size = n if batch_size is None else min(batch_size, n)
+    order, start, loss = None, n, math.nan
+    with torch.enable_grad():
+        for _ in range(n_steps):
+            if start + batch_size > n:
+                order = torch.randperm(n, generator=generator).to(x.device)
+                start = 0
+            rows = order[start : start + batch_size]
+            start += batch_size
+            opt.zero_grad()
+            batch_loss = _loss(network, params, x[rows], y[rows])
+            batch_loss.backward()
+            opt.step()
+            loss = float(batch_loss.detach())
+    return {n: p.detach() for n, p in params.items()}, loss
+
+
+class _MetaBatchStream(IterableDataset):
+    """Consecutive episodes of an episode stream, stacked into meta-batches.
+
+    Each item is ``({"x": (T, rows, ...), "y": (T, rows)}, query_labels)``
+    with ``T <= meta_batch_size`` tasks (the last meta-batch of an epoch may
+    be smaller) and ``query_labels`` of shape ``(T * n_query_rows,)``.
+    """
+
+    def __init__(self, stream, meta_batch_size):
+        self.stream, self.meta_batch_size = stream, meta_batch_size
+
+    def __len__(self):
+        return math.ceil(len(self.stream) / self.meta_batch_size)
+
+    def _stack(self, items):
+        x = torch.stack([item[0]["x"] for item in items])
+        y = torch.stack([item[0]["y"] for item in items])
+        return {"x": x, "y": y}, torch.cat([item[1] for item in items])
+
+    def __iter__(self):
+        items = []
+        for item in self.stream:
+            items.append(item)
+            if len(items) == self.meta_batch_size:
+                yield self._stack(items)
+                items = []
+        if items:
+            yield self._stack(items)
+
+
+def _tasks(X, y_query):
+    """Split a meta-batch into its tasks: (x_s, y_s, x_q, y_q) for each."""
+    x, y = X["x"], X["y"]
+    per_task = len(y_query) // len(x)
+    for t in range(len(x)):
+        support = y[t] >= 0
+        yield (
+            x[t][support],
+            y[t][support],
+            x[t][~support],
+            y_query[t * per_task : (t + 1) * per_task],
+        )
+
+
+class GradientBasedClassifier(EpisodicClassifier):
+    """Base of MAML and Reptile: adapt-by-fine-tuning few-shot classifiers.
+
+    A subclass sets ``_net_class`` and ``_optimizer``, and provides
+    ``_fine_tune(params, x, y)`` (the test-time adaptation from ``θ``) and,
+    if needed, ``_net_kwargs()``. The meta-learned weights live in
+    ``module_`` and never change after ``fit``; the weights adapted to the
+    current support set are ``adapted_params_``.
+    """
+
+    _parameter_constraints: dict = {
+        **{
+            k: v
+            for k, v in EpisodicClassifier._parameter_constraints.items()
+            if k != "lr_step"
+        },
+        "n_inner_steps": [Interval(Integral, 1, None, closed="left")],
+        "n_inner_steps_test": [Interval(Integral, 0, None, closed="left")],
+        "inner_lr": [Interval(Real, 0, None, closed="neither")],
+        "meta_batch_size": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def adapt(self, X_support, y_support):
+        """Fine-tune a copy of the meta-learned weights on a support set.
+
+        Starting from the meta-learned weights ``θ`` (which do not change),
+        the method's test-time steps run on the whole support set; the
+        adapted weights are kept in ``adapted_params_`` and used by
+        ``predict``, ``predict_proba``, ``decision_function`` and ``score``.
+        ``classes_`` become the classes of ``y_support``, in sorted order.
+
+        When the support set has ``n_way`` classes, the meta-learned head is
+        the starting point: class ``classes_[j]`` gets output ``j``. With
+        another number of classes the head is replaced by a zero-initialised
+        one with an output per support class (weights and bias 0: every class
+        starts equal, and the first steps train the head), the common "zero
+        head" practice for MAML-style methods.
+
+        Parameters
+        ----------
+        X_support : array-like of shape (n_support, ...)
+            Support samples, of the shape seen in ``fit``.
+        y_support : array-like of shape (n_support,)
+            Their labels; any number of shots per class.
+
+        Returns
+        -------
+        self : object
+
+        Raises
+        ------
+        ValueError
+            If X_support has another sample shape than in ``fit``, or NaN/inf.
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        """
+        return super().adapt(X_support, y_support)
+
+    def _build_module(self, backbone, embedding_dim):
+        return GradientNetwork(backbone, embedding_dim, self._n_way_fitted)
+
+    def _n_way(self, n_classes):
+        # Remember the head's width, known only once fit has seen y.
+        self._n_way_fitted = super()._n_way(n_classes)
+        return self._n_way_fitted
+
+    def _training_batches(self, stream):
+        return _MetaBatchStream(stream, self.meta_batch_size)
+
+    def _schedule(self, steps_per_epoch):
+        return []  # no lr_step: a constant meta learning rate unless overridden
+
+    def _initial_params(self, n_classes):
+        """Starting weights for ``n_classes`` support classes (a copy of ``θ``).
+
+        The meta-learned head when ``n_classes`` equals its outputs, else a
+        zero head with ``n_classes`` outputs.
+        """
+        params = {
+            n: p.detach().clone().requires_grad_(True)
+            for n, p in self.module_.params().items()
+        }
+        if n_classes != self.module_.n_way:
+            weight = params["head.weight"]
+            params["head.weight"] = weight.new_zeros(
+                n_classes, weight.shape[1]
+            ).requires_grad_(True)
+            params["head.bias"] = weight.new_zeros(n_classes).requires_grad_(True)
+        return params
+
+    def _adapted(self, x, y, n_classes):
+        """Weights fine-tuned on (x, y) from a copy of ``θ``, detached."""
+        params = self._initial_params(n_classes)
+        with torch.enable_grad():
+            params = self._fine_tune(params, x, y)
+        return {n: p.detach() for n, p in params.items()}
+
+    def _take_support(self, X, y_enc):
+        """Fine-tune a copy of ``θ`` on the support set (``fit`` and ``adapt``)."""
+        module = self.module_
+        device = next(module.parameters()).device
+        x = torch.from_numpy(X).to(device)
+        y = torch.from_numpy(np.asarray(y_enc, dtype=np.int64)).to(device)
+        self.adapted_params_ = self._adapted(x, y, len(self.classes_))
+
+    def _fine_tune(self, params, x, y):
+        raise NotImplementedError
+
+    def _predict_logits(self, params, X):
+        """Logits of validated X under ``params``, in chunks of ``batch_size``."""
+        module = self.module_
+        device = next(module.parameters()).device
+        with torch.inference_mode():
+            chunks = torch.from_numpy(X).split(self.batch_size)
+            return torch.cat([module.logits(params, c.to(device)) for c in chunks])
+
+    def _logits(self, X):
+        """Logits (n_samples, n_classes) of X under the adapted weights."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return self._predict_logits(self.adapted_params_, X).cpu().numpy()
+
+    def _episode_accuracies(self, X, y, sampler):
+        """Query accuracy of each episode, fine-tuning a copy of ``θ`` in each.
+
+        Each episode's support labels are encoded in sorted order, as
+        :meth:`adapt` does, so an episode scores exactly as a copy of the
+        estimator adapted to its support set; the estimator does not change.
+        """
+        module = self.module_
+        device = next(module.parameters()).device
+        accuracies = []
+        for support, query in sampler.split(y=y):
+            classes, y_s = np.unique(y[support], return_inverse=True)
+            params = self._adapted(
+                torch.from_numpy(X[support]).to(device),
+                torch.from_numpy(y_s.astype(np.int64)).to(device),
+                len(classes),
+            )
+            best = self._predict_logits(params, X[query]).argmax(1).cpu().numpy()
+            accuracies.append(np.mean(classes[best] == y[query]))
+        return np.asarray(accuracies, dtype=np.float64)

@@ -1,0 +1,339 @@
+"""Reptile (Nichol, Achiam & Schulman, 2018)."""
+
+from numbers import Integral, Real
+
+import torch
+from sklearn.utils._param_validation import Interval, StrOptions
+from skorch import NeuralNet
+from skorch.callbacks import LRScheduler
+from skorch.dataset import unpack_data
+
+from ._gradient_based import (
+    GradientBasedClassifier,
+    GradientNetwork,
+    _tasks,
+    optimizer_steps,
+)
+
+__all__ = ["ReptileClassifier", "ReptileNetwork"]
+
+
+class ReptileNetwork(GradientNetwork):
+    """The torch side of :class:`ReptileClassifier`.
+
+    Parameters
+    ----------
+    backbone, embedding_dim, n_way
+        As for :class:`~skmeta.fewshot._gradient_based.GradientNetwork`.
+    n_inner_steps : int
+        Inner optimizer steps per task.
+    inner_lr : float
+        Inner learning rate.
+    inner_optimizer : {"adam", "sgd"}
+        Inner optimizer (Adam with ``β1 = 0``, or plain SGD).
+    inner_batch_size : int or None
+        Rows per inner minibatch; ``None`` for the whole task.
+    """
+
+    def __init__(
+        self,
+        backbone,
+        embedding_dim,
+        n_way,
+        n_inner_steps,
+        inner_lr,
+        inner_optimizer,
+        inner_batch_size,
+    ):
+        super().__init__(backbone, embedding_dim, n_way)
+        self.n_inner_steps = n_inner_steps
+        self.inner_lr = inner_lr
+        self.inner_optimizer = inner_optimizer
+        self.inner_batch_size = inner_batch_size
+
+    def train_on(self, params, x, y, n_steps=None, generator=None):
+        """``θ̃``: a copy of ``params`` trained on (x, y); and its last loss."""
+        return optimizer_steps(
+            self,
+            params,
+            x,
+            y,
+            self.n_inner_steps if n_steps is None else n_steps,
+            self.inner_lr,
+            optimizer=self.inner_optimizer,
+            batch_size=self.inner_batch_size,
+            generator=generator,
+        )
+
+
+class ReptileNet(NeuralNet):
+    """skorch net whose step is Reptile's meta-update (batched version).
+
+    For a meta-batch of ``T`` tasks it trains a copy ``θ̃_i`` of the weights
+    on each task (all its rows: support and query, labels known), sets each
+    parameter's gradient to ``θ − (1/T) Σ_i θ̃_i`` and lets the net's
+    optimizer, SGD with learning rate ``ε``, take the step: ``θ ← θ +
+    ε ((1/T) Σ_i θ̃_i − θ)`` (Nichol et al., 2018, Algorithm 2). skorch's
+    history, callbacks (the ``ε`` schedule is an ``LRScheduler``) and
+    progress bar work as usual; the recorded loss is the mean over tasks of
+    the last inner minibatch's cross-entropy.
+    """
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        X, y_query = unpack_data(batch)
+        module = self.module_
+        theta = module.params()
+        mean = {n: torch.zeros_like(p) for n, p in theta.items()}
+        losses = []
+        for x_s, y_s, x_q, y_q in _tasks(X, y_query):
+            adapted, loss = module.train_on(
+                theta, torch.cat([x_s, x_q]), torch.cat([y_s, y_q])
+            )
+            for n, p in adapted.items():
+                mean[n] += p / len(X["x"])
+            losses.append(loss)
+        for n, p in theta.items():
+            p.grad = p.detach() - mean[n]
+        return {"loss": torch.tensor(sum(losses) / len(losses)), "y_pred": None}
+
+
+class _Linear:
+    """``lr_lambda`` of LambdaLR: 1 at step 0 down to ``final`` at ``n_steps``."""
+
+    def __init__(self, final, n_steps):
+        self.final, self.n_steps = final, n_steps
+
+    def __call__(self, step):
+        return 1.0 + (self.final - 1.0) * min(step, self.n_steps) / self.n_steps
+
+
+class ReptileClassifier(GradientBasedClassifier):
+    """Few-shot classifier of Reptile, a first-order meta-learner.
+
+    Reptile meta-learns an initialisation ``θ`` of a whole classifier (a
+    backbone and a linear head of ``n_way`` outputs) by repeatedly training
+    on a task and moving ``θ`` towards the trained weights (Nichol et al.,
+    2018, Algorithm 2): for each task ``τ_i`` of a meta-batch,
+    ``θ̃_i = U^k_τi(θ)`` is ``n_inner_steps`` steps of ``inner_optimizer``
+    from ``θ`` on the task's rows, then ``θ ← θ + ε ((1/n) Σ_i θ̃_i − θ)``
+    with ``ε = meta_step_size``, annealed linearly to ``meta_step_size_final``
+    over training (as in the paper). No second derivatives are needed.
+
+    A training task is an N-way episode; the inner loop trains on all its
+    ``k_shot + n_query`` samples per class (Reptile has no query loss; the
+    paper's "training shots", 10 on Omniglot, is ``k_shot + n_query``).
+    ``fit`` runs the meta-updates through a skorch net (:class:`ReptileNet`,
+    one skorch batch per meta-batch, history, callbacks and progress bar as
+    usual); the training data then serves as the support set.
+    :meth:`adapt` trains a *copy* of ``θ`` on the support set for
+    ``n_inner_steps_test`` steps (50 in the paper); ``θ`` never changes
+    after ``fit``. Minibatches at adaptation are drawn with a fixed seed, so
+    adapting twice to one support set gives the same weights.
+
+    Defaults are the paper's Omniglot hyperparameters (Appendix A): Adam
+    with ``β1 = 0`` and learning rate 1e-3 in the inner loop, 5 inner steps
+    on minibatches of 10, meta-batches of 5 tasks, ``ε`` from 1 to 0, 50
+    steps at test time.
+
+    Parameters
+    ----------
+    n_way : int or None, default=5
+        Classes per training episode and outputs of the head. ``None`` means
+        all classes of ``y``, at most 60.
+    k_shot : int, default=5
+        With ``n_query``: samples per class of a training task.
+    n_query : int, default=5
+        With ``k_shot``: samples per class of a training task (10 in all, the
+        paper's training shots on Omniglot).
+    episodes_per_epoch : int, default=100
+        Training tasks per epoch; they form
+        ``ceil(episodes_per_epoch / meta_batch_size)`` meta-updates.
+    max_epochs : int, default=25
+        Epochs of meta-training; 0 keeps the initial weights.
+    meta_step_size : float, default=1.0
+        ``ε`` of the first meta-update.
+    meta_step_size_final : float, default=0.0
+        ``ε`` reached, linearly, at the end of training; equal to
+        ``meta_step_size`` for a constant ``ε``.
+    inner_optimizer : {"adam", "sgd"}, default="adam"
+        Optimizer of the inner loop and of adaptation; Adam has ``β1 = 0``
+        and fresh state for each task.
+    inner_lr : float, default=1e-3
+        Its learning rate.
+    n_inner_steps : int, default=5
+        Inner steps per training task.
+    inner_batch_size : int or None, default=10
+        Samples per inner minibatch, in training and at adaptation (at most
+        the task's or support set's size); ``None`` for full batches.
+    n_inner_steps_test : int, default=50
+        Steps of :meth:`adapt`, of ``fit``'s default support and of each
+        evaluation episode. 0 predicts with ``θ`` as it is.
+    meta_batch_size : int, default=5
+        Tasks averaged per meta-update.
+    embedding_dim : int, default=64
+        Output size of a built backbone (the features the head reads).
+    backbone : None, str, torch.nn.Module class or instance, default=None
+        ``None`` picks ``"conv4"`` for images and ``"mlp"`` for tabular X.
+        Its batch norms always use the current batch's statistics.
+    backbone_params : dict or None, default=None
+        Extra constructor arguments of the backbone.
+    rotations : bool, default=False
+        Add the 90, 180 and 270-degree rotations of each training class as
+        new classes. Images only.
+    augment : {"auto", "affine"}, callable or None, default="auto"
+        Augmentation of training episode inputs, as in
+        :class:`~skmeta.PrototypicalClassifier`.
+    batch_size : int, default=256
+        Samples per forward pass when predicting and in ``transform``.
+    device : str or torch.device, default="cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``..., or ``"auto"``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds episodes, inner minibatches, augmentation and weight
+        initialisation; the same int gives the same model on the CPU.
+    verbose : int, default=0
+        1 shows a progress bar and skorch's epoch log.
+    callbacks : list of skorch callbacks or None, default=None
+        Extra callbacks of the skorch net.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Labels of the current support set (of ``fit``, or of ``adapt``).
+    module_ : ReptileNetwork
+        The meta-learned network ``θ``, on ``device_``.
+    adapted_params_ : dict of str to torch.Tensor
+        The weights trained on the current support set; the head has
+        ``len(classes_)`` outputs.
+    history_ : skorch.History
+        skorch's record of meta-training: mean inner loss and ``ε`` (as
+        ``lr``) of each meta-update, epoch times.
+    n_features_in_ : int
+        Features (tabular) or channels (images) of X in ``fit``.
+    input_shape_ : tuple of int
+        Shape of one sample in ``fit``.
+    device_ : torch.device
+        The device the module lives on.
+
+    See Also
+    --------
+    MAMLClassifier : Meta-gradient through the inner loop.
+
+    Notes
+    -----
+    Batch norm, the zero head for support sets of another number of classes
+    than ``n_way``, and ``transform`` are as in
+    :class:`~skmeta.MAMLClassifier`.
+
+    References
+    ----------
+    .. [1] A. Nichol, J. Achiam, J. Schulman. "On First-Order Meta-Learning
+       Algorithms". arXiv:1803.02999, 2018.
+
+    Examples
+    --------
+    >>> from skmeta import ReptileClassifier
+    >>> from skmeta.datasets import load_digits_fewshot
+    >>> data = load_digits_fewshot()
+    >>> clf = ReptileClassifier(max_epochs=1, episodes_per_epoch=10, random_state=0)
+    >>> clf = clf.fit(data.X_base, data.y_base)
+    >>> clf = clf.adapt(data.X_novel[:25], data.y_novel[:25])
+    >>> clf.predict(data.X_novel[25:30]).shape
+    (5,)
+    """
+
+    _parameter_constraints: dict = {
+        **{
+            k: v
+            for k, v in GradientBasedClassifier._parameter_constraints.items()
+            if k != "lr"
+        },
+        "meta_step_size": [Interval(Real, 0, None, closed="neither")],
+        "meta_step_size_final": [Interval(Real, 0, None, closed="left")],
+        "inner_optimizer": [StrOptions({"adam", "sgd"})],
+        "inner_batch_size": [Interval(Integral, 1, None, closed="left"), None],
+    }
+
+    _net_class = ReptileNet
+    _optimizer = torch.optim.SGD
+
+    def __init__(
+        self,
+        n_way=5,
+        k_shot=5,
+        n_query=5,
+        episodes_per_epoch=100,
+        max_epochs=25,
+        meta_step_size=1.0,
+        meta_step_size_final=0.0,
+        inner_optimizer="adam",
+        inner_lr=1e-3,
+        n_inner_steps=5,
+        inner_batch_size=10,
+        n_inner_steps_test=50,
+        meta_batch_size=5,
+        embedding_dim=64,
+        backbone=None,
+        backbone_params=None,
+        rotations=False,
+        augment="auto",
+        batch_size=256,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+    ):
+        self.n_way = n_way
+        self.k_shot = k_shot
+        self.n_query = n_query
+        self.episodes_per_epoch = episodes_per_epoch
+        self.max_epochs = max_epochs
+        self.meta_step_size = meta_step_size
+        self.meta_step_size_final = meta_step_size_final
+        self.inner_optimizer = inner_optimizer
+        self.inner_lr = inner_lr
+        self.n_inner_steps = n_inner_steps
+        self.inner_batch_size = inner_batch_size
+        self.n_inner_steps_test = n_inner_steps_test
+        self.meta_batch_size = meta_batch_size
+        self.embedding_dim = embedding_dim
+        self.backbone = backbone
+        self.backbone_params = backbone_params
+        self.rotations = rotations
+        self.augment = augment
+        self.batch_size = batch_size
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+
+    def _build_module(self, backbone, embedding_dim):
+        return ReptileNetwork(
+            backbone,
+            embedding_dim,
+            self._n_way_fitted,
+            self.n_inner_steps,
+            self.inner_lr,
+            self.inner_optimizer,
+            self.inner_batch_size,
+        )
+
+    def _meta_lr(self):
+        return self.meta_step_size
+
+    def _schedule(self, steps_per_epoch):
+        n_steps = max(self.max_epochs * steps_per_epoch, 1)
+        final = self.meta_step_size_final / self.meta_step_size
+        schedule = LRScheduler(
+            torch.optim.lr_scheduler.LambdaLR,
+            step_every="batch",
+            lr_lambda=_Linear(final, n_steps),
+        )
+        return [("meta_step_size", schedule)]
+
+    def _fine_tune(self, params, x, y):
+        generator = torch.Generator().manual_seed(0)
+        params, _ = self.module_.train_on(
+            params, x, y, n_steps=self.n_inner_steps_test, generator=generator
+        )
+        return params

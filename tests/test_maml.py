@@ -1,0 +1,301 @@
+"""Specification of MAMLClassifier (Finn et al., 2017)."""
+
+import copy
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from torch import nn
+
+from skmeta import EpisodeSampler, MAMLClassifier
+from skmeta.fewshot._gradient_based import GradientNetwork, sgd_steps
+from skmeta.fewshot.maml import MAMLNetwork
+from skmeta.model_selection import evaluate_episodes
+
+FAST = dict(
+    max_epochs=2,
+    episodes_per_epoch=8,
+    meta_batch_size=4,
+    inner_lr=0.1,
+    embedding_dim=16,
+    backbone_params={"hidden_dims": (32,)},
+    random_state=0,
+)
+
+
+@pytest.fixture(scope="module")
+def fitted(digits):
+    return MAMLClassifier(**FAST).fit(digits.X_base, digits.y_base)
+
+
+def _state(clf):
+    return {k: v.clone() for k, v in clf.module_.state_dict().items()}
+
+
+def _assert_same_state(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def _tiny_task(seed=0, n_in=3, n_way=2):
+    g = torch.Generator().manual_seed(seed)
+    x_s = torch.randn(4, n_in, generator=g, dtype=torch.float64)
+    x_q = torch.randn(6, n_in, generator=g, dtype=torch.float64)
+    y_s = torch.tensor([0, 0, 1, 1])
+    y_q = torch.tensor([0, 1, 0, 1, 1, 0])
+    return x_s, y_s, x_q, y_q
+
+
+def test_one_inner_step_is_theta_minus_alpha_grad_by_hand():
+    # Linear model z = W x + b: the cross-entropy gradient is
+    # dL/dz = (softmax(z) - onehot(y)) / n, so dL/dW = dz^T x, dL/db = sum dz.
+    torch.manual_seed(0)
+    net = GradientNetwork(nn.Identity(), 3, 2).double()
+    x, y, _, _ = _tiny_task()
+    theta = net.params()
+    W, b = theta["head.weight"], theta["head.bias"]
+    dz = (torch.softmax(x @ W.T + b, 1) - nn.functional.one_hot(y, 2)) / len(x)
+    alpha = 0.3
+    adapted = sgd_steps(net, theta, x, y, 1, alpha)
+    torch.testing.assert_close(adapted["head.weight"], W - alpha * dz.T @ x)
+    torch.testing.assert_close(adapted["head.bias"], b - alpha * dz.sum(0))
+    # The meta-learned tensors themselves are untouched.
+    assert adapted["head.weight"] is not W
+
+
+def _flat_meta_gradients(first_order, backbone_factory, alpha=0.5):
+    torch.manual_seed(0)
+    net = MAMLNetwork(backbone_factory(), 4, 2, 1, alpha, first_order).double()
+    x_s, y_s, x_q, y_q = _tiny_task()
+    x = torch.cat([x_s, x_q])[None]
+    y = torch.cat([y_s, torch.full((len(y_q),), -1)])[None]
+    loss = nn.functional.cross_entropy(net(x, y), y_q)
+    loss.backward()
+    grads = torch.cat([p.grad.flatten() for p in net.params().values()])
+
+    # By hand: theta' = theta - a g_s(theta); the meta-gradient is
+    # (I - a H_s(theta)) g_q(theta'), first order: g_q(theta').
+    names = list(net.params())
+    shapes = [p.shape for p in net.params().values()]
+    theta = torch.cat([p.detach().flatten() for p in net.params().values()])
+
+    def unflat(v):
+        out, i = {}, 0
+        for n, s in zip(names, shapes, strict=True):
+            out[n] = v[i : i + math.prod(s)].reshape(s)
+            i += math.prod(s)
+        return out
+
+    def loss_s(v):
+        return nn.functional.cross_entropy(net.logits(unflat(v), x_s), y_s)
+
+    def loss_q(v):
+        return nn.functional.cross_entropy(net.logits(unflat(v), x_q), y_q)
+
+    g_s = torch.autograd.functional.jacobian(loss_s, theta)
+    g_q = torch.autograd.functional.jacobian(loss_q, theta - alpha * g_s)
+    H_s = torch.autograd.functional.hessian(loss_s, theta)
+    return grads, g_q - alpha * H_s @ g_q, g_q
+
+
+def _tanh_backbone():
+    return nn.Sequential(nn.Linear(3, 4), nn.Tanh())
+
+
+def test_second_order_meta_gradient_is_the_hessian_corrected_one():
+    second, expected_second, expected_first = _flat_meta_gradients(
+        False, _tanh_backbone
+    )
+    first, _, _ = _flat_meta_gradients(True, _tanh_backbone)
+    torch.testing.assert_close(second, expected_second)
+    torch.testing.assert_close(first, expected_first)
+    # The Hessian term is not negligible on this model: the two differ.
+    assert (second - first).abs().max() > 1e-3
+
+
+def _meta_gradients(first_order, backbone, x_s, y_s, x_q, y_q, alpha=0.5):
+    torch.manual_seed(0)
+    net = MAMLNetwork(backbone(), 4, 2, 1, alpha, first_order).double()
+    x = torch.cat([x_s, x_q])[None]
+    y = torch.cat([y_s, torch.full((len(y_q),), -1)])[None]
+    nn.functional.cross_entropy(net(x, y), y_q).backward()
+    return {n: p.grad for n, p in net.params().items()}
+
+
+def test_first_and_second_order_agree_where_the_hessian_term_vanishes():
+    # Zero support inputs and a bias-free backbone: the support logits are the
+    # head's bias alone, so the support loss has no curvature in the backbone
+    # and head weights. There the Hessian term -a H_s g_q vanishes and both
+    # meta-gradients agree; on the bias it does not.
+    x_s, y_s, x_q, y_q = _tiny_task()
+    x_s = torch.zeros_like(x_s)
+    grads = [
+        _meta_gradients(
+            fo,
+            lambda: nn.Sequential(nn.Linear(3, 4, bias=False), nn.Tanh()),
+            x_s,
+            y_s,
+            x_q,
+            y_q,
+        )
+        for fo in (False, True)
+    ]
+    for name in ("backbone.0.weight", "head.weight"):
+        torch.testing.assert_close(grads[0][name], grads[1][name])
+    assert (grads[0]["head.bias"] - grads[1]["head.bias"]).abs().max() > 1e-4
+
+
+def test_meta_batch_is_the_mean_over_tasks(fitted):
+    net = copy.deepcopy(fitted.module_)
+    x = torch.randn(2, 10, 64)
+    y = torch.tensor([[0, 1, 2, 3, 4] + [-1] * 5] * 2)
+    y_q = torch.arange(5).repeat(2)
+    batch_loss = nn.functional.cross_entropy(net(x, y), y_q)
+    per_task = [
+        nn.functional.cross_entropy(net(x[i : i + 1], y[i : i + 1]), y_q[:5])
+        for i in range(2)
+    ]
+    torch.testing.assert_close(batch_loss, sum(per_task) / 2)
+
+
+def test_history_has_one_step_per_meta_batch(fitted):
+    assert len(fitted.history_) == FAST["max_epochs"]
+    n_steps = math.ceil(FAST["episodes_per_epoch"] / FAST["meta_batch_size"])
+    assert len(fitted.history_[-1, "batches"]) == n_steps
+
+
+def test_adapt_fine_tunes_a_copy_and_keeps_the_meta_weights(fitted, digits):
+    clf = copy.deepcopy(fitted)
+    before = _state(clf)
+    X_s, y_s = digits.X_novel[:25], digits.y_novel[:25]
+    clf.adapt(X_s, y_s)
+    clf.predict(digits.X_novel)
+    evaluate_episodes(clf, digits.X_novel, digits.y_novel, n_episodes=3)
+    _assert_same_state(_state(clf), before)
+    np.testing.assert_array_equal(clf.classes_, np.unique(y_s))
+    # The adapted weights are n_inner_steps_test SGD steps from theta.
+    x = torch.from_numpy(X_s)
+    y = torch.from_numpy(np.searchsorted(clf.classes_, y_s))
+    theta = {n: p.detach().requires_grad_() for n, p in clf.module_.params().items()}
+    expected = sgd_steps(clf.module_, theta, x, y, clf.n_inner_steps_test, 0.1)
+    for n, p in clf.adapted_params_.items():
+        torch.testing.assert_close(p, expected[n].detach())
+
+
+def test_support_with_another_number_of_classes_gets_a_zero_head(fitted, digits):
+    clf = clone(fitted).set_params(n_inner_steps_test=0)
+    clf.fit(digits.X_base, digits.y_base)
+    mask = np.isin(digits.y_novel, np.unique(digits.y_novel)[:3])
+    clf.adapt(digits.X_novel[mask], digits.y_novel[mask])
+    assert clf.adapted_params_["head.weight"].shape == (3, 16)
+    assert not clf.adapted_params_["head.weight"].any()
+    np.testing.assert_allclose(clf.predict_proba(digits.X_novel[:4]), 1 / 3)
+    # After fine-tuning, predictions are over the 3 classes.
+    clf.set_params(n_inner_steps_test=5).adapt(
+        digits.X_novel[mask], digits.y_novel[mask]
+    )
+    assert set(clf.predict(digits.X_novel)) <= set(np.unique(digits.y_novel[mask]))
+
+
+def test_default_support_is_the_training_data(fitted, digits):
+    np.testing.assert_array_equal(fitted.classes_, np.unique(digits.y_base))
+    clf = clone(fitted).set_params(n_inner_steps_test=30, inner_lr=0.4)
+    assert (
+        clf.fit(digits.X_base, digits.y_base).score(digits.X_base, digits.y_base) > 0.8
+    )
+
+
+@pytest.mark.parametrize("n_way", [5, 3])
+def test_episode_accuracies_equal_adapting_a_copy_per_episode(fitted, digits, n_way):
+    kw = dict(n_way=n_way, k_shot=2, n_query=3, n_episodes=4, random_state=7)
+    before = _state(fitted)
+    scores = evaluate_episodes(fitted, digits.X_novel, digits.y_novel, **kw)
+    _assert_same_state(_state(fitted), before)
+    sampler = EpisodeSampler(n_way, 2, 3, 4, random_state=7)
+    slow = []
+    for support, query in sampler.split(y=digits.y_novel):
+        clf = copy.deepcopy(fitted).adapt(
+            digits.X_novel[support], digits.y_novel[support]
+        )
+        slow.append(clf.score(digits.X_novel[query], digits.y_novel[query]))
+    np.testing.assert_allclose(scores.accuracies, slow, atol=1e-6)
+
+
+def test_pickle_clone_and_seed(fitted, digits):
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(
+        restored.predict_proba(digits.X_novel), fitted.predict_proba(digits.X_novel)
+    )
+    again = clone(fitted).fit(digits.X_base, digits.y_base)
+    _assert_same_state(_state(again), _state(fitted))
+    other = clone(fitted).set_params(random_state=1).fit(digits.X_base, digits.y_base)
+    assert not torch.equal(
+        other.module_.params()["head.weight"],
+        fitted.module_.params()["head.weight"],
+    )
+    assert fitted.transform(digits.X_novel[:3]).shape == (3, 16)
+
+
+def test_first_order_trains(digits):
+    clf = MAMLClassifier(first_order=True, **FAST).fit(digits.X_base, digits.y_base)
+    assert np.isfinite(clf.history_[:, "train_loss"]).all()
+
+
+def test_conv4_batch_norm_uses_batch_statistics(tiny_images):
+    X, y = tiny_images
+    clf = MAMLClassifier(
+        n_way=4,
+        k_shot=1,
+        n_query=1,
+        max_epochs=1,
+        episodes_per_epoch=2,
+        meta_batch_size=2,
+        embedding_dim=8,
+        backbone_params={"hidden_channels": 8},
+        augment=None,
+        random_state=0,
+    ).fit(X, y)
+    bns = [m for m in clf.module_.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and all(m.running_mean is None for m in bns)
+    assert clf.predict(X).shape == (40,)
+
+
+def test_errors(fitted, digits):
+    with pytest.raises(NotFittedError):
+        MAMLClassifier().predict(digits.X_novel)
+    with pytest.raises(ValueError, match="features"):
+        copy.deepcopy(fitted).adapt(digits.X_novel[:, :10], digits.y_novel)
+    with pytest.raises(ValueError, match="n_way=7"):
+        MAMLClassifier(n_way=7).fit(digits.X_base, digits.y_base)
+    for bad in (
+        dict(inner_lr=0),
+        dict(meta_batch_size=0),
+        dict(n_inner_steps=0),
+        dict(first_order="yes"),
+    ):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            MAMLClassifier(**bad).fit(digits.X_base, digits.y_base)
+
+
+def test_skorch_callbacks_and_progress_bar(digits, capsys):
+    from skorch.callbacks import Callback
+
+    class Count(Callback):
+        def initialize(self):
+            self.batches = 0
+            return self
+
+        def on_batch_end(self, net, **kwargs):
+            self.batches += 1
+
+    count = Count()
+    MAMLClassifier(**dict(FAST, verbose=1, callbacks=[count])).fit(
+        digits.X_base, digits.y_base
+    )
+    assert count.batches == 4  # 2 epochs of 2 meta-batches
+    assert "train_loss" in capsys.readouterr().out
