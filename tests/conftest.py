@@ -5,8 +5,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from skmeta.datasets import load_digits_fewshot
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One torch thread per xdist worker: several threads per worker
+    # oversubscribe the cores and slow small models down many times over.
+    torch.set_num_threads(1)
 
 
 def _data_home():
