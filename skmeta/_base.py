@@ -37,7 +37,13 @@ from .augmentation import RandomAffine, rotations_as_classes
 from .backbones import BACKBONES, build_backbone
 from .episodes import EpisodeSampler
 
-__all__ = ["EpisodicClassifier", "TorchEstimator", "eval_mode", "resolve_device"]
+__all__ = [
+    "EpisodicClassifier",
+    "EpisodicNetwork",
+    "TorchEstimator",
+    "eval_mode",
+    "resolve_device",
+]
 
 
 def resolve_device(device):
@@ -201,6 +207,45 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         tags.transformer_tags.preserves_dtype = ["float32"]
         tags.target_tags.required = True  # every estimator here learns from labels
         return tags
+
+
+class EpisodicNetwork(nn.Module):
+    """Base of the torch modules of episodic classifiers.
+
+    A subclass holds a ``backbone`` and defines ``encode_support(z_support,
+    y_support)`` (what queries are compared with, e.g. prototypes) and
+    ``query_logits(state, z_query)`` (``(n_query, n_way)`` logits);
+    ``forward`` runs one training episode through them.
+    """
+
+    def embed(self, x):
+        """Embeddings of inputs ``x``: ``(batch, ...)`` to ``(batch, d)``."""
+        return self.backbone(x)
+
+    def forward(self, x, y):
+        """The criterion's input for one episode.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n_support + n_query, ...)
+            The episode's support rows, then its query rows.
+        y : torch.Tensor of shape (n_support + n_query,), dtype int64
+            Episode class (0 to n_way - 1) of each support row; -1 for query
+            rows, whose labels the module never sees.
+
+        Returns
+        -------
+        torch.Tensor of shape (n_query, n_way)
+            :meth:`episode_output` of the queries.
+        """
+        z = self.embed(x)
+        support = y >= 0
+        state = self.encode_support(z[support], y[support])
+        return self.episode_output(state, z[~support])
+
+    def episode_output(self, state, z_query):
+        """What meta-training's criterion compares with the query labels."""
+        return self.query_logits(state, z_query)
 
 
 class _EpisodeStream(IterableDataset):

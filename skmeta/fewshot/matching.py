@@ -9,7 +9,7 @@ from sklearn.utils._param_validation import Interval
 from torch import nn
 from torch.nn import functional as F
 
-from .._base import EpisodicClassifier
+from .._base import EpisodicClassifier, EpisodicNetwork
 
 __all__ = [
     "AttentionLSTM",
@@ -112,7 +112,7 @@ class MatchingSupport(NamedTuple):
     one_hot: torch.Tensor
 
 
-class MatchingNetwork(nn.Module):
+class MatchingNetwork(EpisodicNetwork):
     """The torch side of :class:`MatchingClassifier`.
 
     Parameters
@@ -138,10 +138,6 @@ class MatchingNetwork(nn.Module):
         self.temperature = temperature
         self.support_lstm = SupportSetLSTM(embedding_dim) if fce else None
         self.query_lstm = AttentionLSTM(embedding_dim, fce_steps) if fce else None
-
-    def embed(self, x):
-        """Context-free embeddings ``f'(x) = g'(x)``, shape ``(batch, d)``."""
-        return self.backbone(x)
 
     def encode_support(self, z_support, y_support, n_way=None):
         """Context embeddings ``g(x_i, S)`` and one-hot labels of the support set.
@@ -177,26 +173,6 @@ class MatchingNetwork(nn.Module):
         """
         p = self.attention(support, z_query) @ support.one_hot
         return p.clamp_min(torch.finfo(p.dtype).tiny).log()
-
-    def forward(self, x, y):
-        """Log class probabilities of one episode's queries.
-
-        Parameters
-        ----------
-        x : torch.Tensor of shape (n_support + n_query, ...)
-            The episode's support rows, then its query rows.
-        y : torch.Tensor of shape (n_support + n_query,), dtype int64
-            Episode class of each support row; -1 for query rows.
-
-        Returns
-        -------
-        torch.Tensor of shape (n_query, n_way)
-        """
-        z = self.embed(x)
-        support = y >= 0
-        return self.query_logits(
-            self.encode_support(z[support], y[support]), z[~support]
-        )
 
 
 class MatchingClassifier(EpisodicClassifier):

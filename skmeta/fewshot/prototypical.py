@@ -7,7 +7,7 @@ import torch
 from sklearn.utils._param_validation import StrOptions
 from torch import nn
 
-from .._base import EpisodicClassifier
+from .._base import EpisodicClassifier, EpisodicNetwork
 from ..distances import DISTANCES, get_distance
 
 __all__ = ["PrototypicalClassifier", "PrototypicalNetwork"]
@@ -30,7 +30,7 @@ def class_means(z, y, n_classes):
     return (one_hot.T @ z) / one_hot.sum(0).unsqueeze(1)
 
 
-class PrototypicalNetwork(nn.Module):
+class PrototypicalNetwork(EpisodicNetwork):
     """The torch side of :class:`PrototypicalClassifier`.
 
     Parameters
@@ -46,10 +46,6 @@ class PrototypicalNetwork(nn.Module):
         self.backbone = backbone
         self.distance = distance
 
-    def embed(self, x):
-        """Embeddings ``(batch, d)`` of inputs ``x``."""
-        return self.backbone(x)
-
     def encode_support(self, z_support, y_support):
         """Prototypes: the class means of the support embeddings (eq. 1).
 
@@ -64,26 +60,6 @@ class PrototypicalNetwork(nn.Module):
         Their softmax is p(y = k | x) of eq. 2.
         """
         return -self.distance(z_query, prototypes)
-
-    def forward(self, x, y):
-        """Query logits of one episode.
-
-        Parameters
-        ----------
-        x : torch.Tensor of shape (n_support + n_query, ...)
-            The episode's support rows, then its query rows.
-        y : torch.Tensor of shape (n_support + n_query,), dtype int64
-            Episode class of each support row; -1 for query rows.
-
-        Returns
-        -------
-        torch.Tensor of shape (n_query, n_way)
-        """
-        z = self.embed(x)
-        support = y >= 0
-        return self.query_logits(
-            self.encode_support(z[support], y[support]), z[~support]
-        )
 
 
 class PrototypicalClassifier(EpisodicClassifier):

@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
-from .._base import EpisodicClassifier
+from .._base import EpisodicClassifier, EpisodicNetwork
 from ..backbones import build_backbone
 
 __all__ = [
@@ -179,7 +179,7 @@ class MLPRelation(nn.Module):
         return self.layers(pairs).squeeze(1)
 
 
-class RelationNetwork(nn.Module):
+class RelationNetwork(EpisodicNetwork):
     """The torch side of :class:`RelationClassifier`.
 
     Parameters
@@ -199,10 +199,6 @@ class RelationNetwork(nn.Module):
         self.backbone = backbone
         self.relation = relation
         self.k_shot = k_shot
-
-    def embed(self, x):
-        """Embeddings ``f_φ(x)``: ``(batch, d)`` or maps ``(batch, c, h, w)``."""
-        return self.backbone(x)
 
     def encode_support(self, z_support, y_support, n_way=None):
         """Class features: the sum of each class's shot embeddings.
@@ -230,6 +226,10 @@ class RelationNetwork(nn.Module):
         )
         return self.relation(pairs.flatten(0, 1)).view(n_query, n_way)
 
+    def episode_output(self, class_features, z_query):
+        """Relation scores in [0, 1], which :class:`RelationLoss` regresses."""
+        return self.relation_scores(class_features, z_query)
+
     def relation_scores(self, class_features, z_query):
         """Relation scores ``r = sigmoid(g_φ(C(...)))`` in [0, 1] (eq. 1-2)."""
         return self.relation_logits(class_features, z_query).sigmoid()
@@ -242,27 +242,6 @@ class RelationNetwork(nn.Module):
         the relation logits, never ``-inf``.
         """
         return F.logsigmoid(self.relation_logits(class_features, z_query))
-
-    def forward(self, x, y):
-        """Relation scores of one episode's queries to its classes.
-
-        Parameters
-        ----------
-        x : torch.Tensor of shape (n_support + n_query, ...)
-            The episode's support rows, then its query rows.
-        y : torch.Tensor of shape (n_support + n_query,), dtype int64
-            Episode class of each support row; -1 for query rows.
-
-        Returns
-        -------
-        torch.Tensor of shape (n_query, n_way)
-            Scores in [0, 1].
-        """
-        z = self.embed(x)
-        support = y >= 0
-        return self.relation_scores(
-            self.encode_support(z[support], y[support]), z[~support]
-        )
 
 
 class RelationLoss(nn.Module):
