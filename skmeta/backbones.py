@@ -13,15 +13,21 @@ import inspect
 import torch
 from torch import nn
 
-__all__ = ["BACKBONES", "MLP", "Conv4", "build_backbone"]
+__all__ = ["BACKBONES", "MLP", "Conv4", "build_backbone", "conv_block"]
 
 
-def _conv_block(in_channels, out_channels):
+def conv_block(in_channels, out_channels, pool=True):
+    """3x3 convolution (padding 1), batch norm, ReLU, then 2x2 max-pooling.
+
+    The block of Conv4 (Snell et al., 2017) and of the Relation Networks
+    encoder, which leaves out the pooling of its last two blocks
+    (``pool=False``).
+    """
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
-        nn.MaxPool2d(2),
+        nn.MaxPool2d(2) if pool else nn.Identity(),
     )
 
 
@@ -59,10 +65,10 @@ class Conv4(nn.Module):
     def __init__(self, in_channels=1, hidden_channels=64, out_channels=64):
         super().__init__()
         self.encoder = nn.Sequential(
-            _conv_block(in_channels, hidden_channels),
-            _conv_block(hidden_channels, hidden_channels),
-            _conv_block(hidden_channels, hidden_channels),
-            _conv_block(hidden_channels, out_channels),
+            conv_block(in_channels, hidden_channels),
+            conv_block(hidden_channels, hidden_channels),
+            conv_block(hidden_channels, hidden_channels),
+            conv_block(hidden_channels, out_channels),
         )
 
     def forward(self, x):

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._base import EpisodicClassifier, EpisodicNetwork
-from ..backbones import build_backbone
+from ..backbones import build_backbone, conv_block
 
 __all__ = [
     "ConvRelation",
@@ -51,15 +51,6 @@ def class_features(z, y, n_classes, k_shot):
     return (sums * scale).reshape(n_classes, *z.shape[1:])
 
 
-def _conv_block(in_channels, out_channels, pool):
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-        nn.MaxPool2d(2) if pool else nn.Identity(),
-    )
-
-
 class RelationEncoder(nn.Module):
     """The embedding module of Relation Networks: Conv4 keeping feature maps.
 
@@ -88,10 +79,10 @@ class RelationEncoder(nn.Module):
     def __init__(self, in_channels=1, hidden_channels=64, out_channels=64):
         super().__init__()
         self.encoder = nn.Sequential(
-            _conv_block(in_channels, hidden_channels, pool=True),
-            _conv_block(hidden_channels, hidden_channels, pool=True),
-            _conv_block(hidden_channels, hidden_channels, pool=False),
-            _conv_block(hidden_channels, out_channels, pool=False),
+            conv_block(in_channels, hidden_channels, pool=True),
+            conv_block(hidden_channels, hidden_channels, pool=True),
+            conv_block(hidden_channels, hidden_channels, pool=False),
+            conv_block(hidden_channels, out_channels, pool=False),
         )
 
     def forward(self, x):
@@ -127,7 +118,7 @@ class ConvRelation(nn.Module):
         blocks = []
         for in_channels in (2 * c, c):
             pool = min(h, w) >= 2
-            blocks.append(_conv_block(in_channels, c, pool))
+            blocks.append(conv_block(in_channels, c, pool))
             h, w = (h // 2, w // 2) if pool else (h, w)
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Sequential(
