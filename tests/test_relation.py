@@ -19,6 +19,7 @@ from skmeta.fewshot.relation import (
     RelationLoss,
     RelationNetwork,
     class_features,
+    pair_layer,
 )
 from skmeta.model_selection import evaluate_episodes
 
@@ -63,23 +64,57 @@ def test_other_shot_counts_are_rescaled_to_k_shot_shots():
     torch.testing.assert_close(features[1], 2 * z[4])
 
 
-def test_relation_module_reads_class_then_query_features_concatenated():
+def test_relation_module_reads_class_features_and_query_embeddings():
     seen = []
 
     class Record(nn.Module):
-        def forward(self, pairs):
-            seen.append(pairs)
-            return pairs[:, 0] - pairs[:, 2]
+        def forward(self, class_features, z_query):
+            seen.append((class_features, z_query))
+            return z_query[:, :1] - class_features[:, 0]
 
     net = RelationNetwork(nn.Identity(), Record())
     classes = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
     queries = torch.tensor([[5.0, 6.0], [7.0, 8.0], [9.0, 0.0]])
     logits = net.relation_logits(classes, queries)
-    assert seen[0].shape == (6, 4)
-    torch.testing.assert_close(seen[0][1], torch.tensor([3.0, 4.0, 5.0, 6.0]))
-    torch.testing.assert_close(seen[0][4], torch.tensor([1.0, 2.0, 9.0, 0.0]))
-    torch.testing.assert_close(logits[2, 0], torch.tensor(-8.0))
+    assert seen[0][0] is classes and seen[0][1] is queries
+    torch.testing.assert_close(logits[2], torch.tensor([8.0, 6.0]))
     torch.testing.assert_close(net.relation_scores(classes, queries), logits.sigmoid())
+
+
+def test_pair_layer_equals_the_layer_on_each_concatenated_pair():
+    torch.manual_seed(0)
+    classes, queries = torch.randn(3, 4, 5, 5), torch.randn(2, 4, 5, 5)
+    pairs = torch.cat(
+        [classes.expand(2, 3, 4, 5, 5), queries[:, None].expand(2, 3, 4, 5, 5)], 2
+    ).flatten(0, 1)  # row j * n_way + i is C(class i, query j)
+    conv = nn.Conv2d(8, 6, kernel_size=3, padding=1)
+    torch.testing.assert_close(pair_layer(conv, classes, queries), conv(pairs))
+    linear = nn.Linear(8, 6)
+    torch.testing.assert_close(
+        pair_layer(linear, classes[:, :, 0, 0], queries[:, :, 0, 0]),
+        linear(pairs[:, :, 0, 0]),
+    )
+
+
+@pytest.mark.parametrize(
+    "relation, shape",
+    [(ConvRelation((4, 7, 7)), (4, 7, 7)), (MLPRelation(4), (4,))],
+    ids=["conv", "mlp"],
+)
+def test_relation_modules_equal_the_paper_on_concatenated_pairs(relation, shape):
+    # The factorised first layer gives exactly g(C(class, query)) for every
+    # pair, batch norm statistics included (training mode).
+    torch.manual_seed(0)
+    classes, queries = torch.randn(3, *shape), torch.randn(5, *shape)
+    pairs = torch.cat(
+        [classes.expand(5, 3, *shape), queries[:, None].expand(5, 3, *shape)], 2
+    ).flatten(0, 1)
+    layers = (
+        nn.Sequential(relation.blocks, relation.fc)
+        if isinstance(relation, ConvRelation)
+        else relation.layers
+    )
+    torch.testing.assert_close(relation(classes, queries), layers(pairs).view(5, 3))
 
 
 def test_relation_scores_lie_in_the_unit_interval(fitted, digits):
@@ -173,7 +208,7 @@ def test_relation_encoder_is_conv4_without_its_last_two_poolings():
 
 def test_conv_relation_skips_pooling_on_tiny_maps():
     relation = ConvRelation((8, 1, 1))
-    assert relation(torch.zeros(3, 16, 1, 1)).shape == (3,)
+    assert relation(torch.zeros(3, 8, 1, 1), torch.zeros(2, 8, 1, 1)).shape == (2, 3)
 
 
 def test_tabular_data_gets_mlp_embedding_and_relation(fitted, digits):

@@ -20,6 +20,7 @@ __all__ = [
     "RelationLoss",
     "RelationNetwork",
     "class_features",
+    "pair_layer",
 ]
 
 
@@ -49,6 +50,44 @@ def class_features(z, y, n_classes, k_shot):
     sums = one_hot.T @ z.flatten(1)
     scale = k_shot / one_hot.sum(0).unsqueeze(1)
     return (sums * scale).reshape(n_classes, *z.shape[1:])
+
+
+def pair_layer(layer, class_features, z_query):
+    """A linear first layer applied to every (class, query) concatenation.
+
+    The relation module reads ``C(x_class, x_query)``, the concatenation of
+    a class feature and a query embedding along the feature (channel) axis.
+    Its first layer, a :class:`torch.nn.Linear` or :class:`torch.nn.Conv2d`
+    with zero padding, is linear in its input, so on a concatenation it is
+    the sum of its two halves: ``W [a; b] + β = (W_a a + β) + W_b b``. Each
+    half is computed once per class and once per query, then every pair is
+    one addition: ``n_way + n_query`` layer evaluations instead of
+    ``n_way * n_query``, the same result up to rounding.
+
+    Parameters
+    ----------
+    layer : torch.nn.Linear or torch.nn.Conv2d
+        With ``2d`` inputs or ``2c`` input channels.
+    class_features : torch.Tensor of shape (n_way, d) or (n_way, c, h, w)
+    z_query : torch.Tensor of shape (n_query, d) or (n_query, c, h, w)
+
+    Returns
+    -------
+    torch.Tensor of shape (n_query * n_way, ...)
+        ``layer(C(class_features[i], z_query[j]))`` at row ``j * n_way + i``.
+    """
+    c = class_features.shape[1]
+    weight = layer.weight
+    if isinstance(layer, nn.Conv2d):
+
+        def apply(x, w, b):
+            return F.conv2d(x, w, b, layer.stride, layer.padding, layer.dilation)
+
+    else:
+        apply = F.linear
+    per_class = apply(class_features, weight[:, :c], layer.bias)
+    per_query = apply(z_query, weight[:, c:], None)
+    return (per_query.unsqueeze(1) + per_class.unsqueeze(0)).flatten(0, 1)
 
 
 class RelationEncoder(nn.Module):
@@ -108,8 +147,11 @@ class ConvRelation(nn.Module):
 
     Notes
     -----
-    Input: pairs ``(n_pairs, 2c, h, w)``. Output: relation logits
-    ``(n_pairs,)``, before the sigmoid.
+    Called as ``relation(class_features, z_query)`` with class features
+    ``(n_way, c, h, w)`` and query maps ``(n_query, c, h, w)``; returns the
+    relation logits, before the sigmoid, of every pair ``C(class, query)``
+    (``2c`` channels): ``(n_query, n_way)``. The first convolution runs once
+    per class and per query, not per pair (:func:`pair_layer`).
     """
 
     def __init__(self, feature_shape, hidden_dim=8):
@@ -128,8 +170,11 @@ class ConvRelation(nn.Module):
             nn.Linear(hidden_dim, 1),
         )
 
-    def forward(self, pairs):
-        return self.fc(self.blocks(pairs)).squeeze(1)
+    def forward(self, class_features, z_query):
+        first = self.blocks[0]
+        pairs = first[1:](pair_layer(first[0], class_features, z_query))
+        logits = self.fc(self.blocks[1:](pairs))
+        return logits.view(len(z_query), len(class_features))
 
 
 class MLPRelation(nn.Module):
@@ -152,7 +197,11 @@ class MLPRelation(nn.Module):
 
     Notes
     -----
-    Input: pairs ``(n_pairs, 2d)``. Output: relation logits ``(n_pairs,)``.
+    Called as ``relation(class_features, z_query)`` with class features
+    ``(n_way, d)`` and query embeddings ``(n_query, d)``; returns the
+    relation logits of every pair ``C(class, query)`` (``2d`` features):
+    ``(n_query, n_way)``. The first layer runs once per class and per query,
+    not per pair (:func:`pair_layer`).
     """
 
     def __init__(self, embedding_dim, hidden_dim=8):
@@ -166,8 +215,10 @@ class MLPRelation(nn.Module):
             nn.Linear(hidden_dim, 1),
         )
 
-    def forward(self, pairs):
-        return self.layers(pairs).squeeze(1)
+    def forward(self, class_features, z_query):
+        pairs = pair_layer(self.layers[0], class_features, z_query)
+        logits = self.layers[1:](pairs)
+        return logits.view(len(z_query), len(class_features))
 
 
 class RelationNetwork(EpisodicNetwork):
@@ -179,8 +230,10 @@ class RelationNetwork(EpisodicNetwork):
         The embedding module ``f_φ``: inputs to ``(batch, d)`` or
         ``(batch, c, h, w)``.
     relation : torch.nn.Module
-        The relation module ``g_φ``: concatenated pairs ``(n_pairs, 2d)`` or
-        ``(n_pairs, 2c, h, w)`` to relation logits ``(n_pairs,)``.
+        The relation module ``g_φ``: ``relation(class_features, z_query)``
+        gives the relation logits ``(n_query, n_way)`` of every concatenated
+        pair ``C(class, query)``, as :class:`ConvRelation` and
+        :class:`MLPRelation` do.
     k_shot : int, default=1
         Shots per class in training episodes (see :func:`class_features`).
     """
@@ -206,16 +259,7 @@ class RelationNetwork(EpisodicNetwork):
         The relation module reads the concatenation
         ``C(f_φ(x_class), f_φ(x_query))`` along the feature (channel) axis.
         """
-        n_query, n_way = len(z_query), len(class_features)
-        shape = (n_query, n_way, *z_query.shape[1:])
-        pairs = torch.cat(
-            [
-                class_features.unsqueeze(0).expand(shape),
-                z_query.unsqueeze(1).expand(shape),
-            ],
-            dim=2,
-        )
-        return self.relation(pairs.flatten(0, 1)).view(n_query, n_way)
+        return self.relation(class_features, z_query)
 
     def episode_output(self, class_features, z_query):
         """Relation scores in [0, 1], which :class:`RelationLoss` regresses."""
