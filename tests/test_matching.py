@@ -10,8 +10,9 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
-from skmeta import EpisodeSampler, MatchingClassifier
+from skmeta import EpisodeSampler, MatchingClassifier, PrototypicalClassifier
 from skmeta.backbones import Conv4
+from skmeta.distances import Manhattan
 from skmeta.fewshot.matching import MatchingNetwork
 from skmeta.model_selection import evaluate_episodes
 
@@ -78,6 +79,40 @@ def test_temperature_divides_the_cosine():
     np.testing.assert_allclose(
         clf.predict_proba([[0.6, 0.8]]), [e / e.sum()], rtol=1e-5
     )
+
+
+def test_squared_euclidean_one_shot_equals_prototypical_networks(digits):
+    # Snell et al. (2017, §2.4): with one shot per class the support sample
+    # is the prototype, so the attention mass of a class is the softmax of
+    # negative squared distances.
+    shots = [np.flatnonzero(digits.y_novel == c)[0] for c in np.unique(digits.y_novel)]
+    X_s, y_s = digits.X_novel[shots], digits.y_novel[shots]
+    identity = dict(backbone=nn.Identity(), max_epochs=0)
+    matching = MatchingClassifier(
+        distance="sqeuclidean", temperature=1.0, **identity
+    ).fit(digits.X_base, digits.y_base)
+    proto = PrototypicalClassifier(**identity).fit(digits.X_base, digits.y_base)
+    matching.adapt(X_s, y_s)
+    proto.adapt(X_s, y_s)
+    Xq = digits.X_novel[:50] / 16  # smaller distances: probabilities not all 0/1
+    np.testing.assert_allclose(
+        matching.predict_proba(Xq), proto.predict_proba(Xq), rtol=1e-4, atol=1e-6
+    )
+    np.testing.assert_array_equal(
+        matching.predict(digits.X_novel), proto.predict(digits.X_novel)
+    )
+
+
+def test_distance_module_gives_attention_by_negative_distance():
+    net = MatchingNetwork(nn.Identity(), 2, temperature=2.0, distance=Manhattan())
+    support = net.encode_support(
+        torch.tensor([[0.0, 0.0], [3.0, 1.0]]), torch.tensor([0, 1])
+    )
+    attention = net.attention(support, torch.tensor([[1.0, 0.0]]))
+    # L1 distances 1 and 3, divided by the temperature 2.
+    e = torch.exp(-torch.tensor([1.0, 3.0]) / 2)
+    torch.testing.assert_close(attention, (e / e.sum())[None])
+    assert not torch.allclose(support.g.norm(dim=1), torch.ones(2))  # kept raw
 
 
 @pytest.mark.parametrize("fce", [False, True])
@@ -280,6 +315,7 @@ def test_unfitted_use_raises_not_fitted():
         ({"temperature": 0}, "temperature"),
         ({"fce_steps": 0}, "fce_steps"),
         ({"fce": "yes"}, "fce"),
+        ({"distance": "hamming"}, "distance"),
     ],
 )
 def test_invalid_parameters(digits, params, name):

@@ -1,15 +1,17 @@
 """Matching Networks (Vinyals, Blundell, Lillicrap, Kavukcuoglu & Wierstra, 2016)."""
 
+import copy
 from numbers import Integral, Real
 from typing import NamedTuple
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 from torch.nn import functional as F
 
 from .._base import EpisodicClassifier, EpisodicNetwork
+from ..distances import DISTANCES, get_distance
 
 __all__ = [
     "AttentionLSTM",
@@ -106,7 +108,8 @@ class AttentionLSTM(nn.Module):
 class MatchingSupport(NamedTuple):
     """What a Matching Network keeps of an embedded support set."""
 
-    #: Context embeddings g(x_i, S), L2-normalised, shape (n_support, d).
+    #: Context embeddings g(x_i, S), shape (n_support, d); L2-normalised
+    #: when the network compares by cosine.
     g: torch.Tensor
     #: One-hot episode classes of the support samples, (n_support, n_way).
     one_hot: torch.Tensor
@@ -127,15 +130,25 @@ class MatchingNetwork(EpisodicNetwork):
     fce_steps : int, default=5
         Processing steps ``K`` of the attention LSTM.
     temperature : float, default=0.1
-        Cosine similarities are divided by it before the softmax.
+        Similarities are divided by it before the softmax.
+    distance : torch.nn.Module or None, default=None
+        ``None`` compares by cosine similarity (the paper's); a distance
+        module (see :mod:`skmeta.distances`) compares by its negative.
     """
 
     def __init__(
-        self, backbone, embedding_dim, fce=False, fce_steps=5, temperature=0.1
+        self,
+        backbone,
+        embedding_dim,
+        fce=False,
+        fce_steps=5,
+        temperature=0.1,
+        distance=None,
     ):
         super().__init__()
         self.backbone = backbone
         self.temperature = temperature
+        self.distance = distance
         self.support_lstm = SupportSetLSTM(embedding_dim) if fce else None
         self.query_lstm = AttentionLSTM(embedding_dim, fce_steps) if fce else None
 
@@ -147,21 +160,26 @@ class MatchingNetwork(EpisodicNetwork):
         """
         n_way = int(y_support.max()) + 1 if n_way is None else n_way
         g = self.support_lstm(z_support) if self.support_lstm is not None else z_support
+        if self.distance is None:
+            g = F.normalize(g, dim=1)
         one_hot = F.one_hot(y_support, n_way).to(z_support.dtype)
-        return MatchingSupport(F.normalize(g, dim=1), one_hot)
+        return MatchingSupport(g, one_hot)
 
     def attention(self, support, z_query):
         """Attention ``a(x̂, x_i)`` of each query over the support set (eq. 2).
 
         ``a(x̂, x_i) = softmax_i(c(f(x̂, S), g(x_i, S)) / temperature)`` with
-        ``c`` the cosine similarity. Returns ``(n_query, n_support)``; rows
-        sum to 1.
+        ``c`` the cosine similarity, or ``c = -d`` for a distance module
+        ``d``. Returns ``(n_query, n_support)``; rows sum to 1.
         """
         f = z_query
         if self.query_lstm is not None:
             f = self.query_lstm(z_query, support.g)
-        cosine = F.normalize(f, dim=1) @ support.g.T
-        return (cosine / self.temperature).softmax(dim=1)
+        if self.distance is None:
+            similarity = F.normalize(f, dim=1) @ support.g.T
+        else:
+            similarity = -self.distance(f, support.g)
+        return (similarity / self.temperature).softmax(dim=1)
 
     def query_logits(self, support, z_query):
         """Log class probabilities of the queries, ``(n_query, n_way)`` (eq. 1).
@@ -187,8 +205,9 @@ class MatchingClassifier(EpisodicClassifier):
         a(\hat x, x_i) = \frac{e^{c(f(\hat x), g(x_i)) / T}}
                                {\sum_j e^{c(f(\hat x), g(x_j)) / T}}
 
-    with ``c`` the cosine similarity and ``T`` the ``temperature`` (1 in the
-    paper, 0.1 by default here, see below). Without full context embeddings
+    with ``c`` the cosine similarity (or ``c = -d`` for another
+    ``distance`` ``d``) and ``T`` the ``temperature`` (1 in the paper, 0.1
+    by default here, see below). Without full context embeddings
     (``fce=False``) ``f`` and ``g`` are one backbone; with ``fce=True`` the
     support embeddings are read by a bidirectional LSTM and each query
     attends to them through an attention LSTM of ``fce_steps`` steps (the
@@ -233,7 +252,17 @@ class MatchingClassifier(EpisodicClassifier):
         and learns slowly: on Omniglot minimal, after 60 training episodes,
         5-way 1-shot novel accuracy was 64% with 1 and 82% with 0.1 (the
         scale 10 of cosine classifiers). Smaller values sharpen the
-        attention toward the nearest support samples.
+        attention toward the nearest support samples. Use 1 with
+        ``distance="sqeuclidean"``, whose distances are not bounded.
+    distance : str or torch.nn.Module, default="cosine"
+        What ``c`` compares: ``"cosine"`` is the paper's cosine similarity;
+        another name of :data:`skmeta.distances.DISTANCES` (or a module
+        mapping ``(n, d)`` and ``(m, d)`` to ``(n, m)`` distances) gives
+        ``c = -d``. ``"sqeuclidean"`` with ``temperature=1`` is the Matching
+        Network with Euclidean distance of Snell et al. (2017, §2.4 and
+        Fig. 2), which they found better than the cosine; with one shot per
+        class it equals Prototypical Networks (compare them on your data:
+        the methods guide has both on Omniglot).
     embedding_dim : int, default=64
         Output size of a built backbone (the last Conv4 block's filters, or
         the MLP's output width).
@@ -330,6 +359,7 @@ class MatchingClassifier(EpisodicClassifier):
         "fce": ["boolean"],
         "fce_steps": [Interval(Integral, 1, None, closed="left")],
         "temperature": [Interval(Real, 0, None, closed="neither")],
+        "distance": [StrOptions(set(DISTANCES)), nn.Module],
     }
 
     #: The module returns log-probabilities: NLL is the paper's loss.
@@ -347,6 +377,7 @@ class MatchingClassifier(EpisodicClassifier):
         fce=False,
         fce_steps=5,
         temperature=0.1,
+        distance="cosine",
         embedding_dim=64,
         backbone=None,
         backbone_params=None,
@@ -368,6 +399,7 @@ class MatchingClassifier(EpisodicClassifier):
         self.fce = fce
         self.fce_steps = fce_steps
         self.temperature = temperature
+        self.distance = distance
         self.embedding_dim = embedding_dim
         self.backbone = backbone
         self.backbone_params = backbone_params
@@ -380,12 +412,17 @@ class MatchingClassifier(EpisodicClassifier):
         self.callbacks = callbacks
 
     def _build_module(self, backbone, embedding_dim):
+        # A distance module is copied: fitting must not train the caller's.
+        distance = None
+        if self.distance != "cosine":
+            distance = get_distance(copy.deepcopy(self.distance), embedding_dim)
         return MatchingNetwork(
             backbone,
             embedding_dim,
             fce=self.fce,
             fce_steps=self.fce_steps,
             temperature=self.temperature,
+            distance=distance,
         )
 
     def _set_support(self, z_support, y_support):
