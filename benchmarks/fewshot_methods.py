@@ -41,6 +41,11 @@ RUNS = {
         dict(n_query=3, distance="sqeuclidean", temperature=1.0),
     ),
     "relation": ("relation", {}),
+    # 20-way episodes of 3 queries per class: 80 images and 1200 pairs
+    # instead of 120 and 2000, so about 1.5 times the episodes.
+    "relation-3query": ("relation", dict(n_query=3)),
+    # The paper's episodes for 5-way Omniglot: 5-way, 19 queries per class.
+    "relation-5way": ("relation", dict(n_way=5, n_query=19)),
     # One query per class, as in the authors' code for Omniglot, and 8 tasks
     # per outer step instead of 32: four times the meta-updates per minute.
     "maml": ("maml", dict(n_query=1, meta_batch_size=8)),
