@@ -345,8 +345,9 @@ class RelationClassifier(EpisodicClassifier):
     n_way : int or None, default=None
         Classes per training episode. ``None`` means all classes of ``y``,
         at most 20 (the paper's widest Omniglot episodes). Each episode
-        scores ``n_way² x n_query`` pairs with the relation module, so wide
-        episodes cost much more than for prototype methods.
+        scores ``n_way² x n_query`` pairs with the relation module (its first
+        layer runs once per class and per query, the rest once per pair), so
+        wide episodes cost more than for prototype methods.
     k_shot : int, default=1
         Support samples per class in training episodes. A support set with
         another number of shots per class has its class sums rescaled to
