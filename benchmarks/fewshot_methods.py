@@ -1,7 +1,7 @@
 """Omniglot minimal: every few-shot method side by side, at the same budget.
 
 Meta-trains each method on ``images_background_small1`` with
-``rotations=True`` and the settings of ``SETTINGS`` (defaults otherwise) for
+``rotations=True`` and the settings of its run in ``RUNS`` (defaults otherwise) for
 at most the same wall-clock budget, then meta-tests on the alphabets only
 ``images_background_small2`` has: 5-way 1-shot and 20-way 1-shot, 1000
 episodes of 15 queries per class, mean ± 95% CI, and the milliseconds each
