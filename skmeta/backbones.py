@@ -16,15 +16,17 @@ from torch import nn
 __all__ = ["BACKBONES", "MLP", "Conv4", "build_backbone", "conv_block"]
 
 
-def conv_block(in_channels, out_channels, pool=True):
+def conv_block(in_channels, out_channels, pool=True, stride=1):
     """3x3 convolution (padding 1), batch norm, ReLU, then 2x2 max-pooling.
 
     The block of Conv4 (Snell et al., 2017) and of the Relation Networks
     encoder, which leaves out the pooling of its last two blocks
-    (``pool=False``).
+    (``pool=False``). ``stride=2, pool=False`` is the block of the Omniglot
+    network of Finn et al. (2017) and Nichol et al. (2018), which halves the
+    height and width (rounding up) by the convolution's stride instead.
     """
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, stride=stride),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
         nn.MaxPool2d(2) if pool else nn.Identity(),
@@ -42,6 +44,14 @@ class Conv4(nn.Module):
     general the embedding has ``out_channels * (H // 16) * (W // 16)``
     features.
 
+    ``downsample="stride"`` gives the Omniglot network of MAML and Reptile
+    (Finn et al., 2017, §5.1; Nichol et al., 2018, Appendix A): the
+    convolutions have stride 2 and there is no pooling. Each block then
+    halves the height and width rounding up (28 -> 14 -> 7 -> 4 -> 2), so a
+    28x28 image gives ``out_channels * 2 * 2`` features, and a forward pass
+    costs about a quarter as much as with max-pooling, since the
+    convolutions of blocks 1 to 3 read inputs a quarter the size.
+
     Parameters
     ----------
     in_channels : int, default=1
@@ -50,25 +60,48 @@ class Conv4(nn.Module):
         Filters of the first three blocks.
     out_channels : int, default=64
         Filters of the last block.
+    downsample : {"maxpool", "stride"}, default="maxpool"
+        How each block halves the height and width: 2x2 max-pooling after a
+        stride-1 convolution, or a convolution of stride 2.
+
+    Raises
+    ------
+    ValueError
+        If ``downsample`` is not one of the two options.
 
     Notes
     -----
     Input: float tensor of shape ``(batch, in_channels, H, W)`` with H, W >= 16.
-    Output: float tensor of shape ``(batch, out_channels * (H // 16) * (W // 16))``.
+    Output: float tensor of shape ``(batch, out_channels * (H // 16) * (W // 16))``
+    with max-pooling; with strides, each of H and W is replaced by
+    ``ceil(ceil(ceil(ceil(H / 2) / 2) / 2) / 2)``.
 
     References
     ----------
     .. [1] J. Snell, K. Swersky, R. Zemel. "Prototypical Networks for Few-shot
        Learning". NeurIPS 2017.
+    .. [2] C. Finn, P. Abbeel, S. Levine. "Model-Agnostic Meta-Learning for
+       Fast Adaptation of Deep Networks". ICML 2017.
+    .. [3] A. Nichol, J. Achiam, J. Schulman. "On First-Order Meta-Learning
+       Algorithms". arXiv:1803.02999, 2018.
     """
 
-    def __init__(self, in_channels=1, hidden_channels=64, out_channels=64):
+    def __init__(
+        self, in_channels=1, hidden_channels=64, out_channels=64, downsample="maxpool"
+    ):
         super().__init__()
+        if downsample not in ("maxpool", "stride"):
+            raise ValueError(
+                "downsample must be 'maxpool' or 'stride'; "
+                f"got downsample={downsample!r}."
+            )
+        strided = downsample == "stride"
+        block = dict(pool=not strided, stride=2 if strided else 1)
         self.encoder = nn.Sequential(
-            conv_block(in_channels, hidden_channels),
-            conv_block(hidden_channels, hidden_channels),
-            conv_block(hidden_channels, hidden_channels),
-            conv_block(hidden_channels, out_channels),
+            conv_block(in_channels, hidden_channels, **block),
+            conv_block(hidden_channels, hidden_channels, **block),
+            conv_block(hidden_channels, hidden_channels, **block),
+            conv_block(hidden_channels, out_channels, **block),
         )
 
     def forward(self, x):

@@ -94,6 +94,55 @@ def test_conv4_output_is_non_negative_after_relu_and_pool():
     assert (out >= 0).all()
 
 
+def test_conv4_strided_is_the_maml_and_reptile_omniglot_network():
+    # Finn et al. 2017, section 5.1, and Nichol et al. 2018, appendix A: 3x3
+    # convolutions of 64 filters and stride 2, batch norm, ReLU, no pooling.
+    model = Conv4(in_channels=1, downsample="stride")
+    for block in model.encoder.children():
+        conv, bn, relu, pool = list(block.children())
+        assert conv.kernel_size == (3, 3)
+        assert conv.stride == (2, 2)
+        assert conv.padding == (1, 1)
+        assert type(bn) is nn.BatchNorm2d
+        assert type(relu) is nn.ReLU
+        assert type(pool) is nn.Identity
+    # Same weights as with max-pooling: only the downsampling differs.
+    assert n_params(model) == n_params(Conv4(in_channels=1)) == 111936
+
+
+@pytest.mark.parametrize(
+    ("size", "side"),
+    # ceil(x / 2) four times: 28 -> 14 -> 7 -> 4 -> 2; 84 -> 42 -> 21 -> 11 -> 6
+    [(28, 2), (84, 6), (16, 1), (17, 2)],
+)
+def test_conv4_strided_halves_each_side_rounding_up(size, side):
+    out = Conv4(in_channels=1, downsample="stride")(torch.randn(2, 1, size, size))
+    assert out.shape == (2, 64 * side * side)
+
+
+def test_conv4_strided_equals_the_stride_two_convolutions_by_hand():
+    model = Conv4(in_channels=1, downsample="stride").eval()
+    x = torch.randn(3, 1, 28, 28)
+    expected = x
+    for block in model.encoder.children():
+        conv, bn = block[0], block[1]
+        expected = nn.functional.conv2d(
+            expected, conv.weight, conv.bias, stride=2, padding=1
+        )
+        expected = nn.functional.relu(
+            nn.functional.batch_norm(
+                expected, bn.running_mean, bn.running_var, bn.weight, bn.bias
+            )
+        )
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected.flatten(1))
+
+
+def test_conv4_unknown_downsample_is_an_error_naming_it():
+    with pytest.raises(ValueError, match="downsample must be 'maxpool' or 'stride'"):
+        Conv4(downsample="avgpool")
+
+
 def test_conv4_defaults_to_one_input_channel():
     assert Conv4().encoder[0][0].in_channels == 1
 
