@@ -11,6 +11,7 @@ from sklearn.exceptions import NotFittedError
 from torch import nn
 
 from skmeta import EpisodeSampler, ReptileClassifier
+from skmeta.fewshot._gradient_based import adam_state, optimizer_steps
 from skmeta.fewshot.reptile import ReptileNet, ReptileNetwork
 from skmeta.model_selection import evaluate_episodes
 
@@ -67,7 +68,9 @@ def _meta_batch(n_tasks):
 
 
 def _trained_copies(module, X, y_query):
-    # Full-batch inner steps: what each task's inner loop gives, by itself.
+    # Full-batch inner steps: what each task's inner loop gives, one task after
+    # another, on a copy (the module's running Adam state must stay as it is).
+    module = copy.deepcopy(module)
     theta = module.params()
     out = []
     for t in range(len(X["x"])):
@@ -107,6 +110,98 @@ def test_inner_sgd_step_is_theta_minus_lr_grad():
     adapted, _ = module.train_on(theta, x, y, n_steps=1)
     for (n, p), g in zip(theta.items(), grads, strict=True):
         torch.testing.assert_close(adapted[n], p.detach() - 0.1 * g)
+
+
+def _task(n=5):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    return x, torch.tensor([0, 1, 0, 1, 1][:n])
+
+
+def _grads(module, theta, x, y):
+    loss = nn.functional.cross_entropy(module.logits(theta, x), y)
+    grads = torch.autograd.grad(loss, list(theta.values()))
+    return dict(zip(theta, grads, strict=True))
+
+
+def test_inner_adam_equals_torch_adam_with_beta1_zero():
+    _, module = _net(1.0)
+    x, y = _task()
+    theta = module.params()
+    ours, _ = optimizer_steps(module, theta, x, y, 4, 0.1)
+    copy_ = {n: p.detach().clone().requires_grad_(True) for n, p in theta.items()}
+    opt = torch.optim.Adam(copy_.values(), lr=0.1, betas=(0.0, 0.999))
+    for _ in range(4):
+        opt.zero_grad()
+        nn.functional.cross_entropy(module.logits(copy_, x), y).backward()
+        opt.step()
+    for n in theta:
+        torch.testing.assert_close(ours[n], copy_[n].detach())
+
+
+def test_inner_adam_continues_the_running_state_by_hand():
+    # One step from a running state t = 4, v = 0.5 (Adam with beta1 = 0):
+    # v' = b2 v + (1 - b2) g^2, theta' = theta - lr g / (sqrt(v' / (1 - b2^5)) + eps)
+    _, module = _net(1.0)
+    module.inner_step.fill_(4)
+    for v in module.inner_exp_avg_sq.as_dict().values():
+        v.fill_(0.5)
+    x, y = _task()
+    theta = module.params()
+    g = _grads(module, theta, x, y)
+    adapted, _ = module.train_on(theta, x, y, n_steps=1)
+    assert int(module.inner_step) == 5
+    for n, v in module.inner_exp_avg_sq.as_dict().items():
+        expected_v = 0.999 * 0.5 + 0.001 * g[n] ** 2
+        torch.testing.assert_close(v, expected_v)
+        step = 0.1 * g[n] / ((expected_v / (1 - 0.999**5)).sqrt() + 1e-8)
+        torch.testing.assert_close(adapted[n], theta[n].detach() - step)
+
+
+def test_meta_training_runs_one_adam_state_through_its_tasks():
+    net, module = _net(0.5)
+    net.train_step(_meta_batch(3))
+    assert int(module.inner_step) == 3 * 3  # 3 tasks of n_inner_steps=3
+    assert all(v.gt(0).any() for v in module.inner_exp_avg_sq.as_dict().values())
+
+
+def test_reset_inner_optimizer_gives_each_task_a_fresh_state():
+    net, module = _net(0.5)
+    module.reset_inner_optimizer = True
+    for v in module.inner_exp_avg_sq.as_dict().values():
+        v.fill_(0.5)  # ignored
+    x, y = _task()
+    theta = module.params()
+    fresh, _ = optimizer_steps(module, theta, x, y, 3, 0.1, state=adam_state(theta))
+    adapted, _ = module.train_on(theta, x, y)
+    for n in theta:
+        torch.testing.assert_close(adapted[n], fresh[n])
+    net.train_step(_meta_batch(2))
+    assert int(module.inner_step) == 0
+    state = module.inner_state()
+    assert all(v.eq(0).all() for v in state["exp_avg_sq"].values())
+
+
+def test_zero_head_adapts_from_the_mean_second_moment_of_the_head_rows(fitted):
+    module = fitted.module_
+    running = module.inner_exp_avg_sq.as_dict()
+    assert int(module.inner_step) == 2 * 6 * 5  # epochs x tasks x inner steps
+    same = module.inner_state(module.n_way)
+    for n, v in running.items():
+        torch.testing.assert_close(same["exp_avg_sq"][n], v, rtol=0, atol=0)
+    state = module.inner_state(3)
+    assert int(state["step"]) == int(module.inner_step)
+    assert state["exp_avg_sq"]["head.weight"].shape == (3, 16)
+    for row in state["exp_avg_sq"]["head.weight"]:
+        torch.testing.assert_close(row, running["head.weight"].mean(0))
+    torch.testing.assert_close(
+        state["exp_avg_sq"]["head.bias"], running["head.bias"].mean().repeat(3)
+    )
+    state["exp_avg_sq"]["backbone.layers.0.weight"].add_(1)  # a copy
+    assert not torch.equal(
+        state["exp_avg_sq"]["backbone.layers.0.weight"],
+        running["backbone.layers.0.weight"],
+    )
 
 
 def test_meta_step_size_is_annealed_linearly(fitted):

@@ -11,7 +11,7 @@ module keeps what they share:
   tensors and ``θ`` never changes;
 - :func:`sgd_steps` (differentiable plain SGD, MAML's inner loop and its
   fine-tuning) and :func:`optimizer_steps` (SGD or Adam on minibatches,
-  Reptile's);
+  Reptile's, whose Adam state can be carried from task to task);
 - :class:`GradientBasedClassifier`, the estimator plumbing: meta-batches
   of episodes streamed to skorch, ``adapt`` by fine-tuning a copy,
   prediction with the adapted copy and episodic evaluation that fine-tunes
@@ -36,6 +36,7 @@ from .._base import EpisodicClassifier
 __all__ = [
     "GradientBasedClassifier",
     "GradientNetwork",
+    "adam_state",
     "batch_statistics_norm",
     "optimizer_steps",
     "sgd_steps",
@@ -161,6 +162,23 @@ def sgd_steps(network, params, x, y, n_steps, lr, *, create_graph=False):
     return params
 
 
+def adam_state(params):
+    """A fresh state of the inner Adam for weights shaped like ``params``.
+
+    Returns
+    -------
+    dict
+        ``"step"``: steps taken, a 0-d int64 tensor (0); ``"exp_avg_sq"``:
+        Adam's second-moment estimate ``v`` of each weight, by name (zeros).
+        :func:`optimizer_steps` updates both in place.
+    """
+    some = next(iter(params.values()))
+    return {
+        "step": torch.zeros((), dtype=torch.int64, device=some.device),
+        "exp_avg_sq": {n: torch.zeros_like(p.detach()) for n, p in params.items()},
+    }
+
+
 def optimizer_steps(
     network,
     params,
@@ -172,13 +190,41 @@ def optimizer_steps(
     optimizer="adam",
     batch_size=None,
     generator=None,
+    state=None,
+    beta2=0.999,
+    eps=1e-8,
 ):
-    """Train a copy of ``params`` on (x, y) with a torch optimizer.
+    """Train a copy of ``params`` on (x, y) by SGD or Adam steps.
 
     Minibatches of ``batch_size`` rows are taken in turn from a random
     permutation of the rows (a new one after each pass), as in Reptile's
-    inner loop. ``"adam"`` is Adam with ``β1 = 0`` (Nichol et al., 2018,
-    Appendix A); ``"sgd"`` plain SGD. The optimizer's state is fresh.
+    inner loop. ``"sgd"`` is ``θ ← θ − α g``. ``"adam"`` is Adam with
+    ``β1 = 0`` (Nichol et al., 2018, Appendix A), which keeps only the
+    second moment: at step ``t``, ``v ← β2 v + (1 − β2) g²`` and
+    ``θ ← θ − α g / (sqrt(v / (1 − β2^t)) + eps)``, the same steps as
+    ``torch.optim.Adam(betas=(0, β2))``.
+
+    Parameters
+    ----------
+    network : GradientNetwork
+    params : dict of str to torch.Tensor
+        Starting weights (not changed).
+    x : torch.Tensor of shape (n, ...)
+    y : torch.Tensor of shape (n,), dtype int64
+    n_steps : int
+    lr : float
+        The step size ``α``.
+    optimizer : {"adam", "sgd"}, default="adam"
+    batch_size : int or None, default=None
+        Rows per step, at most ``n``; ``None`` for all of them.
+    generator : torch.Generator or None, default=None
+        Draws the permutations.
+    state : dict or None, default=None
+        Adam's state to continue from (``t`` and ``v``, see
+        :func:`adam_state`), updated in place; ``None`` starts from a fresh
+        one, which is then discarded. Ignored by SGD.
+    beta2, eps : float, default=0.999, 1e-8
+        Adam's constants.
 
     Returns
     -------
@@ -188,25 +234,32 @@ def optimizer_steps(
         Cross-entropy of the last minibatch, before its step.
     """
     params = {n: p.detach().clone().requires_grad_(True) for n, p in params.items()}
-    if optimizer == "adam":
-        opt = torch.optim.Adam(params.values(), lr=lr, betas=(0.0, 0.999))
-    else:
-        opt = torch.optim.SGD(params.values(), lr=lr)
+    if optimizer == "adam" and state is None:
+        state = adam_state(params)
     n = len(x)
     batch_size = n if batch_size is None else min(batch_size, n)
     order, start, loss = None, n, math.nan
-    with torch.enable_grad():
-        for _ in range(n_steps):
-            if start + batch_size > n:
-                order = torch.randperm(n, generator=generator).to(x.device)
-                start = 0
-            rows = order[start : start + batch_size]
-            start += batch_size
-            opt.zero_grad()
+    for _ in range(n_steps):
+        if start + batch_size > n:
+            order = torch.randperm(n, generator=generator).to(x.device)
+            start = 0
+        rows = order[start : start + batch_size]
+        start += batch_size
+        with torch.enable_grad():
             batch_loss = _loss(network, params, x[rows], y[rows])
-            batch_loss.backward()
-            opt.step()
-            loss = float(batch_loss.detach())
+            grads = torch.autograd.grad(batch_loss, list(params.values()))
+        with torch.no_grad():
+            if optimizer == "sgd":
+                for p, g in zip(params.values(), grads, strict=True):
+                    p.sub_(lr * g)
+            else:
+                state["step"] += 1
+                correction = 1 - beta2 ** int(state["step"])
+                for (name, p), g in zip(params.items(), grads, strict=True):
+                    v = state["exp_avg_sq"][name]
+                    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                    p.addcdiv_(g, (v / correction).sqrt_().add_(eps), value=-lr)
+        loss = float(batch_loss.detach())
     return {n: p.detach() for n, p in params.items()}, loss
 
 

@@ -7,19 +7,38 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from skorch import NeuralNet
 from skorch.callbacks import LRScheduler
 from skorch.dataset import unpack_data
+from torch import nn
 
 from ._gradient_based import (
     GradientBasedClassifier,
     GradientNetwork,
     _tasks,
+    adam_state,
     optimizer_steps,
 )
 
 __all__ = ["ReptileClassifier", "ReptileNetwork"]
 
 
+class _Moments(nn.Module):
+    """Tensors by parameter name, held as buffers (device, dtype, pickling)."""
+
+    def __init__(self, tensors):
+        super().__init__()
+        self.names = list(tensors)
+        for name, tensor in tensors.items():
+            self.register_buffer(name.replace(".", "__"), tensor)
+
+    def as_dict(self):
+        return {name: getattr(self, name.replace(".", "__")) for name in self.names}
+
+
 class ReptileNetwork(GradientNetwork):
     """The torch side of :class:`ReptileClassifier`.
+
+    Besides the weights ``θ`` it holds the inner Adam's running state (buffers
+    ``inner_step`` and ``inner_exp_avg_sq``), which meta-training carries from
+    task to task unless ``reset_inner_optimizer``.
 
     Parameters
     ----------
@@ -33,6 +52,8 @@ class ReptileNetwork(GradientNetwork):
         Inner optimizer (Adam with ``β1 = 0``, or plain SGD).
     inner_batch_size : int or None
         Rows per inner minibatch; ``None`` for the whole task.
+    reset_inner_optimizer : bool, default=False
+        Start each task's Adam from a fresh state instead of the running one.
     """
 
     def __init__(
@@ -44,15 +65,48 @@ class ReptileNetwork(GradientNetwork):
         inner_lr,
         inner_optimizer,
         inner_batch_size,
+        reset_inner_optimizer=False,
     ):
         super().__init__(backbone, embedding_dim, n_way)
         self.n_inner_steps = n_inner_steps
         self.inner_lr = inner_lr
         self.inner_optimizer = inner_optimizer
         self.inner_batch_size = inner_batch_size
+        self.reset_inner_optimizer = reset_inner_optimizer
+        state = adam_state(self.params())
+        self.register_buffer("inner_step", state["step"])
+        self.inner_exp_avg_sq = _Moments(state["exp_avg_sq"])
 
-    def train_on(self, params, x, y, n_steps=None, generator=None):
-        """``θ̃``: a copy of ``params`` trained on (x, y); and its last loss."""
+    def inner_state(self, n_classes=None):
+        """A copy of the inner Adam's state, to adapt from without changing it.
+
+        A fresh state if ``reset_inner_optimizer``. For a head of
+        ``n_classes`` outputs other than ``n_way`` (the zero head of
+        adaptation), each row of the head's second moments is the mean of the
+        meta-trained rows: the head's outputs are interchangeable, since
+        meta-training gives each task's classes to the outputs at random.
+        """
+        v = {n: t.clone() for n, t in self.inner_exp_avg_sq.as_dict().items()}
+        if n_classes is not None and n_classes != self.n_way:
+            for name in ("head.weight", "head.bias"):
+                mean = v[name].mean(0, keepdim=True)
+                v[name] = mean.expand(n_classes, *mean.shape[1:]).clone()
+        if self.reset_inner_optimizer:
+            return adam_state(v)
+        return {"step": self.inner_step.clone(), "exp_avg_sq": v}
+
+    def train_on(self, params, x, y, n_steps=None, generator=None, state=None):
+        """``θ̃``: a copy of ``params`` trained on (x, y); and its last loss.
+
+        ``state`` is the inner Adam's state to continue (updated in place);
+        ``None`` means the running state of meta-training (a fresh one if
+        ``reset_inner_optimizer``).
+        """
+        if state is None and not self.reset_inner_optimizer:
+            state = {
+                "step": self.inner_step,
+                "exp_avg_sq": self.inner_exp_avg_sq.as_dict(),
+            }
         return optimizer_steps(
             self,
             params,
@@ -63,6 +117,7 @@ class ReptileNetwork(GradientNetwork):
             optimizer=self.inner_optimizer,
             batch_size=self.inner_batch_size,
             generator=generator,
+            state=state,
         )
 
 
@@ -76,7 +131,9 @@ class ReptileNet(NeuralNet):
     ε ((1/T) Σ_i θ̃_i − θ)`` (Nichol et al., 2018, Algorithm 2). skorch's
     history, callbacks (the ``ε`` schedule is an ``LRScheduler``) and
     progress bar work as usual; the recorded loss is the mean over tasks of
-    the last inner minibatch's cross-entropy.
+    the last inner minibatch's cross-entropy. The tasks are trained one after
+    another, each continuing the inner Adam's running state of the module
+    (as in the authors' code), unless ``reset_inner_optimizer``.
     """
 
     def train_step_single(self, batch, **fit_params):
@@ -169,6 +226,13 @@ class ReptileClassifier(GradientBasedClassifier):
     n_inner_steps_test : int, default=50
         Steps of :meth:`adapt`, of ``fit``'s default support and of each
         evaluation episode. 0 predicts with ``θ`` as it is.
+    reset_inner_optimizer : bool, default=False
+        Give each task a fresh Adam state. By default, as in the authors'
+        code, meta-training keeps one running Adam state (the step count and
+        second moments ``v``) from task to task, and each adaptation starts
+        from a copy of it (the meta-trained state does not change). With a
+        fresh state, Adam's first step moves every weight by ``±inner_lr``
+        whatever the size of its gradient. Ignored by SGD.
     meta_batch_size : int, default=5
         Tasks averaged per meta-update.
     embedding_dim : int, default=64
@@ -252,6 +316,7 @@ class ReptileClassifier(GradientBasedClassifier):
         "meta_step_size_final": [Interval(Real, 0, None, closed="left")],
         "inner_optimizer": [StrOptions({"adam", "sgd"})],
         "inner_batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "reset_inner_optimizer": ["boolean"],
     }
 
     _net_class = ReptileNet
@@ -271,6 +336,7 @@ class ReptileClassifier(GradientBasedClassifier):
         n_inner_steps=5,
         inner_batch_size=10,
         n_inner_steps_test=50,
+        reset_inner_optimizer=False,
         meta_batch_size=5,
         embedding_dim=64,
         backbone=None,
@@ -295,6 +361,7 @@ class ReptileClassifier(GradientBasedClassifier):
         self.n_inner_steps = n_inner_steps
         self.inner_batch_size = inner_batch_size
         self.n_inner_steps_test = n_inner_steps_test
+        self.reset_inner_optimizer = reset_inner_optimizer
         self.meta_batch_size = meta_batch_size
         self.embedding_dim = embedding_dim
         self.backbone = backbone
@@ -316,6 +383,7 @@ class ReptileClassifier(GradientBasedClassifier):
             self.inner_lr,
             self.inner_optimizer,
             self.inner_batch_size,
+            self.reset_inner_optimizer,
         )
 
     def _meta_lr(self):
@@ -333,7 +401,13 @@ class ReptileClassifier(GradientBasedClassifier):
 
     def _fine_tune(self, params, x, y):
         generator = torch.Generator().manual_seed(0)
+        state = self.module_.inner_state(len(params["head.bias"]))
         params, _ = self.module_.train_on(
-            params, x, y, n_steps=self.n_inner_steps_test, generator=generator
+            params,
+            x,
+            y,
+            n_steps=self.n_inner_steps_test,
+            generator=generator,
+            state=state,
         )
         return params
