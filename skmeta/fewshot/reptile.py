@@ -82,15 +82,16 @@ class ReptileNetwork(GradientNetwork):
 
         A fresh state if ``reset_inner_optimizer``. For a head of
         ``n_classes`` outputs other than ``n_way`` (the zero head of
-        adaptation), each row of the head's second moments is the mean of the
-        meta-trained rows: the head's outputs are interchangeable, since
-        meta-training gives each task's classes to the outputs at random.
+        adaptation), the head's weights are new, so their second moments
+        start at Adam's initial ``v = 0``, with the running step count (the
+        bias correction is shared, as in TensorFlow's Adam of the authors'
+        code): the head's first steps are then large, about
+        ``inner_lr / sqrt(1 - β2)``, and shrink as ``v`` grows.
         """
         v = {n: t.clone() for n, t in self.inner_exp_avg_sq.as_dict().items()}
         if n_classes is not None and n_classes != self.n_way:
             for name in ("head.weight", "head.bias"):
-                mean = v[name].mean(0, keepdim=True)
-                v[name] = mean.expand(n_classes, *mean.shape[1:]).clone()
+                v[name] = v[name].new_zeros(n_classes, *v[name].shape[1:])
         if self.reset_inner_optimizer:
             return adam_state(v)
         return {"step": self.inner_step.clone(), "exp_avg_sq": v}
@@ -191,7 +192,8 @@ class ReptileClassifier(GradientBasedClassifier):
     Defaults are the paper's Omniglot hyperparameters (Appendix A): Adam
     with ``β1 = 0`` and learning rate 1e-3 in the inner loop, 5 inner steps
     on minibatches of 10, meta-batches of 5 tasks, ``ε`` from 1 to 0, 50
-    steps at test time.
+    steps at test time; and, as in the authors' code, one Adam state carried
+    from task to task (see ``reset_inner_optimizer``).
 
     Parameters
     ----------
@@ -293,6 +295,10 @@ class ReptileClassifier(GradientBasedClassifier):
     ----------
     .. [1] A. Nichol, J. Achiam, J. Schulman. "On First-Order Meta-Learning
        Algorithms". arXiv:1803.02999, 2018.
+    .. [2] The authors' code, https://github.com/openai/supervised-reptile
+       (``supervised_reptile/reptile.py``: ``Reptile.train_step`` restores
+       only the trainable variables between tasks; ``evaluate`` restores all
+       of them, the optimizer's included, after each task).
 
     Examples
     --------
