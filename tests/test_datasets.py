@@ -1,4 +1,5 @@
-"""Tests for skmeta.datasets: Omniglot loading, download, cache, and few-shot splits.
+"""Tests for skmeta.datasets: Omniglot loading, download, cache, the embedded
+copy, and few-shot splits.
 
 The Omniglot tests need the two minimal background archives. They are looked for in
 ``$SKMETA_DATA`` (or ``$SKMETA_DATA/omniglot``) when that variable is set, else in
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skmeta import datasets
+from skmeta.datasets import _omniglot as datasets
 from skmeta.datasets import (
     FewShotSplit,
     get_data_home,
@@ -412,20 +413,89 @@ def test_local_archives_match_their_checksums():
 
 
 @requires_omniglot
-def test_omniglot_minimal_split(omniglot_home, small1, small2):
+def test_omniglot_minimal_split_from_archives(omniglot_home, small1, small2):
     split = load_omniglot_minimal(data_home=omniglot_home, download=False)
+    np.testing.assert_array_equal(split.X_base, small1.data)
+    np.testing.assert_array_equal(split.y_base, small1.target)
+    novel = np.isin(small2.alphabets, list(NOVEL_ALPHABETS))
+    np.testing.assert_array_equal(split.X_novel, small2.data[novel])
+    np.testing.assert_array_equal(split.y_novel, small2.target[novel])
+
+
+def test_omniglot_minimal_is_embedded(tmp_path, monkeypatch):
+    # No download, no data home: neither the network nor $SKMETA_DATA is used.
+    monkeypatch.setattr(datasets, "urlopen", _refuse_network)
+    monkeypatch.setenv("SKMETA_DATA", str(tmp_path / "not_there"))
+    split = load_omniglot_minimal()
+    assert not (tmp_path / "not_there").exists()
     assert isinstance(split, FewShotSplit)
     assert split.name == "omniglot_minimal"
     assert split.X_base.shape == (2720, 1, 28, 28)
     assert split.X_novel.shape == (2120, 1, 28, 28)
-    assert split.X_novel.dtype == np.float32
-    assert len(np.unique(split.y_novel)) == 106
+    assert split.X_base.dtype == split.X_novel.dtype == np.float32
+    assert split.X_base.min() == 0.0 and split.X_base.max() == 1.0
     assert len(np.unique(split.y_base)) == 136
+    assert len(np.unique(split.y_novel)) == 106
     assert not set(split.y_base) & set(split.y_novel)
     assert {label.split("/")[0] for label in split.y_novel} == NOVEL_ALPHABETS
-    np.testing.assert_array_equal(split.X_base, small1.data)
-    novel = np.isin(small2.alphabets, list(NOVEL_ALPHABETS))
-    np.testing.assert_array_equal(split.X_novel, small2.data[novel])
+    assert {label.split("/")[0] for label in split.y_base} == {
+        "Balinese",
+        "Early_Aramaic",
+        "Greek",
+        "Korean",
+        "Latin",
+    }
+    # 20 drawers of every character.
+    assert set(np.unique(split.y_novel, return_counts=True)[1]) == {20}
+
+
+def test_embedded_file_is_small_and_carries_its_licence():
+    folder = Path(datasets.__file__).parent
+    assert (folder / datasets.EMBEDDED_FILE).stat().st_size < 2_000_000
+    notice = (folder / "data" / "LICENSE_omniglot.txt").read_text()
+    assert "MIT License" in notice and "Copyright (c) 2015 Brenden Lake" in notice
+
+
+@requires_omniglot
+def test_embedded_copy_equals_the_decoded_archives(omniglot_home, small1, small2):
+    for subset in (small1, small2):
+        embedded = datasets._load_embedded(subset.subset)
+        assert embedded.data.dtype == subset.data.dtype
+        np.testing.assert_array_equal(embedded.data, subset.data)
+        np.testing.assert_array_equal(embedded.target, subset.target)
+        np.testing.assert_array_equal(embedded.alphabets, subset.alphabets)
+    split = load_omniglot_minimal()
+    from_archives = load_omniglot_minimal(data_home=omniglot_home, download=False)
+    for field in ("X_base", "y_base", "X_novel", "y_novel"):
+        np.testing.assert_array_equal(
+            getattr(split, field), getattr(from_archives, field)
+        )
+
+
+@requires_omniglot
+def test_build_script_reproduces_the_embedded_arrays():
+    archives = {
+        "background_small1": ARCHIVES[SMALL1],
+        "background_small2": ARCHIVES[SMALL2],
+    }
+    built = datasets.embedded_arrays(archives)
+    folder = Path(datasets.__file__).parent
+    with np.load(folder / datasets.EMBEDDED_FILE, allow_pickle=False) as shipped:
+        assert sorted(shipped.files) == sorted(built)
+        for name, array in built.items():
+            assert shipped[name].dtype == array.dtype, name
+            np.testing.assert_array_equal(shipped[name], array, err_msg=name)
+    for subset, archive in archives.items():
+        algorithm, digest = datasets._OMNIGLOT_CHECKSUMS[archive.name]
+        assert algorithm == "sha256"
+        assert str(built[f"{subset}_sha256"]) == digest
+
+
+def test_build_script_refuses_a_corrupt_archive(tmp_path):
+    bad = tmp_path / SMALL1
+    bad.write_bytes(b"not the archive")
+    with pytest.raises(OSError, match="Checksum mismatch"):
+        datasets.embedded_arrays({"background_small1": bad, "background_small2": bad})
 
 
 # --- digits --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Data sets for few-shot learning: Omniglot (download, checksum, cache) and digits.
+"""Omniglot: the download loader (checksum, cache) and the embedded minimal split.
 
 Omniglot is the data set of Lake, Salakhutdinov and Tenenbaum (2015), distributed
 as zip archives in the ``python/`` folder of https://github.com/brendenlake/omniglot
@@ -6,8 +6,11 @@ under the MIT licence. :func:`load_omniglot` finds an archive in the data home,
 downloads it there when it is missing, verifies its checksum, decodes the PNG files
 straight from the archive and caches the decoded arrays as an ``.npz`` file.
 
-:func:`load_digits_fewshot` needs no download: it splits scikit-learn's bundled
-``load_digits`` into base and novel classes.
+The two minimal background sets also ship inside the package, decoded at 28x28
+(``data/omniglot_minimal_28px.npz``, about 1.2 MB, with the data's MIT notice in
+``data/LICENSE_omniglot.txt``), so :func:`load_omniglot_minimal` needs no download.
+``tools/build_omniglot_minimal.py`` in the repository builds that file from the
+official archives with the same decoding as :func:`load_omniglot`.
 """
 
 import contextlib
@@ -17,19 +20,18 @@ import os
 import shutil
 import stat
 import zipfile
-from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from urllib.request import urlopen
 
 import numpy as np
 from PIL import Image, ImageOps
-from sklearn.datasets import load_digits
 from sklearn.utils import Bunch
 
+from ._split import FewShotSplit
+
 __all__ = [
-    "FewShotSplit",
     "get_data_home",
-    "load_digits_fewshot",
     "load_omniglot",
     "load_omniglot_minimal",
 ]
@@ -64,6 +66,11 @@ _OMNIGLOT_SUBSETS = (
 # of the "Omniglot minimal" benchmark split.
 _MINIMAL_NOVEL_ALPHABETS = ("Japanese_(katakana)", "Sanskrit", "Tagalog")
 
+# The embedded copy of the two minimal sets: package data of skmeta.datasets.
+EMBEDDED_FILE = "data/omniglot_minimal_28px.npz"
+EMBEDDED_IMAGE_SIZE = 28
+_EMBEDDED_SUBSETS = ("background_small1", "background_small2")
+
 # Bump when the decoding changes, so that caches written by older code are rebuilt.
 _CACHE_VERSION = 1
 
@@ -92,77 +99,6 @@ Reference: Lake, B. M., Salakhutdinov, R. and Tenenbaum, J. B. (2015).
 Human-level concept learning through probabilistic program induction.
 Science, 350(6266), 1332-1338.
 """
-
-
-@dataclass(frozen=True, eq=False)
-class FewShotSplit:
-    """A class-disjoint split of a data set into base and novel classes.
-
-    Base classes are for meta-training (fit); novel classes are only for
-    meta-testing (``adapt`` on a support set, then predict on queries). The two
-    sets of classes are disjoint, so a model evaluated on the novel classes has
-    never seen any of them in training.
-
-    Parameters
-    ----------
-    X_base : ndarray of shape (n_base_samples, ...)
-        Samples of the base classes, float32.
-    y_base : ndarray of shape (n_base_samples,)
-        Labels of ``X_base``.
-    X_novel : ndarray of shape (n_novel_samples, ...)
-        Samples of the novel classes, float32, same trailing shape as ``X_base``.
-    y_novel : ndarray of shape (n_novel_samples,)
-        Labels of ``X_novel``, none of them in ``y_base``.
-    name : str
-        Short name of the split, for reports.
-
-    Raises
-    ------
-    ValueError
-        If a label array does not match its sample array in length, or if a class
-        occurs in both ``y_base`` and ``y_novel``.
-
-    Examples
-    --------
-    >>> from skmeta.datasets import load_digits_fewshot
-    >>> split = load_digits_fewshot()
-    >>> sorted(set(split.y_base.tolist())), sorted(set(split.y_novel.tolist()))
-    ([0, 1, 2, 3, 4], [5, 6, 7, 8, 9])
-    """
-
-    X_base: np.ndarray
-    y_base: np.ndarray
-    X_novel: np.ndarray
-    y_novel: np.ndarray
-    name: str
-
-    def __post_init__(self):
-        for X_name, y_name in (("X_base", "y_base"), ("X_novel", "y_novel")):
-            n_X, n_y = len(getattr(self, X_name)), len(getattr(self, y_name))
-            if n_X != n_y:
-                raise ValueError(
-                    f"{X_name} and {y_name} must have the same length; "
-                    f"got {n_X} and {n_y}."
-                )
-        shared = np.intersect1d(self.y_base, self.y_novel)
-        if shared.size:
-            raise ValueError(
-                "y_base and y_novel must not share a class; got "
-                f"{shared.size} shared class(es), e.g. {shared[:5].tolist()}."
-            )
-
-    def __repr__(self):
-        return (
-            f"{type(self).__name__}(name={self.name!r}, "
-            f"X_base={_shape(self.X_base)}, "
-            f"base_classes={len(np.unique(self.y_base))}, "
-            f"X_novel={_shape(self.X_novel)}, "
-            f"novel_classes={len(np.unique(self.y_novel))})"
-        )
-
-
-def _shape(X):
-    return "x".join(str(d) for d in np.shape(X))
 
 
 def get_data_home(data_home=None):
@@ -319,6 +255,10 @@ def load_omniglot(
 
     if return_X_y:
         return X, y
+    return _bunch(subset, X, y, alphabets, image_size)
+
+
+def _bunch(subset, X, y, alphabets, image_size):
     descr = _OMNIGLOT_DESCR.format(
         subset=subset,
         underline="=" * (len(subset) + 11),
@@ -332,7 +272,7 @@ def load_omniglot(
 
 
 def load_omniglot_minimal(*, data_home=None, download=True, image_size=28):
-    """Load the "Omniglot minimal" few-shot split of the skmeta benchmark.
+    """Load the "Omniglot minimal" few-shot split, embedded in the package.
 
     Meta-train on all of ``background_small1`` (5 alphabets, 136 characters,
     2,720 images); meta-test on the alphabets of ``background_small2`` that
@@ -340,14 +280,22 @@ def load_omniglot_minimal(*, data_home=None, download=True, image_size=28):
     characters, 2,120 images), never seen in training. Greek and Latin, which the
     two archives share, are left out of the novel classes.
 
+    With the defaults the images come from the copy shipped inside skmeta
+    (28x28, decoded from the official archives exactly as :func:`load_omniglot`
+    decodes them): no download and no data home. Pass ``data_home`` (or another
+    ``image_size``) to decode the archives instead, downloading them if needed.
+
     Parameters
     ----------
-    data_home : str or os.PathLike, default=None
-        Folder of the data sets; see :func:`get_data_home`.
+    data_home : str, os.PathLike or None, default=None
+        None uses the embedded copy (at ``image_size=28``). A folder decodes the
+        archives found there; see :func:`load_omniglot`.
     download : bool, default=True
-        Whether to download missing archives.
+        Whether to download missing archives; unused with the embedded copy.
     image_size : int, default=28
-        Side, in pixels, of the square images; see :func:`load_omniglot`.
+        Side, in pixels, of the square images. Another size than 28 decodes
+        the archives of ``data_home`` (see :func:`get_data_home` for where that
+        is when it is None).
 
     Returns
     -------
@@ -362,24 +310,35 @@ def load_omniglot_minimal(*, data_home=None, download=True, image_size=28):
     ValueError
         If ``image_size`` is not a positive integer.
     FileNotFoundError
-        If an archive is missing and ``download`` is False.
+        If an archive is needed, missing, and ``download`` is False.
     OSError
         If an archive fails its checksum or cannot be downloaded.
 
     See Also
     --------
-    load_omniglot : Load one Omniglot subset.
+    load_omniglot : Load one Omniglot subset from its archive.
+
+    References
+    ----------
+    .. [1] Lake, B. M., Salakhutdinov, R. and Tenenbaum, J. B. (2015). Human-level
+       concept learning through probabilistic program induction. Science,
+       350(6266), 1332-1338.
 
     Examples
     --------
     >>> from skmeta.datasets import load_omniglot_minimal
-    >>> split = load_omniglot_minimal()  # doctest: +SKIP
-    >>> split.X_base.shape, split.X_novel.shape  # doctest: +SKIP
+    >>> split = load_omniglot_minimal()
+    >>> split.X_base.shape, split.X_novel.shape
     ((2720, 1, 28, 28), (2120, 1, 28, 28))
+    >>> split.y_novel[0]
+    'Japanese_(katakana)/character01'
     """
-    kwargs = dict(data_home=data_home, download=download, image_size=image_size)
-    base = load_omniglot("background_small1", **kwargs)
-    other = load_omniglot("background_small2", **kwargs)
+    image_size = _check_image_size(image_size)
+    if data_home is None and image_size == EMBEDDED_IMAGE_SIZE:
+        base, other = (_load_embedded(s) for s in _EMBEDDED_SUBSETS)
+    else:
+        kwargs = dict(data_home=data_home, download=download, image_size=image_size)
+        base, other = (load_omniglot(s, **kwargs) for s in _EMBEDDED_SUBSETS)
     novel = np.isin(other.alphabets, _MINIMAL_NOVEL_ALPHABETS)
     return FewShotSplit(
         X_base=base.data,
@@ -390,53 +349,55 @@ def load_omniglot_minimal(*, data_home=None, download=True, image_size=28):
     )
 
 
-def load_digits_fewshot(*, novel_classes=(5, 6, 7, 8, 9)):
-    """Split scikit-learn's bundled digits into base and novel classes.
+def _load_embedded(subset):
+    """The embedded copy of ``subset``, as :func:`load_omniglot` returns it."""
+    with (
+        resources.files(__package__).joinpath(EMBEDDED_FILE).open("rb") as f,
+        np.load(f, allow_pickle=False) as arrays,
+    ):
+        X = arrays[f"{subset}_images"][:, None].astype(np.float32)
+        y, alphabets = arrays[f"{subset}_target"], arrays[f"{subset}_alphabets"]
+    X /= 255.0  # the very operation of _decode_archive, so the floats are equal
+    return _bunch(subset, X, y, alphabets, EMBEDDED_IMAGE_SIZE)
 
-    The embedded default data set: it needs no download. The 1,797 8x8 images of
-    handwritten digits from ``sklearn.datasets.load_digits`` (the UCI ML
-    hand-written digits test set) are scaled from [0, 16] to [0, 1]; the digits in
-    ``novel_classes`` are held out for meta-testing and the rest are the base
-    classes for meta-training.
+
+def embedded_arrays(archives):
+    """The arrays of the embedded file, decoded from the official archives.
+
+    Used by ``tools/build_omniglot_minimal.py``, which writes them with
+    ``numpy.savez_compressed``; kept here so that the file and
+    :func:`load_omniglot` share one decoding.
 
     Parameters
     ----------
-    novel_classes : sequence of int, default=(5, 6, 7, 8, 9)
-        Distinct digits in 0..9 held out as novel classes; at least one, and not
-        all ten.
+    archives : mapping of str to path
+        The path of ``images_<subset>.zip`` for each subset in
+        ``("background_small1", "background_small2")``.
 
     Returns
     -------
-    split : FewShotSplit
-        ``X_base`` of shape (n_base, 64) and ``X_novel`` of shape (n_novel, 64),
-        float32 in [0, 1]; ``y_base`` and ``y_novel`` int64 digit labels;
-        ``name`` is ``"digits"``.
+    dict of str to ndarray
+        For each subset: ``<subset>_images``, uint8 of shape (n_images, 28, 28)
+        (stroke intensity 0-255); ``<subset>_target`` and ``<subset>_alphabets``,
+        str of shape (n_images,); ``<subset>_sha256``, the archive's digest.
 
     Raises
     ------
-    ValueError
-        If ``novel_classes`` is not a sequence of integers, is empty, holds a
-        value outside 0..9 or a repeated value, or holds all ten digits.
-
-    Examples
-    --------
-    >>> from skmeta.datasets import load_digits_fewshot
-    >>> split = load_digits_fewshot(novel_classes=[0, 1])
-    >>> split.X_base.shape[1], sorted(set(split.y_novel.tolist()))
-    (64, [0, 1])
+    OSError
+        If an archive fails its sha256 checksum.
     """
-    novel_classes = _check_novel_classes(novel_classes)
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).astype(np.float32)
-    y = y.astype(np.int64)
-    novel = np.isin(y, novel_classes)
-    return FewShotSplit(
-        X_base=X[~novel],
-        y_base=y[~novel],
-        X_novel=X[novel],
-        y_novel=y[novel],
-        name="digits",
-    )
+    arrays = {}
+    for subset in _EMBEDDED_SUBSETS:
+        filename = f"images_{subset}.zip"
+        digest = _verify_checksum(archives[subset], _OMNIGLOT_CHECKSUMS[filename])
+        X, y, alphabets = _decode_archive(
+            archives[subset], f"images_{subset}", EMBEDDED_IMAGE_SIZE
+        )
+        arrays[f"{subset}_images"] = np.rint(X[:, 0] * 255.0).astype(np.uint8)
+        arrays[f"{subset}_target"] = y
+        arrays[f"{subset}_alphabets"] = alphabets
+        arrays[f"{subset}_sha256"] = np.array(digest)
+    return arrays
 
 
 def _check_image_size(image_size):
@@ -447,39 +408,6 @@ def _check_image_size(image_size):
     ):
         raise ValueError(f"image_size must be a positive int; got {image_size!r}.")
     return int(image_size)
-
-
-def _check_novel_classes(novel_classes):
-    expected = "a non-empty sequence of distinct ints in 0..9, not all ten"
-    if isinstance(novel_classes, str | bytes) or not np.iterable(novel_classes):
-        raise ValueError(f"novel_classes must be {expected}; got {novel_classes!r}.")
-    values = list(novel_classes)
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise ValueError(
-                f"novel_classes must be {expected}; got {novel_classes!r}, "
-                f"which holds {value!r}."
-            )
-    values = [int(v) for v in values]
-    if not values:
-        raise ValueError(f"novel_classes must be {expected}; got an empty sequence.")
-    outside = [v for v in values if not 0 <= v <= 9]
-    if outside:
-        raise ValueError(
-            f"novel_classes must be {expected}; got {novel_classes!r}, with "
-            f"{outside} outside 0..9."
-        )
-    if len(set(values)) != len(values):
-        raise ValueError(
-            f"novel_classes must be {expected}; got {novel_classes!r}, which "
-            "repeats a digit."
-        )
-    if len(values) == 10:
-        raise ValueError(
-            f"novel_classes must be {expected}; got all ten digits, which leaves "
-            "no base class to train on."
-        )
-    return sorted(values)
 
 
 def _find_or_download(filename, data_home, download, checksum):

@@ -1,0 +1,22 @@
+"""Data sets for few-shot learning.
+
+- :func:`load_omniglot_minimal`: the "Omniglot minimal" split, embedded in the
+  package (no download): the default data of the ``skmeta`` command.
+- :func:`load_omniglot`: any Omniglot subset, downloaded, checksummed and cached.
+- :func:`load_digits_fewshot`: scikit-learn's bundled digits, a small tabular set.
+
+Each few-shot loader returns a :class:`FewShotSplit` of base (meta-train) and
+novel (meta-test) classes.
+"""
+
+from ._digits import load_digits_fewshot
+from ._omniglot import get_data_home, load_omniglot, load_omniglot_minimal
+from ._split import FewShotSplit
+
+__all__ = [
+    "FewShotSplit",
+    "get_data_home",
+    "load_digits_fewshot",
+    "load_omniglot",
+    "load_omniglot_minimal",
+]
