@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skmeta.datasets import _omniglot as datasets
 from skmeta.datasets import (
     FewShotSplit,
     get_data_home,
@@ -28,6 +27,7 @@ from skmeta.datasets import (
     load_omniglot,
     load_omniglot_minimal,
 )
+from skmeta.datasets import _omniglot as datasets
 
 SMALL1 = "images_background_small1.zip"
 SMALL2 = "images_background_small2.zip"
