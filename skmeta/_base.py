@@ -6,6 +6,10 @@ keeps only what is its own: its torch module and its loss.
 """
 
 import contextlib
+import copy
+import math
+import sys
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -28,13 +32,15 @@ from sklearn.utils.validation import (
     validate_data,
 )
 from skorch import NeuralNet
-from skorch.callbacks import LRScheduler, ProgressBar
+from skorch.callbacks import Callback, EarlyStopping, LRScheduler, PrintLog, ProgressBar
 from skorch.history import History
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.data import IterableDataset
 
 from .augmentation import RandomAffine, rotations_as_classes
 from .backbones import BACKBONES, build_backbone
+from .callbacks import TimeLimit
 from .episodes import EpisodeSampler
 
 __all__ = [
@@ -117,7 +123,14 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "callbacks": [list, None],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
     }
+
+    #: Validation episodes drawn from the held-out classes after each epoch:
+    #: the same episodes every epoch, so that epochs compare.
+    n_validation_episodes = 100
 
     def _validate_X(self, X, *, reset):
         """Validate X as float32 of shape (n, n_features) or (n, c, h, w)."""
@@ -155,14 +168,96 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         )
 
-    def _callbacks(self, steps_per_epoch):
-        """Progress bar (``verbose``) and the user's ``callbacks``."""
-        callbacks = []
-        if self.verbose:
+    def _held_out_classes(self, y_enc):
+        """Which samples of encoded labels ``y_enc`` are held out for validation.
+
+        Returns a boolean mask of shape ``(n_samples,)``, or None when nothing
+        is held out: ``validation_fraction`` of the classes (at least 2),
+        drawn with ``random_state``; 0.1 when only ``early_stopping`` is set.
+        """
+        fraction = self.validation_fraction
+        if fraction is None and self.early_stopping:
+            fraction = 0.1
+        if fraction is None:
+            return None
+        n_classes = int(y_enc.max()) + 1
+        n_valid = max(2, math.ceil(fraction * n_classes))
+        if n_classes - n_valid < 2:
+            raise ValueError(
+                f"validation_fraction={fraction} holds out {n_valid} of the "
+                f"{n_classes} classes of y (at least 2), which leaves "
+                f"{n_classes - n_valid} to train on; training needs at least 2. "
+                "Use more classes or no validation (validation_fraction=None, "
+                "early_stopping=False)."
+            )
+        rng = check_random_state(self._seed())
+        return np.isin(y_enc, rng.permutation(n_classes)[:n_valid])
+
+    def _train_net(self, module, data, *, steps_per_epoch, validation=None, **net):
+        """Train ``module`` on ``data`` with skorch; the one set-up of every estimator.
+
+        Parameters
+        ----------
+        module : torch.nn.Module
+        data : torch.utils.data.IterableDataset
+            One epoch of training steps; each item is a whole step.
+        steps_per_epoch : int
+            Items of ``data``, for the progress bar.
+        validation : callable or None
+            Maps the module in training to ``(valid_loss, valid_acc)`` on the
+            held-out classes; called after every epoch.
+        **net
+            Arguments of the skorch net: ``net_class`` (default
+            ``skorch.NeuralNet``), ``criterion``, ``optimizer``, ``lr``,
+            ``callbacks`` (the method's own, e.g. a schedule), and any other.
+
+        Returns
+        -------
+        module : torch.nn.Module
+            The trained module: with ``early_stopping``, at its best epoch.
+        history : skorch.history.History
+        stop_reason : str
+            ``"max_epochs"``, ``"time_limit"``, ``"early_stopping"`` or
+            ``"interrupted"`` (a ``KeyboardInterrupt``, with a warning).
+        """
+        net_class = net.pop("net_class", NeuralNet)
+        callbacks = list(net.pop("callbacks", []))
+        if validation is not None:
+            callbacks.append(("valid", _HeldOutValidation(validation)))
+        if self.early_stopping:
+            stopping = EarlyStopping(
+                monitor="valid_loss",
+                patience=self.n_iter_no_change,
+                threshold=0,
+                load_best=True,
+            )
+            callbacks.append(("early_stopping", stopping))
+        if self.verbose and sys.stderr.isatty():
             callbacks.append(
                 ("progress_bar", ProgressBar(batches_per_epoch=steps_per_epoch))
             )
-        return callbacks + list(self.callbacks or [])
+        user = list(self.callbacks or [])
+        if validation is None:
+            _check_monitors(user)
+        net = net_class(
+            module=module,
+            max_epochs=self.max_epochs,
+            batch_size=None,  # every item of the data is a whole training step
+            train_split=None,  # validation holds out classes: _HeldOutValidation
+            callbacks=callbacks + user,
+            callbacks__print_log=_EpochLog(),
+            device=self.device_,
+            verbose=int(self.verbose),
+            **net,
+        )
+        net.fit(data, y=None)
+        return net.module_, net.history_, _finish_history(net)
+
+    def _record_training(self, history, stop_reason):
+        """Fitted attributes of a finished training run."""
+        self.history_ = history
+        self.n_steps_ = sum(len(epoch["batches"]) for epoch in history)
+        self.stop_reason_ = stop_reason
 
     def _embed(self, X):
         """Embeddings of validated X as a float tensor (n, d) on the device.
@@ -207,6 +302,91 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         tags.transformer_tags.preserves_dtype = ["float32"]
         tags.target_tags.required = True  # every estimator here learns from labels
         return tags
+
+
+class _EpochLog(PrintLog):
+    """skorch's table of epochs, coloured only on a terminal.
+
+    skorch marks each epoch's best scores with ANSI colour codes; written to
+    a log file or a pipe, those are noise, so they are left out there.
+    """
+
+    def format_row(self, row, key, color):
+        if not sys.stdout.isatty():
+            row = {k: v for k, v in row.items() if not k.endswith("_best")}
+        return super().format_row(row, key, color)
+
+
+class _HeldOutValidation(Callback):
+    """Score the module in training on held-out classes after each epoch.
+
+    Records ``valid_loss`` and ``valid_acc`` in the epoch's row of the
+    history, with ``valid_loss_best`` and ``valid_acc_best`` as skorch's
+    scoring callbacks do, so that ``EarlyStopping``, ``Checkpoint`` and
+    ``LRScheduler`` on ``valid_loss`` work with their defaults.
+
+    Parameters
+    ----------
+    score : callable
+        Maps the module to ``(valid_loss, valid_acc)``, two floats.
+    """
+
+    def __init__(self, score):
+        self.score = score
+
+    def on_epoch_end(self, net, **kwargs):
+        loss, accuracy = self.score(net.module_)
+        history = net.history
+        for name, value, sign in (("valid_loss", loss, 1), ("valid_acc", accuracy, -1)):
+            previous = [sign * row[name] for row in history[:-1] if name in row]
+            history.record(name, value)
+            history.record(f"{name}_best", not previous or sign * value < min(previous))
+
+
+def _check_monitors(callbacks):
+    """Refuse a callback that monitors validation scores when there are none."""
+    for item in callbacks:
+        callback = item[1] if isinstance(item, tuple) else item
+        monitor = getattr(callback, "monitor", None)
+        if isinstance(monitor, str) and monitor.startswith("valid_"):
+            raise ValueError(
+                f"{type(callback).__name__} monitors {monitor!r}, which needs "
+                "validation on held-out classes: set validation_fraction (for "
+                "instance 0.1) or early_stopping=True."
+            )
+
+
+def _finish_history(net):
+    """Why training stopped; an epoch cut short gets its ``train_loss``.
+
+    A ``KeyboardInterrupt`` that no callback of ours raised (Ctrl-C) warns:
+    the model is only partly trained.
+    """
+    history = net.history_
+    last = history[-1] if len(history) else {}
+    if last and "train_loss" not in last and last["batches"]:
+        losses = [b["train_loss"] for b in last["batches"]]
+        sizes = [b.get("train_batch_size", 1) for b in last["batches"]]
+        history.record("train_loss", float(np.average(losses, weights=sizes)))
+    callbacks = [cb for _, cb in net.callbacks_]
+    if any(isinstance(cb, TimeLimit) and cb.expired_ for cb in callbacks):
+        return "time_limit"
+    if any(
+        isinstance(cb, EarlyStopping) and cb.misses_ >= cb.patience for cb in callbacks
+    ):
+        return "early_stopping"
+    n_epochs = len(history)
+    if n_epochs < net.max_epochs or (last and "dur" not in last):
+        n_steps = sum(len(epoch["batches"]) for epoch in history)
+        warnings.warn(
+            f"Training was interrupted (KeyboardInterrupt) after {n_steps} steps "
+            f"in epoch {n_epochs} of {net.max_epochs}: the model is only partly "
+            "trained. stop_reason_ is 'interrupted'.",
+            UserWarning,
+            stacklevel=4,
+        )
+        return "interrupted"
+    return "max_epochs"
 
 
 class EpisodicNetwork(nn.Module):
@@ -348,8 +528,16 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
                 "rotations=True needs images X of shape (n_samples, channels, "
                 f"height, width); got X of shape {X.shape}."
             )
+        held_out = self._held_out_classes(y_enc)
+        X_train, y_train = X, y_enc
+        if held_out is not None:
+            # Whole classes, never samples of training classes; re-encoded so
+            # that training sees 0 .. n_train_classes - 1.
+            X_train = X[~held_out]
+            y_train = LabelEncoder().fit_transform(y_enc[~held_out])
+        n_train_classes = int(y_train.max()) + 1
         # Rotations make each class four training classes.
-        n_way = self._n_way(len(encoder.classes_) * (4 if self.rotations else 1))
+        n_way = self._n_way(n_train_classes * (4 if self.rotations else 1))
         self.device_ = resolve_device(self.device)
         sampler = EpisodeSampler(
             n_way,
@@ -358,23 +546,60 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
             self.episodes_per_epoch,
             random_state=np.random.RandomState(self._seed()),
         )
+        validation = None
+        if held_out is not None:
+            validation = self._validation(X[held_out], y_enc[held_out], n_way)
         with seeded(self._seed(), self.device_):
-            X_train = torch.from_numpy(X).to(self.device_)
-            y_train = torch.from_numpy(y_enc).to(self.device_)
+            X_t = torch.from_numpy(X_train).to(self.device_)
+            y_t = torch.from_numpy(y_train).to(self.device_)
             if self.rotations:
-                X_train, y_train = rotations_as_classes(
-                    X_train, y_train, len(encoder.classes_)
-                )
+                X_t, y_t = rotations_as_classes(X_t, y_t, n_train_classes)
             # Fail on too-small classes before building anything.
-            sampler._class_table(y_train.cpu().numpy())
+            sampler._class_table(y_t.cpu().numpy())
             module = self._build_module(*self._build_backbone(X.shape[1:]))
             stream = _EpisodeStream(
-                X_train, y_train, sampler, self._augmentation(X.ndim), self.device_
+                X_t, y_t, sampler, self._augmentation(X.ndim), self.device_
             )
-            self.module_, self.history_ = self._meta_train(module, stream)
+            module, history, stop_reason = self._meta_train(module, stream, validation)
+        self.module_ = module
+        self._record_training(history, stop_reason)
         self.classes_ = encoder.classes_
         self._take_support(X, y_enc)
         return self
+
+    def _validation(self, X_valid, y_valid, n_way):
+        """What scores the module in training on held-out classes (X_valid, y_valid).
+
+        Fixed episodes (the same every epoch) of up to ``n_way`` classes with
+        the training ``k_shot`` and ``n_query``, scored exactly as
+        :func:`~skmeta.model_selection.evaluate_episodes` scores a fitted
+        estimator: ``(valid_loss, valid_acc)`` are the mean query log-loss of
+        the probabilities ``predict_proba`` would give, and the mean accuracy.
+        """
+        counts = np.bincount(y_valid)
+        eligible = int(np.sum(counts >= self.k_shot + self.n_query))
+        if eligible < 2:
+            raise ValueError(
+                f"The {np.count_nonzero(counts)} held-out validation classes need "
+                f"k_shot + n_query = {self.k_shot + self.n_query} samples each, "
+                f"and only {eligible} have them; validation episodes need 2. "
+                "Raise validation_fraction or lower k_shot or n_query."
+            )
+        sampler = EpisodeSampler(
+            min(n_way, eligible),
+            self.k_shot,
+            self.n_query,
+            self.n_validation_episodes,
+            random_state=self._seed(),
+        )
+
+        def score(module):
+            view = copy.copy(self)  # the estimator, scoring the module in training
+            view.module_ = module
+            losses, accuracies = view._episode_scores(X_valid, y_valid, sampler)
+            return float(losses.mean()), float(accuracies.mean())
+
+        return score
 
     def _n_way(self, n_classes):
         if self.n_way is None:
@@ -410,10 +635,11 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
     _net_class = NeuralNet
     _optimizer = torch.optim.Adam
 
-    def _meta_train(self, module, stream):
+    def _meta_train(self, module, stream, validation=None):
         """Train ``module`` on the episode stream with skorch.
 
-        Returns the trained module and skorch's history. A module with no
+        Returns the trained module, skorch's history and why training
+        stopped (see :meth:`TorchEstimator._train_net`). A module with no
         trainable parameters (e.g. a fixed ``nn.Identity`` embedding) is
         returned as it is, with an empty history. Subclasses change the
         training through the hooks ``_training_batches``, ``_meta_lr``,
@@ -424,23 +650,20 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
         if self.max_epochs == 0 or not any(
             p.requires_grad for p in module.parameters()
         ):
-            return module, History()
+            return module, History(), "max_epochs"
         batches = self._training_batches(stream)
-        net = self._net_class(
-            module=module,
+        return self._train_net(
+            module,
+            batches,
+            steps_per_epoch=len(batches),
+            validation=validation,
+            net_class=self._net_class,
             criterion=self._criterion,
             optimizer=self._optimizer,
             lr=self._meta_lr(),
-            max_epochs=self.max_epochs,
-            batch_size=None,  # every item of the stream is a whole training step
-            train_split=None,
-            callbacks=[*self._schedule(len(batches)), *self._callbacks(len(batches))],
-            device=self.device_,
-            verbose=int(self.verbose),
+            callbacks=self._schedule(len(batches)),
             **self._net_kwargs(),
         )
-        net.fit(batches, y=None)
-        return net.module_, net.history_
 
     def _training_batches(self, stream):
         """What skorch iterates over: one episode per optimizer step."""
@@ -568,20 +791,26 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
         """Logits of embedded queries against the kept support set."""
         raise NotImplementedError
 
-    def _episode_accuracies(self, X, y, sampler):
-        """Query accuracy in each episode of ``sampler`` over validated (X, y).
+    def _episode_scores(self, X, y, sampler):
+        """Query log-loss and accuracy in each episode of ``sampler`` over (X, y).
 
-        Embeds X once, then compares within each episode, without changing
-        the estimator.
+        X is validated. Embeds X once, then compares within each episode,
+        without changing the estimator. Returns two float64 arrays of shape
+        ``(n_episodes,)``: the mean cross-entropy of the query logits (the
+        log-loss of ``predict_proba``) and the query accuracy.
         """
         z = self._embed(X)
         k, q = sampler.k_shot, sampler.n_query
         classes = torch.arange(sampler.n_way, device=z.device)
         y_s, y_q = classes.repeat_interleave(k), classes.repeat_interleave(q)
-        module, accuracies = self.module_, []
+        module, losses, accuracies = self.module_, [], []
         with eval_mode(module), torch.inference_mode():
             for support, query in sampler.split(y=y):
                 state = module.encode_support(z[support], y_s)
-                hits = module.query_logits(state, z[query]).argmax(1) == y_q
-                accuracies.append(hits.float().mean())
-        return torch.stack(accuracies).cpu().numpy().astype(np.float64)
+                logits = module.query_logits(state, z[query]).float()
+                losses.append(F.cross_entropy(logits, y_q))
+                accuracies.append((logits.argmax(1) == y_q).float().mean())
+        return tuple(
+            torch.stack(values).cpu().numpy().astype(np.float64)
+            for values in (losses, accuracies)
+        )

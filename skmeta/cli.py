@@ -2,26 +2,31 @@
 
 ``skmeta`` fits a few-shot classifier on the base classes of a data set and
 reports its N-way K-shot accuracy on the novel classes, never seen in
-training, as the mean over episodes with its 95% confidence interval::
+training, as the mean over episodes with its 95% confidence interval, beside
+two references on the same episodes: the raw input and the untrained backbone::
 
-    skmeta                                   # digits, embedded, no download
-    skmeta --dataset omniglot --data-home ../shared/data
+    skmeta                         # Omniglot minimal, embedded, 2-minute limit
+    skmeta --time-limit 600        # longer meta-training
+    skmeta --dataset digits        # a tabular set of 5 base classes
     skmeta --n-way 5 --k-shot 1 5 --episodes 600 --save protonet.joblib
 
 Run ``skmeta --help`` for every option.
 """
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 import joblib
 import numpy as np
+from sklearn.base import clone
 from torch import nn
 
 from . import __version__
 from ._base import resolve_device
+from .callbacks import TimeLimit
 from .datasets import load_digits_fewshot, load_omniglot_minimal
 from .fewshot import (
     MAMLClassifier,
@@ -48,9 +53,14 @@ METHODS = {
 #: Data sets by name: whether they are images (rotations apply) and the
 #: default N of N-way meta-test episodes.
 DATASETS = {
-    "digits": {"images": False, "n_way": [5]},
     "omniglot": {"images": True, "n_way": [5, 20]},
+    "digits": {"images": False, "n_way": [5]},
 }
+
+#: Default limit of meta-training, in seconds: the whole default command, with
+#: start-up and the evaluation of three models, then ends within 3 minutes on
+#: a 2-core CPU.
+DEFAULT_TIME_LIMIT = 100.0
 
 _PROG = "skmeta"
 
@@ -77,6 +87,32 @@ def _int_at_least(minimum):
     return parse
 
 
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds, got {text!r}"
+        ) from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"expected a finite number of seconds >= 0, got {text}"
+        )
+    return value
+
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a fraction strictly between 0 and 1, got {text}"
+        )
+    return value
+
+
 def build_parser():
     """Return the argument parser of the ``skmeta`` command."""
     parser = argparse.ArgumentParser(
@@ -89,20 +125,21 @@ def build_parser():
     )
     parser.add_argument(
         "--dataset",
-        choices=sorted(DATASETS),
-        default="digits",
-        help="digits: scikit-learn's bundled digits, base 0-4 and novel 5-9 (no "
-        "download); omniglot: 'Omniglot minimal', base background_small1, novel "
-        "the 3 alphabets only in background_small2 (default: digits)",
+        choices=list(DATASETS),
+        default="omniglot",
+        help="omniglot: 'Omniglot minimal', embedded in skmeta: base "
+        "background_small1 (136 characters), novel the 3 alphabets only in "
+        "background_small2 (106 characters); digits: scikit-learn's bundled "
+        "digits, base 0-4 and novel 5-9 (default: omniglot)",
     )
     parser.add_argument(
         "--data-home",
         type=Path,
         default=None,
         metavar="PATH",
-        help="folder holding omniglot/images_background_small{1,2}.zip (omniglot "
-        "only); it must exist. Default: $SKMETA_DATA, else ~/skmeta_data, "
-        "downloading missing archives",
+        help="decode Omniglot from the archives "
+        "omniglot/images_background_small{1,2}.zip in this folder, downloading "
+        "missing ones, instead of the embedded copy (omniglot only)",
     )
     parser.add_argument(
         "--method",
@@ -141,6 +178,22 @@ def build_parser():
         default=1000,
         metavar="E",
         help="meta-test episodes per N-way K-shot setting (default: 1000)",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=_seconds,
+        default=DEFAULT_TIME_LIMIT,
+        metavar="S",
+        help="stop meta-training after S seconds, 0 for no limit (default: "
+        f"{DEFAULT_TIME_LIMIT:g}); the epoch under way ends early",
+    )
+    parser.add_argument(
+        "--validation-fraction",
+        type=_fraction,
+        default=None,
+        metavar="F",
+        help="hold out this fraction of the base classes, whole, and log the "
+        "validation loss and accuracy on them after each epoch (default: none)",
     )
     parser.add_argument(
         "--max-epochs",
@@ -185,7 +238,7 @@ def build_parser():
     parser.add_argument(
         "--quiet",
         action="store_true",
-        help="no progress bar nor training log",
+        help="no progress bar nor epoch log",
     )
     parser.add_argument(
         "--version", action="version", version=f"%(prog)s {__version__}"
@@ -197,20 +250,20 @@ def _load(args):
     """Return the dataset's FewShotSplit; raise _UsageError on missing data."""
     if args.dataset == "digits":
         if args.data_home is not None:
-            print(
-                "note: --data-home is ignored for digits (bundled with scikit-learn)",
-                file=sys.stderr,
+            raise _UsageError(
+                "--data-home applies to omniglot only; digits ships with scikit-learn."
             )
         return load_digits_fewshot()
-    data_home = args.data_home
-    if data_home is not None:
-        data_home = data_home.expanduser()
-        if not data_home.is_dir():
-            raise _UsageError(
-                f"--data-home {data_home}: no such folder. Point it to the folder "
-                "holding omniglot/images_background_small1.zip and "
-                "omniglot/images_background_small2.zip."
-            )
+    if args.data_home is None:
+        return load_omniglot_minimal()  # the embedded copy
+    data_home = args.data_home.expanduser()
+    if not data_home.is_dir():
+        raise _UsageError(
+            f"--data-home {data_home}: no such folder. Point it to the folder "
+            "holding omniglot/images_background_small1.zip and "
+            "omniglot/images_background_small2.zip, or leave it out to use the "
+            "copy embedded in skmeta."
+        )
     try:
         return load_omniglot_minimal(data_home=data_home)
     except OSError as exc:  # FileNotFoundError, download or checksum failure
@@ -228,10 +281,13 @@ def _make_estimator(args, images):
         )
     params = {"device": args.device, "random_state": args.seed}
     params["verbose"] = 0 if args.quiet else 1
+    if args.time_limit:
+        params["callbacks"] = [TimeLimit(args.time_limit)]
     options = {
         "max_epochs": args.max_epochs,
         "episodes_per_epoch": args.episodes_per_epoch,
         "rotations": rotations,
+        "validation_fraction": args.validation_fraction,
     }
     known = cls().get_params(deep=False)
     for name, value in options.items():
@@ -244,53 +300,64 @@ def _make_estimator(args, images):
     return cls(**params)
 
 
-def _summary(split):
+def _check_save_path(path):
+    """Fail before training, not after, on a path that cannot be written."""
+    folder = path.expanduser().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _UsageError(f"--save {path}: {exc}") from exc
+    if not os.access(folder, os.W_OK) or path.expanduser().is_dir():
+        raise _UsageError(f"--save {path}: cannot write a file there.")
+
+
+def _summary(split, embedded, rotations):
     def part(y):
         return f"{len(np.unique(y))} classes, {len(y)} images"
 
     shape = "x".join(map(str, split.X_base.shape[1:]))
+    source = ", embedded in skmeta" if embedded else ""
+    rotated = (
+        f"; with rotations, {4 * len(np.unique(split.y_base))} classes"
+        if rotations
+        else ""
+    )
     return (
-        f"dataset: {split.name} (samples of shape {shape})\n"
-        f"  base (meta-train):  {part(split.y_base)}\n"
+        f"dataset: {split.name} (samples of shape {shape}){source}\n"
+        f"  base (meta-train):  {part(split.y_base)}{rotated}\n"
         f"  novel (meta-test):  {part(split.y_novel)}"
     )
 
 
-def _table_row(method, setting, accuracy, episodes):
-    return f"{method:<13} {setting:<14} {accuracy:<16} {episodes}"
+_STOPS = {
+    "max_epochs": "all {max_epochs} epochs",
+    "time_limit": "stopped by the time limit (--time-limit {time_limit:g})",
+    "early_stopping": "stopped early: the validation loss no longer fell",
+}
 
 
-def _run(args):
-    try:
-        device = resolve_device(args.device)
-    except (ValueError, RuntimeError) as exc:
-        raise _UsageError(f"--device {args.device}: {exc}") from exc
-    estimator = _make_estimator(args, DATASETS[args.dataset]["images"])
-    split = _load(args)
-    print(_summary(split), flush=True)
-
-    start = time.perf_counter()
-    estimator.fit(split.X_base, split.y_base)
-    print(
-        f"meta-training: {time.perf_counter() - start:.1f} s on {device} "
-        f"({args.method})",
-        flush=True,
+def _training_report(estimator, seconds, args):
+    steps = "meta-batches" if hasattr(estimator, "meta_batch_size") else "episodes"
+    stop = _STOPS[estimator.stop_reason_].format(
+        max_epochs=estimator.max_epochs, time_limit=args.time_limit
     )
-    if args.save is not None:
-        try:
-            args.save.expanduser().parent.mkdir(parents=True, exist_ok=True)
-            joblib.dump(estimator, args.save.expanduser())
-        except OSError as exc:
-            raise _UsageError(f"--save {args.save}: {exc}") from exc
-        print(f"saved the fitted estimator to {args.save}")
+    return (
+        f"meta-training: {seconds:.1f} s, {estimator.n_steps_} {steps} in "
+        f"{len(estimator.history_)} epochs; {stop}"
+    )
 
-    # The same episodes on the raw input, with no learning: prototypes are
-    # class means of the pixels or features (sklearn's NearestCentroid).
-    baseline = PrototypicalClassifier(backbone=nn.Flatten(), max_epochs=0)
-    baseline.fit(split.X_base, split.y_base)
+
+def _accuracy_table(models, split, args):
+    """Rows of mean ± 95% CI accuracy (%), and notes on skipped settings."""
     n_ways = args.n_way or DATASETS[args.dataset]["n_way"]
     classes, counts = np.unique(split.y_novel, return_counts=True)
-    rows, notes = [], []
+    widths = [15] + [max(16, len(name) + 2) for name in models]
+
+    def row(cells):
+        return "".join(f"{c:<{w}}" for c, w in zip(cells, widths, strict=True))
+
+    lines = [row(["setting", *models]).rstrip()]
+    notes = []
     for n_way in n_ways:
         for k_shot in args.k_shot:
             setting = f"{n_way}-way {k_shot}-shot"
@@ -308,7 +375,8 @@ def _run(args):
                     f"the {per_class} samples (k-shot + n-query) an episode needs"
                 )
                 continue
-            for name, model in ((args.method, estimator), ("baseline", baseline)):
+            cells = [setting]
+            for model in models.values():
                 scores = evaluate_episodes(
                     model,
                     split.X_novel,
@@ -319,20 +387,69 @@ def _run(args):
                     n_episodes=args.episodes,
                     random_state=args.seed,
                 )
-                accuracy = f"{100 * scores.mean:.2f} ± {100 * scores.ci95:.2f}"
-                rows.append(_table_row(name, setting, accuracy, args.episodes))
+                cells.append(f"{100 * scores.mean:.2f} ± {100 * scores.ci95:.2f}")
+            lines.append(
+                "".join(
+                    f"{c:<{w}}" for c, w in zip(cells, widths, strict=True)
+                ).rstrip()
+            )
+    return lines if len(lines) > 1 else [], notes
 
+
+def _run(args):
+    try:
+        device = resolve_device(args.device)
+    except (ValueError, RuntimeError) as exc:
+        raise _UsageError(f"--device {args.device}: {exc}") from exc
+    images = DATASETS[args.dataset]["images"]
+    estimator = _make_estimator(args, images)
+    if args.save is not None:
+        _check_save_path(args.save)
+    split = _load(args)
+    embedded = args.dataset == "omniglot" and args.data_home is None
+    print(_summary(split, embedded, estimator.get_params().get("rotations")))
+    limit = f", time limit {args.time_limit:g} s" if args.time_limit else ""
+    print(f"meta-training {args.method} on {device}{limit}", flush=True)
+
+    start = time.perf_counter()
+    estimator.fit(split.X_base, split.y_base)
+    if estimator.stop_reason_ == "interrupted":
+        print(f"{_PROG}: meta-training was interrupted", file=sys.stderr)
+        return 130  # as a shell reports SIGINT; nothing is saved or evaluated
+    print(_training_report(estimator, time.perf_counter() - start, args), flush=True)
+    if args.save is not None:
+        try:
+            joblib.dump(estimator, args.save.expanduser())
+        except OSError as exc:
+            raise _UsageError(f"--save {args.save}: {exc}") from exc
+        print(f"saved the fitted estimator to {args.save}")
+
+    # The same episodes on the raw input, with no learning: prototypes are
+    # class means of the pixels or features (sklearn's NearestCentroid); and
+    # the method with the backbone it starts from, before meta-training.
+    raw = PrototypicalClassifier(backbone=nn.Flatten(), max_epochs=0)
+    untrained = clone(estimator).set_params(max_epochs=0, callbacks=None, verbose=0)
+    models = {
+        "raw input": raw.fit(split.X_base, split.y_base),
+        "untrained": untrained.fit(split.X_base, split.y_base),
+        args.method: estimator,
+    }
+    lines, notes = _accuracy_table(models, split, args)
     print()
     for note in notes:
         print(note)
-    if rows:
-        print(
-            "baseline: nearest class mean of the raw input, no learning, same episodes"
-        )
-        print(_table_row("method", "setting", "accuracy (%)", "episodes"))
-        print("\n".join(rows))
-    else:
+    if not lines:
         print("no N-way K-shot setting fits the novel classes: nothing evaluated")
+        return 0
+    print(
+        f"N-way K-shot accuracy (%) on the novel classes: mean ± 95% CI over "
+        f"{args.episodes} episodes of {args.n_query} queries per class"
+    )
+    print("\n".join(lines))
+    print(
+        "raw input: nearest class mean of the raw input, no learning; "
+        f"untrained: {args.method} with its backbone before meta-training"
+    )
     return 0
 
 

@@ -202,7 +202,7 @@ def evaluate_episodes(
     sklearn.exceptions.NotFittedError
         If ``estimator`` is not fitted.
     """
-    if not hasattr(estimator, "_episode_accuracies"):
+    if not hasattr(estimator, "_episode_scores"):
         raise TypeError(
             "estimator must be a few-shot classifier of skmeta (with episodic "
             f"evaluation); got {type(estimator).__name__}."
@@ -212,7 +212,7 @@ def evaluate_episodes(
     y = column_or_1d(y, warn=True)
     check_consistent_length(X, y)
     sampler = EpisodeSampler(n_way, k_shot, n_query, n_episodes, random_state)
-    accuracies = estimator._episode_accuracies(X, y, sampler)
+    _, accuracies = estimator._episode_scores(X, y, sampler)
     return EpisodeScores(
         mean=float(accuracies.mean()),
         ci95=float(1.96 * accuracies.std() / np.sqrt(len(accuracies))),

@@ -199,13 +199,6 @@ def test_user_callbacks_see_every_episode(digits):
     assert counter.n == 20
 
 
-def test_verbose_shows_a_progress_bar(digits, capsys):
-    PrototypicalClassifier(verbose=1, **FAST).fit(digits.X_base, digits.y_base)
-    captured = capsys.readouterr()
-    assert "/10 [" in captured.err  # tqdm's bar over the epoch's 10 episodes
-    assert "train_loss" in captured.out  # skorch's epoch log
-
-
 def test_images_get_conv4_and_rotations_make_four_times_the_classes(tiny_images):
     X, y = tiny_images
     seen = []

@@ -15,7 +15,6 @@ import torch
 from sklearn.base import _fit_context
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils._param_validation import Interval, StrOptions
-from skorch import NeuralNet
 from skorch.history import History
 from torch import nn
 from torch.nn import functional as F
@@ -25,6 +24,7 @@ from .._base import TorchEstimator, resolve_device, seeded
 from ..backbones import build_backbone
 from ..batches import ClassBalancedBatchSampler
 from ..distances import Mahalanobis
+from ..episodes import EpisodeSampler
 
 __all__ = ["MetricEmbedder", "MetricNetwork"]
 
@@ -67,8 +67,22 @@ _SHARED_DOCS = {
     verbose : int, default=0
         1 shows a progress bar and skorch's epoch log.
     callbacks : list of skorch callbacks or None, default=None
-        Extra callbacks of the skorch net, e.g. ``EarlyStopping`` on
-        ``train_loss``.
+        Extra callbacks of the skorch net, e.g.
+        :class:`skmeta.callbacks.TimeLimit` or skorch's ``EarlyStopping``.
+    early_stopping : bool, default=False
+        Stop training once ``valid_loss`` has not improved for
+        ``n_iter_no_change`` epochs, and keep the weights of its best epoch.
+        Holds out ``validation_fraction`` of the classes (0.1 if None).
+    validation_fraction : float in (0, 1) or None, default=None
+        Fraction of the classes of ``y`` (at least 2 classes) held out of
+        training, whole, never samples of training classes. After each epoch
+        the same 100 nearest-prototype episodes of these classes record
+        ``valid_loss`` (query log-loss) and ``valid_acc`` in ``history_``, so skorch's
+        ``EarlyStopping`` and ``Checkpoint`` work with their defaults.
+        ``None`` holds out nothing (unless ``early_stopping``).
+    n_iter_no_change : int, default=10
+        Epochs without a lower ``valid_loss`` before ``early_stopping`` ends
+        training.
 """,
     "{shared_attributes}": """\
     module_ : MetricNetwork
@@ -80,6 +94,12 @@ _SHARED_DOCS = {
         (``history_[:, "train_loss"]``).
     classes_ : ndarray of shape (n_classes,)
         The labels of ``y`` in ``fit``; training sees their index.
+    n_steps_ : int
+        Training steps run: P x K batches.
+    stop_reason_ : str
+        Why training ended: ``"max_epochs"``, ``"time_limit"`` (a
+        :class:`skmeta.callbacks.TimeLimit`), ``"early_stopping"`` or
+        ``"interrupted"`` (a ``KeyboardInterrupt``, with a warning).
     n_features_in_ : int
         Features (tabular) or channels (images) of X in ``fit``.
     input_shape_ : tuple of int
@@ -209,6 +229,9 @@ class MetricEmbedder(TorchEstimator):
         random_state=None,
         verbose=0,
         callbacks=None,
+        early_stopping=False,
+        validation_fraction=None,
+        n_iter_no_change=10,
     ):
         self.embedding_dim = embedding_dim
         self.normalize = normalize
@@ -225,6 +248,9 @@ class MetricEmbedder(TorchEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
 
     def _build_loss(self, embedding_dim, n_classes):
         """The loss module; ``n_classes`` is the number of classes of ``y``."""
@@ -257,25 +283,80 @@ class MetricEmbedder(TorchEstimator):
         X, y = self._validate_X_y(X, y)
         encoder = LabelEncoder().fit(y)
         y_enc = encoder.transform(y)
+        held_out = self._held_out_classes(y_enc)
+        X_train, y_train, validation = X, y_enc, None
+        if held_out is not None:
+            X_train = X[~held_out]
+            y_train = LabelEncoder().fit_transform(y_enc[~held_out])
+            validation = self._validation(X[held_out], y_enc[held_out])
         self.device_ = resolve_device(self.device)
-        sampler = self._batch_sampler(y_enc)
-        sampler._class_table(y_enc)  # fail on too-small classes before training
+        sampler = self._batch_sampler(y_train)
+        sampler._class_table(y_train)  # fail on too-small classes before training
         with seeded(self._seed(), self.device_):
             backbone = build_backbone(
                 self.backbone, X.shape[1:], self.embedding_dim, self.backbone_params
             )
             with torch.no_grad():
                 out = backbone.eval()(torch.zeros(1, *X.shape[1:])).shape[1]
-            loss = self._build_loss(out, len(encoder.classes_))
+            loss = self._build_loss(out, int(y_train.max()) + 1)
             module = MetricNetwork(backbone.train(), loss, self.normalize)
             stream = _BatchStream(
-                torch.from_numpy(X).to(self.device_),
-                torch.from_numpy(y_enc).to(self.device_),
+                torch.from_numpy(X_train).to(self.device_),
+                torch.from_numpy(y_train).to(self.device_),
                 sampler,
             )
-            self.module_, self.history_ = self._train(module, stream)
+            module, history, stop_reason = self._train(module, stream, validation)
+        self.module_ = module
+        self._record_training(history, stop_reason)
         self.classes_ = encoder.classes_
         return self
+
+    #: Validation episodes: ``n_way`` held-out classes (or as many as there
+    #: are), 1 support sample each, and ``n_samples_per_class - 1`` queries.
+    validation_n_way = 5
+
+    def _validation(self, X_valid, y_valid):
+        """What scores the embedding in training on held-out classes.
+
+        Fixed episodes of up to :attr:`validation_n_way` held-out classes,
+        one support sample and ``n_samples_per_class - 1`` queries per class,
+        classified by the nearest prototype in squared Euclidean distance
+        between embeddings (the metric ``transform`` serves). Returns a
+        callable giving ``(valid_loss, valid_acc)``: the mean query log-loss
+        of the softmax over negative distances, and the mean accuracy.
+        """
+        n_query = self.n_samples_per_class - 1
+        counts = np.bincount(y_valid)
+        eligible = int(np.sum(counts >= 1 + n_query))
+        if eligible < 2:
+            raise ValueError(
+                f"The {np.count_nonzero(counts)} held-out validation classes need "
+                f"n_samples_per_class = {self.n_samples_per_class} samples each, "
+                f"and only {eligible} have them; validation episodes need 2. "
+                "Raise validation_fraction."
+            )
+        sampler = EpisodeSampler(
+            min(self.validation_n_way, eligible),
+            1,
+            n_query,
+            self.n_validation_episodes,
+            random_state=self._seed(),
+        )
+
+        def score(module):
+            view = copy.copy(self)  # the estimator, embedding with the module
+            view.module_ = module
+            z = view._embed(X_valid)
+            classes = torch.arange(sampler.n_way, device=z.device)
+            y_q = classes.repeat_interleave(n_query)
+            losses, accuracies = [], []
+            for support, query in sampler.split(y=y_valid):
+                logits = -torch.cdist(z[query], z[support]).square()
+                losses.append(float(F.cross_entropy(logits, y_q)))
+                accuracies.append(float((logits.argmax(1) == y_q).float().mean()))
+            return float(np.mean(losses)), float(np.mean(accuracies))
+
+        return score
 
     def _batch_sampler(self, y_enc):
         """The P x K sampler for encoded labels, P chosen if left to None."""
@@ -309,29 +390,25 @@ class MetricEmbedder(TorchEstimator):
             random_state=np.random.RandomState(self._seed()),
         )
 
-    def _train(self, module, stream):
+    def _train(self, module, stream, validation=None):
         """Train ``module`` on the batch stream with skorch.
 
         The loss is the net's criterion and a submodule of its module, so
-        its parameters are in the optimizer once. Returns the trained module
-        and skorch's history.
+        its parameters are in the optimizer once. Returns the trained module,
+        skorch's history and why training stopped.
         """
+        module = module.to(self.device_)
         if self.max_epochs == 0:
-            return module.to(self.device_), History()
-        net = NeuralNet(
-            module=module,
+            return module, History(), "max_epochs"
+        return self._train_net(
+            module,
+            stream,
+            steps_per_epoch=self.batches_per_epoch,
+            validation=validation,
             criterion=module.loss,
             optimizer=torch.optim.Adam,
             lr=self.lr,
-            max_epochs=self.max_epochs,
-            batch_size=None,  # every item of the stream is a whole batch
-            train_split=None,
-            callbacks=self._callbacks(self.batches_per_epoch),
-            device=self.device_,
-            verbose=int(self.verbose),
         )
-        net.fit(stream, y=None)
-        return net.module_, net.history_
 
 
 def _copy_module(value):

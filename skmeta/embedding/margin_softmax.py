@@ -126,6 +126,9 @@ class ArcFaceEmbedder(_MarginSoftmaxEmbedder):
         random_state=None,
         verbose=0,
         callbacks=None,
+        early_stopping=False,
+        validation_fraction=None,
+        n_iter_no_change=10,
     ):
         super().__init__(
             embedding_dim=embedding_dim,
@@ -143,6 +146,9 @@ class ArcFaceEmbedder(_MarginSoftmaxEmbedder):
             random_state=random_state,
             verbose=verbose,
             callbacks=callbacks,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
         )
         self.margin = margin
         self.scale = scale
@@ -225,6 +231,9 @@ class CosFaceEmbedder(_MarginSoftmaxEmbedder):
         random_state=None,
         verbose=0,
         callbacks=None,
+        early_stopping=False,
+        validation_fraction=None,
+        n_iter_no_change=10,
     ):
         super().__init__(
             embedding_dim=embedding_dim,
@@ -242,6 +251,9 @@ class CosFaceEmbedder(_MarginSoftmaxEmbedder):
             random_state=random_state,
             verbose=verbose,
             callbacks=callbacks,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
         )
         self.margin = margin
         self.scale = scale

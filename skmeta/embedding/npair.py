@@ -90,6 +90,9 @@ class NPairEmbedder(MetricEmbedder):
         random_state=None,
         verbose=0,
         callbacks=None,
+        early_stopping=False,
+        validation_fraction=None,
+        n_iter_no_change=10,
     ):
         super().__init__(
             embedding_dim=embedding_dim,
@@ -107,6 +110,9 @@ class NPairEmbedder(MetricEmbedder):
             random_state=random_state,
             verbose=verbose,
             callbacks=callbacks,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
         )
         self.l2_reg = l2_reg
 

@@ -112,6 +112,9 @@ class TripletEmbedder(MetricEmbedder):
         random_state=None,
         verbose=0,
         callbacks=None,
+        early_stopping=False,
+        validation_fraction=None,
+        n_iter_no_change=10,
     ):
         super().__init__(
             embedding_dim=embedding_dim,
@@ -129,6 +132,9 @@ class TripletEmbedder(MetricEmbedder):
             random_state=random_state,
             verbose=verbose,
             callbacks=callbacks,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
         )
         self.margin = margin
         self.miner = miner

@@ -429,16 +429,17 @@ class GradientBasedClassifier(EpisodicClassifier):
         X = self._validate_X(X, reset=False)
         return self._predict_logits(self.adapted_params_, X).cpu().numpy()
 
-    def _episode_accuracies(self, X, y, sampler):
-        """Query accuracy of each episode, fine-tuning a copy of ``θ`` in each.
+    def _episode_scores(self, X, y, sampler):
+        """Query log-loss and accuracy of each episode, fine-tuning a copy of ``θ``.
 
         Each episode's support labels are encoded in sorted order, as
         :meth:`adapt` does, so an episode scores exactly as a copy of the
         estimator adapted to its support set; the estimator does not change.
+        Returns two float64 arrays of shape ``(n_episodes,)``.
         """
         module = self.module_
         device = next(module.parameters()).device
-        accuracies = []
+        losses, accuracies = [], []
         for support, query in sampler.split(y=y):
             classes, y_s = np.unique(y[support], return_inverse=True)
             params = self._adapted(
@@ -446,6 +447,8 @@ class GradientBasedClassifier(EpisodicClassifier):
                 torch.from_numpy(y_s.astype(np.int64)).to(device),
                 len(classes),
             )
-            best = self._predict_logits(params, X[query]).argmax(1).cpu().numpy()
-            accuracies.append(np.mean(classes[best] == y[query]))
-        return np.asarray(accuracies, dtype=np.float64)
+            logits = self._predict_logits(params, X[query]).float()
+            y_q = torch.from_numpy(np.searchsorted(classes, y[query])).to(device)
+            losses.append(float(nn.functional.cross_entropy(logits, y_q)))
+            accuracies.append(float((logits.argmax(1) == y_q).float().mean()))
+        return np.asarray(losses), np.asarray(accuracies)

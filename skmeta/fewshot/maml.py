@@ -155,7 +155,23 @@ class MAMLClassifier(GradientBasedClassifier):
     verbose : int, default=0
         1 shows a progress bar and skorch's epoch log.
     callbacks : list of skorch callbacks or None, default=None
-        Extra callbacks of the skorch net.
+        Extra callbacks of the skorch net, e.g.
+        :class:`skmeta.callbacks.TimeLimit` or skorch's ``Checkpoint``
+        (validation scores need ``validation_fraction``).
+    early_stopping : bool, default=False
+        Stop training once ``valid_loss`` has not improved for
+        ``n_iter_no_change`` epochs, and keep the weights of its best epoch.
+        Holds out ``validation_fraction`` of the classes (0.1 if None).
+    validation_fraction : float in (0, 1) or None, default=None
+        Fraction of the classes of ``y`` (at least 2 classes) held out of
+        training, whole, never samples of training classes. After each epoch
+        the same 100 validation episodes of these classes record ``valid_loss`` (query
+        log-loss) and ``valid_acc`` in ``history_``, so skorch's
+        ``EarlyStopping`` and ``Checkpoint`` work with their defaults.
+        ``None`` holds out nothing (unless ``early_stopping``).
+    n_iter_no_change : int, default=10
+        Epochs without a lower ``valid_loss`` before ``early_stopping`` ends
+        training.
 
     Attributes
     ----------
@@ -170,6 +186,12 @@ class MAMLClassifier(GradientBasedClassifier):
     history_ : skorch.History
         skorch's record of meta-training: the mean query loss after
         adaptation of each meta-batch, epoch times.
+    n_steps_ : int
+        Training steps run: meta-batches of ``meta_batch_size`` tasks.
+    stop_reason_ : str
+        Why training ended: ``"max_epochs"``, ``"time_limit"`` (a
+        :class:`skmeta.callbacks.TimeLimit`), ``"early_stopping"`` or
+        ``"interrupted"`` (a ``KeyboardInterrupt``, with a warning).
     n_features_in_ : int
         Features (tabular) or channels (images) of X in ``fit``.
     input_shape_ : tuple of int
@@ -248,6 +270,9 @@ class MAMLClassifier(GradientBasedClassifier):
         random_state=None,
         verbose=0,
         callbacks=None,
+        early_stopping=False,
+        validation_fraction=None,
+        n_iter_no_change=10,
     ):
         self.n_way = n_way
         self.k_shot = k_shot
@@ -270,6 +295,9 @@ class MAMLClassifier(GradientBasedClassifier):
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
 
     def _build_module(self, backbone, embedding_dim):
         return MAMLNetwork(

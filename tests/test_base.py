@@ -1,0 +1,259 @@
+"""The training contract every torch-backed estimator shares (skmeta._base).
+
+Validation on held-out classes, early stopping, skorch's own callbacks, why
+and when training stopped, and what a user sees while it runs.
+"""
+
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from skorch.callbacks import Callback, Checkpoint, EarlyStopping
+
+from skmeta import (
+    ArcFaceEmbedder,
+    ContrastiveEmbedder,
+    CosFaceEmbedder,
+    MAMLClassifier,
+    MatchingClassifier,
+    NPairEmbedder,
+    PrototypicalClassifier,
+    RelationClassifier,
+    ReptileClassifier,
+    TripletEmbedder,
+)
+from skmeta.model_selection import evaluate_episodes
+
+EPISODIC = dict(max_epochs=2, episodes_per_epoch=4, random_state=0)
+GRADIENT = dict(EPISODIC, n_way=3, meta_batch_size=2)
+EMBEDDER = dict(max_epochs=2, batches_per_epoch=4, embedding_dim=8, random_state=0)
+ESTIMATORS = [
+    PrototypicalClassifier(**EPISODIC),
+    MatchingClassifier(**EPISODIC),
+    RelationClassifier(**EPISODIC),
+    MAMLClassifier(**GRADIENT),
+    ReptileClassifier(**GRADIENT),
+    TripletEmbedder(**EMBEDDER),
+    ContrastiveEmbedder(**EMBEDDER),
+    NPairEmbedder(**EMBEDDER),
+    ArcFaceEmbedder(**EMBEDDER),
+    CosFaceEmbedder(**EMBEDDER),
+]
+every_estimator = pytest.mark.parametrize(
+    "estimator", ESTIMATORS, ids=lambda e: type(e).__name__
+)
+
+N_CLASSES = 12
+
+
+@pytest.fixture(scope="module")
+def tagged():
+    """12 classes of 12 samples whose feature 0 is the class index / 100."""
+    rng = np.random.RandomState(0)
+    y = np.repeat(np.arange(N_CLASSES), 12)
+    X = rng.normal(size=(len(y), 8)).astype(np.float32)
+    X[:, 1:] += rng.normal(scale=3, size=(N_CLASSES, 7)).astype(np.float32)[y]
+    X[:, 0] = (y / 100).astype(np.float32)
+    return X, y
+
+
+class _SeenClasses(Callback):
+    """Records the classes (feature 0 x 100) of every training input."""
+
+    def initialize(self):
+        self.classes = set()
+        return self
+
+    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
+        x = batch[0]["x"] if isinstance(batch[0], dict) else batch[0]
+        tags = x.reshape(-1, x.shape[-1])[:, 0] * 100
+        self.classes |= set(np.rint(tags.numpy()).astype(int).tolist())
+
+
+@every_estimator
+def test_validation_holds_out_whole_classes_never_trained_on(estimator, tagged):
+    X, y = tagged
+    seen = _SeenClasses()
+    model = clone(estimator).set_params(validation_fraction=0.25, callbacks=[seen])
+    model.fit(X, y)
+    held_out = set(y[model._held_out_classes(y)].tolist())
+    assert len(held_out) == math.ceil(0.25 * N_CLASSES)
+    assert seen.classes and not seen.classes & held_out
+    # Each epoch records the held-out scores, skorch-style, with best flags.
+    history = model.history_
+    assert len(history[:, "valid_loss"]) == len(history[:, "valid_acc"]) == 2
+    assert all(np.isfinite(history[:, "valid_loss"]))
+    assert all(0 <= acc <= 1 for acc in history[:, "valid_acc"])
+    assert history[0, "valid_loss_best"] and history[0, "valid_acc_best"]
+
+
+def test_valid_acc_is_evaluate_episodes_on_the_held_out_classes(tagged):
+    X, y = tagged
+    clf = PrototypicalClassifier(
+        max_epochs=1, episodes_per_epoch=5, validation_fraction=0.25, random_state=0
+    ).fit(X, y)
+    held_out = clf._held_out_classes(y)
+    scores = evaluate_episodes(
+        clf,
+        X[held_out],
+        y[held_out],
+        n_way=3,
+        k_shot=clf.k_shot,
+        n_query=clf.n_query,
+        n_episodes=clf.n_validation_episodes,
+        random_state=clf._seed(),
+    )
+    assert clf.history_[-1, "valid_acc"] == pytest.approx(scores.mean)
+
+
+@pytest.fixture(scope="module")
+def misleading():
+    """Base classes that teach the opposite of what the held-out ones need.
+
+    Classes 0-7 differ in features 0-3 and vary widely in features 4-7,
+    which meta-training therefore learns to ignore; classes 8-11 differ only
+    in features 4-7. The held-out loss rises as training goes on: the digits
+    effect, made certain.
+    """
+    rng = np.random.RandomState(1)
+    y = np.repeat(np.arange(N_CLASSES), 20)
+    X = rng.normal(scale=0.3, size=(len(y), 8)).astype(np.float32)
+    train = y < 8
+    X[train, :4] += rng.normal(scale=3, size=(8, 4)).astype(np.float32)[y[train]]
+    X[train, 4:] += rng.normal(scale=3, size=(train.sum(), 4)).astype(np.float32)
+    X[~train, 4:] += rng.normal(scale=3, size=(4, 4)).astype(np.float32)[y[~train] - 8]
+    return X, y
+
+
+HELD_OUT = [8, 9, 10, 11]  # the classes of ``misleading`` that validate
+
+
+@pytest.fixture
+def hold_out_8_to_11(monkeypatch):
+    monkeypatch.setattr(
+        PrototypicalClassifier,
+        "_held_out_classes",
+        lambda self, y: np.isin(y, HELD_OUT),
+    )
+
+
+def test_early_stopping_stops_when_the_held_out_loss_rises(
+    misleading, hold_out_8_to_11
+):
+    X, y = misleading
+    clf = PrototypicalClassifier(
+        max_epochs=40,
+        episodes_per_epoch=5,
+        n_way=5,
+        early_stopping=True,
+        n_iter_no_change=3,
+        random_state=0,
+    ).fit(X, y)
+    losses = clf.history_[:, "valid_loss"]
+    assert clf.stop_reason_ == "early_stopping"
+    best = int(np.argmin(losses))
+    assert len(losses) == best + 1 + 3  # three epochs without a lower loss
+    assert min(losses[best + 1 :]) >= losses[best]
+    # The best epoch's weights are kept: scoring the final model on the same
+    # validation episodes gives the best loss back.
+    held = np.isin(y, HELD_OUT)
+    score = clf._validation(X[held], y[held], 5)
+    assert score(clf.module_)[0] == pytest.approx(losses[best], rel=1e-5)
+
+
+def test_skorch_checkpoint_reloads_into_an_estimator_that_predicts_the_same(
+    tmp_path, digits
+):
+    checkpoint = Checkpoint(dirname=tmp_path, f_optimizer=None, f_criterion=None)
+    clf = PrototypicalClassifier(
+        max_epochs=6,
+        episodes_per_epoch=5,
+        validation_fraction=0.4,
+        callbacks=[EarlyStopping(patience=2, load_best=True), checkpoint],
+        random_state=0,
+    ).fit(digits.X_base, digits.y_base)
+    assert (tmp_path / "params.pt").exists() and (tmp_path / "history.json").exists()
+    # A new estimator of the same architecture, untrained, with the weights of
+    # the best epoch from the file: the same predictions on novel classes.
+    reloaded = clone(clf).set_params(max_epochs=0, callbacks=None)
+    reloaded.fit(digits.X_base, digits.y_base)
+    reloaded.module_.load_state_dict(torch.load(tmp_path / "params.pt"))
+    support = np.concatenate([np.flatnonzero(digits.y_novel == c)[:5] for c in (5, 7)])
+    for model in (clf, reloaded):
+        model.adapt(digits.X_novel[support], digits.y_novel[support])
+    np.testing.assert_array_equal(
+        reloaded.predict_proba(digits.X_novel), clf.predict_proba(digits.X_novel)
+    )
+
+
+@pytest.mark.parametrize(
+    "callback", [EarlyStopping(), Checkpoint()], ids=["EarlyStopping", "Checkpoint"]
+)
+def test_validation_callbacks_without_validation_say_what_to_set(callback, digits):
+    clf = PrototypicalClassifier(max_epochs=1, callbacks=[callback])
+    with pytest.raises(ValueError, match=r"monitors 'valid_loss.*validation_fraction"):
+        clf.fit(digits.X_base, digits.y_base)
+
+
+def test_early_stopping_alone_holds_out_a_tenth_of_the_classes(tagged):
+    X, y = tagged
+    seen = _SeenClasses()
+    PrototypicalClassifier(
+        max_epochs=1, early_stopping=True, callbacks=[seen], random_state=0
+    ).fit(X, y)
+    assert len(seen.classes) == N_CLASSES - 2  # ceil(0.1 * 12) = 2 held out
+
+
+def test_validation_that_leaves_fewer_than_two_classes_raises(digits):
+    clf = PrototypicalClassifier(max_epochs=1, validation_fraction=0.8)
+    with pytest.raises(ValueError, match=r"validation_fraction=0.8 holds out 4 of"):
+        clf.fit(digits.X_base, digits.y_base)
+
+
+def test_a_keyboard_interrupt_warns_and_records_how_far_training_got(digits):
+    class CtrlC(Callback):
+        def on_batch_end(self, net, **kwargs):
+            if len(net.history[-1]["batches"]) == 3:
+                raise KeyboardInterrupt
+
+    clf = PrototypicalClassifier(
+        max_epochs=5, episodes_per_epoch=10, callbacks=[CtrlC()], random_state=0
+    )
+    with pytest.warns(UserWarning, match="interrupted .* after 3 steps in epoch 1"):
+        clf.fit(digits.X_base, digits.y_base)
+    assert clf.stop_reason_ == "interrupted"
+    assert clf.n_steps_ == 3
+    assert len(clf.history_[:, "train_loss"]) == 1
+
+
+@every_estimator
+def test_running_out_of_epochs_is_recorded(estimator, tagged):
+    X, y = tagged
+    model = clone(estimator).fit(X, y)
+    assert model.stop_reason_ == "max_epochs"
+    per_epoch = len(model.history_[0, "batches"])
+    assert (
+        model.n_steps_
+        == 2 * per_epoch
+        == sum(len(epoch["batches"]) for epoch in model.history_)
+    )
+
+
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "log file"])
+def test_a_progress_bar_and_colours_on_a_terminal_only(
+    terminal, digits, capsys, monkeypatch
+):
+    for stream in (sys.stdout, sys.stderr):
+        monkeypatch.setattr(stream, "isatty", lambda: terminal)
+    PrototypicalClassifier(
+        verbose=1, validation_fraction=0.4, **dict(EPISODIC, episodes_per_epoch=10)
+    ).fit(digits.X_base, digits.y_base)
+    captured = capsys.readouterr()
+    assert "train_loss" in captured.out and "valid_acc" in captured.out  # epoch log
+    assert ("/10 [" in captured.err) == terminal  # tqdm's bar over 10 episodes
+    assert ("\x1b[" in captured.out) == terminal  # skorch's colour of best scores
+    if not terminal:
+        assert "\r" not in captured.out + captured.err
