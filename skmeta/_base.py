@@ -225,7 +225,8 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if validation is not None:
             callbacks.append(("valid", _HeldOutValidation(validation)))
         if self.early_stopping:
-            stopping = EarlyStopping(
+            stopping = _EarlyStoppingFromStart(
+                validation,
                 monitor="valid_loss",
                 patience=self.n_iter_no_change,
                 threshold=0,
@@ -341,6 +342,36 @@ class _HeldOutValidation(Callback):
             previous = [sign * row[name] for row in history[:-1] if name in row]
             history.record(name, value)
             history.record(f"{name}_best", not previous or sign * value < min(previous))
+
+
+class _EarlyStoppingFromStart(EarlyStopping):
+    """skorch's ``EarlyStopping`` on ``valid_loss``, the untrained module a candidate.
+
+    The held-out loss of the module before training is the first score to
+    beat: when no epoch beats it (meta-training on too few base classes can
+    specialise the backbone away from new classes), training stops after
+    ``patience`` epochs and the initial weights come back, so early stopping
+    never returns a model that does worse on the held-out classes than the
+    one it started from.
+
+    Parameters
+    ----------
+    score : callable
+        Maps the module to ``(valid_loss, valid_acc)``.
+    **kwargs
+        Arguments of ``skorch.callbacks.EarlyStopping``; ``monitor`` is
+        ``"valid_loss"``.
+    """
+
+    def __init__(self, score, **kwargs):
+        super().__init__(**kwargs)
+        self.score = score
+
+    def on_train_begin(self, net, **kwargs):
+        super().on_train_begin(net, **kwargs)
+        initial_loss, _ = self.score(net.module_)
+        self.dynamic_threshold_ = self._calc_new_threshold(initial_loss)
+        self.best_model_weights_ = copy.deepcopy(net.module_.state_dict())
 
 
 def _check_monitors(callbacks):
