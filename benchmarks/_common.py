@@ -1,41 +1,35 @@
 """Helpers shared by the benchmark scripts (not part of the package)."""
 
+import contextlib
 import os
-import time
+import platform
 from pathlib import Path
 
 import torch
-from skorch.callbacks import Callback
+
+#: Instruction-set extensions that decide the speed of float32 and bfloat16
+#: matrix work on a CPU.
+_ISA = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
 
 
-def default_data_home():
-    """SKMETA_DATA, else the shared data folder beside the checkout."""
-    env = os.environ.get("SKMETA_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-class TimeBudget(Callback):
-    """Stop meta-training after ``seconds`` of wall-clock time.
-
-    skorch ends ``fit`` cleanly on ``KeyboardInterrupt``; the number of
-    episodes run is ``len(history[:, "batches"])`` summed over epochs.
-    """
-
-    def __init__(self, seconds):
-        self.seconds = seconds
-
-    def on_train_begin(self, net, **kwargs):
-        self.start_ = time.perf_counter()
-
-    def on_batch_end(self, net, **kwargs):
-        if time.perf_counter() - self.start_ > self.seconds:
-            raise KeyboardInterrupt
+def cpu():
+    """The CPU's model name and which of ``_ISA`` it has, from /proc/cpuinfo."""
+    model, flags = platform.processor() or "unknown CPU", set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    have = [isa for isa in _ISA if isa in flags]
+    return f"{model} ({' '.join(have) or 'none of ' + ' '.join(_ISA)})"
 
 
 def machine():
-    """One line describing where the numbers come from."""
+    """One line describing where the numbers come from: CPU, ISA, torch."""
     return (
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{os.cpu_count()} cores"
+        f"{cpu()}, {os.cpu_count()} cores; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
         + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
     )

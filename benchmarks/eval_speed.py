@@ -6,7 +6,7 @@ adapts the classifier to each episode's support set and predicts its
 queries, embedding 80 images per episode. Both give the same accuracies
 (checked). Target: evaluate_episodes at least 10x faster.
 
-    python benchmarks/eval_speed.py --data-home ../shared/data
+    python benchmarks/eval_speed.py
 """
 
 import argparse
@@ -15,7 +15,7 @@ import sys
 import time
 
 import numpy as np
-from _common import default_data_home, machine
+from _common import machine
 
 from skmeta import EpisodeSampler, PrototypicalClassifier
 from skmeta.datasets import load_omniglot_minimal
@@ -24,7 +24,9 @@ from skmeta.model_selection import evaluate_episodes
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-home", default=default_data_home())
+    parser.add_argument(
+        "--data-home", default=None, help="archives' folder; default: the embedded copy"
+    )
     parser.add_argument("--episodes", type=int, default=1000)
     args = parser.parse_args(argv)
 

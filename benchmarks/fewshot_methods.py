@@ -12,7 +12,7 @@ Targets (issue 4): Matching and Relation 5-way 1-shot >= 95%; MAML and
 Reptile >= 90%; at most 20 minutes of training each on 2 CPU cores. Two
 methods can share the machine, one core each (``--threads 1``, two processes):
 
-    python benchmarks/fewshot_methods.py --data-home ../shared/data
+    python benchmarks/fewshot_methods.py
 """
 
 import argparse
@@ -20,8 +20,9 @@ import sys
 import time
 
 import torch
-from _common import TimeBudget, default_data_home, machine
+from _common import machine
 
+from skmeta.callbacks import TimeLimit
 from skmeta.cli import METHODS
 from skmeta.datasets import load_omniglot_minimal
 from skmeta.model_selection import evaluate_episodes
@@ -57,7 +58,9 @@ RUNS = {
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-home", default=default_data_home())
+    parser.add_argument(
+        "--data-home", default=None, help="archives' folder; default: the embedded copy"
+    )
     parser.add_argument(
         "--budget",
         type=float,
@@ -82,7 +85,7 @@ def main(argv=None):
         settings = {"max_epochs": 10_000, **settings}  # or the time budget
         clf = METHODS[method](
             rotations=True,
-            callbacks=[TimeBudget(args.budget)],
+            callbacks=[TimeLimit(args.budget)],
             device=args.device,
             random_state=args.seed,
             **settings,
@@ -90,7 +93,7 @@ def main(argv=None):
         start = time.perf_counter()
         clf.fit(data.X_base, data.y_base)
         train_min = (time.perf_counter() - start) / 60
-        n_steps = sum(len(epoch) for epoch in clf.history_[:, "batches"])
+        n_steps = clf.n_steps_
         cells = []
         for n_way in (5, 20):
             start = time.perf_counter()

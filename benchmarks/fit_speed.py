@@ -8,7 +8,7 @@ pass over support and query, prototypes, squared Euclidean distances,
 cross-entropy. Runs alternate (ours, plain, ours, plain, ...) so both see the
 same machine load; the ratio of the medians is printed. Target: >= 0.95.
 
-    python benchmarks/fit_speed.py --data-home ../shared/data
+    python benchmarks/fit_speed.py
 """
 
 import argparse
@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 import torch
-from _common import default_data_home, machine
+from _common import machine
 from torch.nn import functional as F
 
 from skmeta import PrototypicalClassifier
@@ -77,7 +77,9 @@ def skmeta_fit(X, y, n_episodes, seed):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-home", default=default_data_home())
+    parser.add_argument(
+        "--data-home", default=None, help="archives' folder; default: the embedded copy"
+    )
     parser.add_argument("--episodes", type=int, default=40, help="per run")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)

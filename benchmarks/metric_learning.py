@@ -28,7 +28,7 @@ With the defaults each model trains for at most 60 s, and the whole script takes
 about 5 to 8 minutes on 2 CPU cores. Run from the
 repository root::
 
-    python benchmarks/metric_learning.py --data-home ../shared/data
+    python benchmarks/metric_learning.py
 
 ``--smoke`` runs everything with a few batches, to check that it works.
 """
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import TimeBudget, default_data_home, machine
+from _common import machine
 from sklearn.preprocessing import LabelEncoder
 from torch.nn import functional as F
 
@@ -55,6 +55,7 @@ from skmeta import (
 )
 from skmeta._base import resolve_device, seeded
 from skmeta.backbones import build_backbone
+from skmeta.callbacks import TimeLimit
 from skmeta.datasets import load_omniglot_minimal
 from skmeta.metrics import retrieval_scores
 
@@ -66,10 +67,6 @@ EMBEDDERS = [
     ("CosFaceEmbedder", CosFaceEmbedder, "CosFace, s=64, m=0.35"),
 ]
 P, K, MARGIN = 16, 4, 0.2
-
-
-def _steps(history):
-    return sum(len(epoch) for epoch in history[:, "batches"]) if len(history) else 0
 
 
 def _scores(Z, y):
@@ -98,7 +95,7 @@ def embedder(cls, args):
         n_samples_per_class=K,
         device=args.device,
         random_state=args.seed,
-        callbacks=[TimeBudget(args.budget)],
+        callbacks=[TimeLimit(args.budget)],
     )
 
 
@@ -108,7 +105,7 @@ def omniglot_table(data, args):
     for name, cls, loss in EMBEDDERS:
         model, seconds = fitted[name] = fit_timed(embedder(cls, args), data)
         scores = _scores(model.transform(data.X_novel), data.y_novel)
-        rows.append(_row(name, loss, scores, _steps(model.history_), seconds))
+        rows.append(_row(name, loss, scores, model.n_steps_, seconds))
         print(f"  {name}: trained in {seconds:.0f} s", flush=True)
 
     proto = PrototypicalClassifier(
@@ -117,7 +114,7 @@ def omniglot_table(data, args):
         augment=None,
         device=args.device,
         random_state=args.seed,
-        callbacks=[TimeBudget(args.budget)],
+        callbacks=[TimeLimit(args.budget)],
     )
     proto, seconds = fit_timed(proto, data)
     scores = _scores(proto.transform(data.X_novel), data.y_novel)
@@ -126,7 +123,7 @@ def omniglot_table(data, args):
             "PrototypicalClassifier",
             "prototypical, 60-way 1-shot",
             scores,
-            _steps(proto.history_),
+            proto.n_steps_,
             seconds,
         )
     )
@@ -178,7 +175,7 @@ def train_pml(data, args):
                 optimizer.step()
                 steps += 1
                 if time.perf_counter() - start > args.budget:
-                    break  # as TimeBudget does for ours
+                    break  # as TimeLimit does for ours
             else:
                 continue
             break
@@ -205,7 +202,7 @@ def pml_table(data, args, ours=None):
     except ImportError:
         return "skipped: pip install pytorch-metric-learning (the benchmarks extra)"
     model, our_seconds = ours or fit_timed(embedder(TripletEmbedder, args), data)
-    our_steps = _steps(model.history_)
+    our_steps = model.n_steps_
     Z, steps, seconds = train_pml(data, args)
     theirs = _scores(Z, data.y_novel)
     mine = _scores(model.transform(data.X_novel), data.y_novel)
@@ -253,7 +250,9 @@ def digits_table(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-home", default=default_data_home())
+    parser.add_argument(
+        "--data-home", default=None, help="archives' folder; default: the embedded copy"
+    )
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batches-per-epoch", type=int, default=50)
     parser.add_argument(

@@ -12,16 +12,17 @@ about the same budget (5w1s / 5w5s / 20w1s / 20w5s), are printed alongside.
 
 Run from the repository root::
 
-    python benchmarks/omniglot_minimal.py --data-home ../shared/data
+    python benchmarks/omniglot_minimal.py
 """
 
 import argparse
 import sys
 import time
 
-from _common import TimeBudget, default_data_home, machine
+from _common import machine
 
 from skmeta import PrototypicalClassifier
+from skmeta.callbacks import TimeLimit
 from skmeta.datasets import load_omniglot_minimal
 from skmeta.model_selection import evaluate_episodes
 
@@ -45,7 +46,9 @@ REFERENCES = {
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-home", default=default_data_home())
+    parser.add_argument(
+        "--data-home", default=None, help="archives' folder; default: the embedded copy"
+    )
     parser.add_argument("--budget", type=float, default=900, help="training seconds")
     parser.add_argument("--episodes", type=int, default=1000, help="per setting")
     parser.add_argument("--seed", type=int, default=0)
@@ -57,7 +60,7 @@ def main(argv=None):
     clf = PrototypicalClassifier(
         rotations=True,
         max_epochs=10_000,  # the time budget ends training
-        callbacks=[TimeBudget(args.budget)],
+        callbacks=[TimeLimit(args.budget)],
         device=args.device,
         random_state=args.seed,
         verbose=1,
@@ -65,7 +68,7 @@ def main(argv=None):
     start = time.perf_counter()
     clf.fit(data.X_base, data.y_base)
     train_time = time.perf_counter() - start
-    n_episodes = sum(len(epoch) for epoch in clf.history_[:, "batches"])
+    n_episodes = clf.n_steps_
     print(
         f"\nmeta-trained {n_episodes} episodes in {train_time / 60:.1f} min "
         f"({n_episodes / train_time:.2f} episodes/s)",

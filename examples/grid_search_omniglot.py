@@ -3,7 +3,8 @@
 :class:`~sklearn.model_selection.GridSearchCV` tunes a
 :class:`skmeta.PrototypicalClassifier` over its embedding size
 (``embedding_dim``) and the width of its training episodes (``n_way``) on the
-Omniglot subset ``background_small1`` (136 characters, 20 drawings each).
+base characters of Omniglot minimal (``background_small1``: 136 characters,
+20 drawings each), embedded in skmeta.
 
 Two pieces make a plain grid search a few-shot one:
 
@@ -18,12 +19,9 @@ Meta-training is kept tiny (a few dozen episodes per candidate) so that the
 example runs in under a minute on two CPU cores: the scores rank candidates,
 they are not the accuracy of a fully trained model.
 
-The archive ``images_background_small1.zip`` is looked for in
-``<data-home>/omniglot/`` and ``<data-home>/``, and downloaded there when
-missing; without ``--data-home``, the data home is ``$SKMETA_DATA``, else
-``~/skmeta_data``. For example::
+Run it with::
 
-    python examples/grid_search_omniglot.py --data-home ../shared/data
+    python examples/grid_search_omniglot.py
 """
 
 import argparse
@@ -33,13 +31,12 @@ import numpy as np
 from sklearn.model_selection import GridSearchCV
 
 from skmeta import PrototypicalClassifier
-from skmeta.datasets import load_omniglot
+from skmeta.datasets import load_omniglot_minimal
 from skmeta.model_selection import ClassKFold, EpisodicScorer
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-home", default=None, help="default: skmeta's rules")
     parser.add_argument(
         "--episodes-per-epoch", type=int, default=20, help="default: 20"
     )
@@ -47,7 +44,8 @@ def main(argv=None):
     parser.add_argument("--n-splits", type=int, default=2, help="default: 2")
     args = parser.parse_args(argv)
 
-    X, y = load_omniglot("background_small1", data_home=args.data_home, return_X_y=True)
+    split = load_omniglot_minimal()
+    X, y = split.X_base, split.y_base
     print(
         f"Omniglot background_small1: {len(np.unique(y))} characters, {len(y)} images"
     )

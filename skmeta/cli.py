@@ -196,6 +196,13 @@ def build_parser():
         "validation loss and accuracy on them after each epoch (default: none)",
     )
     parser.add_argument(
+        "--early-stopping",
+        action="store_true",
+        help="stop once the loss on held-out base classes no longer falls, and "
+        "keep the best weights, the untrained ones included (holds out "
+        "--validation-fraction of the base classes, 0.1 by default)",
+    )
+    parser.add_argument(
         "--max-epochs",
         type=_int_at_least(0),
         default=None,
@@ -288,6 +295,7 @@ def _make_estimator(args, images):
         "episodes_per_epoch": args.episodes_per_epoch,
         "rotations": rotations,
         "validation_fraction": args.validation_fraction,
+        "early_stopping": args.early_stopping,
     }
     known = cls().get_params(deep=False)
     for name, value in options.items():
@@ -332,7 +340,8 @@ def _summary(split, embedded, rotations):
 _STOPS = {
     "max_epochs": "all {max_epochs} epochs",
     "time_limit": "stopped by the time limit (--time-limit {time_limit:g})",
-    "early_stopping": "stopped early: the validation loss no longer fell",
+    "early_stopping": "stopped early, keeping the weights with the lowest "
+    "held-out loss",
 }
 
 
