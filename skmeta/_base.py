@@ -9,6 +9,7 @@ import contextlib
 import copy
 import math
 import sys
+import time
 import warnings
 from numbers import Integral, Real
 
@@ -388,17 +389,27 @@ def _check_monitors(callbacks):
 
 
 def _finish_history(net):
-    """Why training stopped; an epoch cut short gets its ``train_loss``.
+    """Why training stopped; an epoch cut short is completed in the history.
 
-    A ``KeyboardInterrupt`` that no callback of ours raised (Ctrl-C) warns:
-    the model is only partly trained.
+    An epoch that a time limit or an interruption ended after some of its
+    steps gets its ``train_loss`` (the mean over those steps, weighted as
+    skorch weights them) and ``dur``, and its row in the epoch log. A
+    ``KeyboardInterrupt`` that no callback raised (Ctrl-C) warns: the model
+    is only partly trained.
     """
     history = net.history_
     last = history[-1] if len(history) else {}
-    if last and "train_loss" not in last and last["batches"]:
+    cut_short = bool(last) and "dur" not in last
+    if cut_short and last["batches"]:
         losses = [b["train_loss"] for b in last["batches"]]
         sizes = [b.get("train_batch_size", 1) for b in last["batches"]]
         history.record("train_loss", float(np.average(losses, weights=sizes)))
+        timer = dict(net.callbacks_).get("epoch_timer")
+        if timer is not None:
+            history.record("dur", time.time() - timer.epoch_start_time_)
+        for _, callback in net.callbacks_:
+            if isinstance(callback, PrintLog):
+                callback.on_epoch_end(net)
     callbacks = [cb for _, cb in net.callbacks_]
     if any(isinstance(cb, TimeLimit) and cb.expired_ for cb in callbacks):
         return "time_limit"
@@ -407,7 +418,7 @@ def _finish_history(net):
     ):
         return "early_stopping"
     n_epochs = len(history)
-    if n_epochs < net.max_epochs or (last and "dur" not in last):
+    if n_epochs < net.max_epochs or cut_short:
         n_steps = sum(len(epoch["batches"]) for epoch in history)
         warnings.warn(
             f"Training was interrupted (KeyboardInterrupt) after {n_steps} steps "

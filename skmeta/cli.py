@@ -350,9 +350,10 @@ def _training_report(estimator, seconds, args):
     stop = _STOPS[estimator.stop_reason_].format(
         max_epochs=estimator.max_epochs, time_limit=args.time_limit
     )
+    n_epochs = len(estimator.history_)
     return (
         f"meta-training: {seconds:.1f} s, {estimator.n_steps_} {steps} in "
-        f"{len(estimator.history_)} epochs; {stop}"
+        f"{n_epochs} epoch{'' if n_epochs == 1 else 's'}; {stop}"
     )
 
 

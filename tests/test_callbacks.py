@@ -35,6 +35,7 @@ def test_the_step_that_crosses_the_limit_is_the_last(digits, monkeypatch):
     losses = clf.history_[-1, "batches", :, "train_loss"]
     assert len(losses) == 3
     assert clf.history_[:, "train_loss"] == pytest.approx([np.mean(losses)])
+    assert clf.history_[-1, "dur"] > 0
     assert clf.callbacks[0].expired_
 
 
