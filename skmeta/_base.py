@@ -133,6 +133,9 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     #: the same episodes every epoch, so that epochs compare.
     n_validation_episodes = 100
 
+    #: The parameters that set step sizes, named when training diverges.
+    _learning_rates = ("lr",)
+
     def _validate_X(self, X, *, reset):
         """Validate X as float32 of shape (n, n_features) or (n, c, h, w)."""
         X = validate_data(
@@ -168,6 +171,18 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return int(
             check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         )
+
+    def _atomically(self, method, *args):
+        """Run ``method`` on a shallow copy; the copy's state becomes self's on success.
+
+        ``fit`` and ``adapt`` go through here, so that a failure part-way (an
+        error, a diverged training run, a ``KeyboardInterrupt`` in ``adapt``)
+        leaves the estimator as it was: unfitted, or the previous model whole.
+        """
+        work = copy.copy(self)
+        getattr(work, method)(*args)
+        vars(self).update(vars(work))
+        return self
 
     def _held_out_classes(self, y_enc):
         """Which samples of encoded labels ``y_enc`` are held out for validation.
@@ -223,6 +238,8 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         net_class = net.pop("net_class", NeuralNet)
         callbacks = list(net.pop("callbacks", []))
+        rates = {name: getattr(self, name) for name in self._learning_rates}
+        callbacks.append(("divergence", _StopOnDivergence(rates)))
         if validation is not None:
             callbacks.append(("valid", _HeldOutValidation(validation)))
         if self.early_stopping:
@@ -271,7 +288,8 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         device = next(module.parameters(), torch.empty(0, device=self.device_)).device
         with eval_mode(module), torch.inference_mode():
             chunks = torch.from_numpy(X).split(self.batch_size)
-            return torch.cat([module.embed(c.to(device)) for c in chunks])
+            z = torch.cat([module.embed(c.to(device)) for c in chunks])
+        return _check_finite_output(z, self, "embeddings")
 
     def transform(self, X):
         """Embed X with the meta-trained backbone.
@@ -373,6 +391,65 @@ class _EarlyStoppingFromStart(EarlyStopping):
         initial_loss, _ = self.score(net.module_)
         self.dynamic_threshold_ = self._calc_new_threshold(initial_loss)
         self.best_model_weights_ = copy.deepcopy(net.module_.state_dict())
+
+
+class _StopOnDivergence(Callback):
+    """Raise at the first training step whose loss or weights are not finite.
+
+    Checked after every step, so the error names the step where training
+    diverged and the learning rates to lower, instead of a model that
+    predicts NaN, or one class for everything, without a word.
+
+    Parameters
+    ----------
+    learning_rates : dict of str to float
+        The estimator's step-size parameters, for the message.
+    """
+
+    def __init__(self, learning_rates):
+        self.learning_rates = learning_rates
+
+    def on_batch_end(self, net, training=False, loss=None, **kwargs):
+        if not training:
+            return
+        what = None
+        loss = None if loss is None else torch.as_tensor(loss).detach()
+        if loss is not None and not loss.isfinite().all():
+            what = f"the training loss is {float(loss.sum())}"
+        else:
+            tensors = [
+                t for t in net.module_.state_dict().values() if t.is_floating_point()
+            ]
+            finite = (
+                torch.stack([t.isfinite().all() for t in tensors]) if tensors else None
+            )
+            if finite is not None and not finite.all():
+                names = [
+                    n
+                    for n, t in net.module_.state_dict().items()
+                    if t.is_floating_point()
+                ]
+                what = (
+                    f"the weights {names[int((~finite).nonzero()[0])]!r} are not finite"
+                )
+        if what is not None:
+            step = sum(len(epoch["batches"]) for epoch in net.history)
+            rates = ", ".join(f"{k}={v!r}" for k, v in self.learning_rates.items())
+            raise ValueError(
+                f"Training diverged at step {step} (epoch {len(net.history)}): "
+                f"{what}. Lower the learning rate ({rates}). The estimator is "
+                "left as it was before fit."
+            )
+
+
+def _check_finite_output(values, estimator, what):
+    """``values`` unchanged, or a ValueError if any is NaN or infinite."""
+    if not torch.isfinite(values).all():
+        raise ValueError(
+            f"{type(estimator).__name__} computed non-finite {what}: its weights "
+            "are not finite or too large. Refit it with a lower learning rate."
+        )
+    return values
 
 
 def _check_monitors(callbacks):
@@ -559,9 +636,14 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
         ------
         ValueError
             If X has NaN or inf, is not 2-D or 4-D, if fewer than ``n_way``
-            classes have ``k_shot + n_query`` samples, or if ``rotations=True``
-            is asked for non-image X.
+            classes have ``k_shot + n_query`` samples, if ``rotations=True``
+            is asked for non-image X, or if training diverges (a non-finite
+            loss or weight; the message names the learning rates). The
+            estimator is then left as it was before ``fit``.
         """
+        return self._atomically("_fit", X, y)
+
+    def _fit(self, X, y):
         X, y = self._validate_X_y(X, y)
         encoder = LabelEncoder().fit(y)
         y_enc = encoder.transform(y)
@@ -757,6 +839,9 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
             If the estimator is not fitted.
         """
         check_is_fitted(self)
+        return self._atomically("_adapt", X_support, y_support)
+
+    def _adapt(self, X_support, y_support):
         X_support = self._validate_X(X_support, reset=False)
         y_support = column_or_1d(y_support, warn=True)
         check_classification_targets(y_support)
@@ -764,14 +849,14 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
         encoder = LabelEncoder().fit(y_support)
         self.classes_ = encoder.classes_
         self._take_support(X_support, encoder.transform(y_support))
-        return self
 
     def _logits(self, X):
         """Query logits (n_samples, n_classes) of X against the support set."""
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         with eval_mode(self.module_), torch.inference_mode():
-            return self._support_logits(self._embed(X)).cpu().numpy()
+            logits = self._support_logits(self._embed(X))
+        return _check_finite_output(logits, self, "scores").cpu().numpy()
 
     def decision_function(self, X):
         """Score every class for each sample: the query logits.
@@ -850,6 +935,7 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
             for support, query in sampler.split(y=y):
                 state = module.encode_support(z[support], y_s)
                 logits = module.query_logits(state, z[query]).float()
+                _check_finite_output(logits, self, "scores")
                 losses.append(F.cross_entropy(logits, y_q))
                 accuracies.append((logits.argmax(1) == y_q).float().mean())
         return tuple(

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from skorch.callbacks import Callback, Checkpoint, EarlyStopping
 
 from skmeta import (
@@ -287,3 +288,89 @@ def test_a_progress_bar_and_colours_on_a_terminal_only(
     assert ("\x1b[" in captured.out) == terminal  # skorch's colour of best scores
     if not terminal:
         assert "\r" not in captured.out + captured.err
+
+
+class _NaNAfter(torch.nn.Module):
+    """A linear embedding whose output turns NaN from the n-th training call."""
+
+    def __init__(self, n_features, n=3):
+        super().__init__()
+        self.linear, self.n, self.calls = torch.nn.Linear(n_features, 8), n, 0
+
+    def forward(self, x):
+        x = x.reshape(len(x), -1)
+        if self.training:
+            self.calls += 1
+        z = self.linear(x)
+        return z * float("nan") if self.training and self.calls >= self.n else z
+
+
+@pytest.mark.parametrize(
+    "estimator, rates",
+    [
+        (PrototypicalClassifier(**EPISODIC), "lr=0.001"),
+        (MAMLClassifier(**GRADIENT), "lr=0.001, inner_lr=0.4"),
+        (ReptileClassifier(**GRADIENT), "meta_step_size=1.0, inner_lr=0.001"),
+        (TripletEmbedder(**EMBEDDER), "lr=0.001"),
+    ],
+    ids=lambda e: type(e).__name__ if not isinstance(e, str) else "",
+)
+def test_divergence_raises_at_its_step_and_leaves_the_estimator_unfitted(
+    estimator, rates, tagged
+):
+    X, y = tagged
+    model = clone(estimator).set_params(backbone=_NaNAfter(X.shape[1]))
+    with pytest.raises(ValueError, match=rf"diverged at step \d .*\({rates}\)"):
+        model.fit(X, y)
+    assert not hasattr(model, "n_features_in_") and not hasattr(model, "module_")
+    with pytest.raises(NotFittedError):
+        model.transform(X)
+
+
+class _FailAt(Callback):
+    def __init__(self, step, error=RuntimeError):
+        self.step, self.error = step, error
+
+    def on_batch_end(self, net, **kwargs):
+        if sum(len(e["batches"]) for e in net.history) == self.step:
+            raise self.error("injected")
+
+
+@every_estimator
+def test_a_failed_refit_leaves_the_previous_model_whole(estimator, tagged):
+    X, y = tagged
+    model = clone(estimator).fit(X, y)
+    before = {k: v for k, v in vars(model).items() if k.endswith("_")}
+    out = model.transform(X[:5])
+    wider = np.hstack([X, X])  # another input shape, and a fault at step 2
+    with pytest.raises(RuntimeError, match="injected"):
+        model.set_params(callbacks=[_FailAt(2)]).fit(wider, y)
+    assert {k: v for k, v in vars(model).items() if k.endswith("_")} == before
+    np.testing.assert_array_equal(model.transform(X[:5]), out)
+
+
+def test_an_interrupted_adapt_leaves_the_previous_support_whole(digits):
+    clf = PrototypicalClassifier(**EPISODIC).fit(digits.X_base, digits.y_base)
+    proba = clf.predict_proba(digits.X_base[:10])
+    classes = clf.classes_
+
+    def interrupted(x):
+        raise KeyboardInterrupt
+
+    clf.module_.embed, embed = interrupted, clf.module_.embed
+    with pytest.raises(KeyboardInterrupt):
+        clf.adapt(digits.X_novel[:30], digits.y_novel[:30])
+    clf.module_.embed = embed
+    assert clf.classes_ is classes
+    np.testing.assert_array_equal(clf.predict_proba(digits.X_base[:10]), proba)
+
+
+def test_no_prediction_takes_an_argmax_over_nan(digits):
+    clf = PrototypicalClassifier(**EPISODIC).fit(digits.X_base, digits.y_base)
+    with torch.no_grad():
+        next(clf.module_.parameters()).fill_(float("inf"))
+    for method in (clf.predict, clf.predict_proba, clf.transform):
+        with pytest.raises(ValueError, match="non-finite .*lower learning rate"):
+            method(digits.X_novel[:5])
+    with pytest.raises(ValueError, match="non-finite"):
+        evaluate_episodes(clf, digits.X_novel, digits.y_novel, n_episodes=5)

@@ -278,8 +278,14 @@ class MetricEmbedder(TorchEstimator):
             If X has NaN or inf or is not 2-D or 4-D; if fewer than
             ``n_classes_per_batch`` classes (2 when it is None) have
             ``n_samples_per_class`` samples; with ``small_classes="raise"``,
-            if any class has fewer than ``n_samples_per_class`` samples.
+            if any class has fewer than ``n_samples_per_class`` samples; or
+            if training diverges (a non-finite loss or weight; the message
+            names the learning rate). The estimator is then left as it was
+            before ``fit``.
         """
+        return self._atomically("_fit", X, y)
+
+    def _fit(self, X, y):
         X, y = self._validate_X_y(X, y)
         encoder = LabelEncoder().fit(y)
         y_enc = encoder.transform(y)

@@ -31,7 +31,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.data import IterableDataset
 
-from .._base import EpisodicClassifier
+from .._base import EpisodicClassifier, _check_finite_output
 
 __all__ = [
     "GradientBasedClassifier",
@@ -427,7 +427,8 @@ class GradientBasedClassifier(EpisodicClassifier):
         """Logits (n_samples, n_classes) of X under the adapted weights."""
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        return self._predict_logits(self.adapted_params_, X).cpu().numpy()
+        logits = self._predict_logits(self.adapted_params_, X)
+        return _check_finite_output(logits, self, "scores").cpu().numpy()
 
     def _episode_scores(self, X, y, sampler):
         """Query log-loss and accuracy of each episode, fine-tuning a copy of ``θ``.
@@ -448,6 +449,7 @@ class GradientBasedClassifier(EpisodicClassifier):
                 len(classes),
             )
             logits = self._predict_logits(params, X[query]).float()
+            _check_finite_output(logits, self, "scores")
             y_q = torch.from_numpy(np.searchsorted(classes, y[query])).to(device)
             losses.append(float(nn.functional.cross_entropy(logits, y_q)))
             accuracies.append(float((logits.argmax(1) == y_q).float().mean()))

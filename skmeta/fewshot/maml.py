@@ -242,6 +242,8 @@ class MAMLClassifier(GradientBasedClassifier):
     (5,)
     """
 
+    _learning_rates = ("lr", "inner_lr")
+
     _parameter_constraints: dict = {
         **GradientBasedClassifier._parameter_constraints,
         "first_order": ["boolean"],

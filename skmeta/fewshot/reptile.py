@@ -334,6 +334,8 @@ class ReptileClassifier(GradientBasedClassifier):
     (5,)
     """
 
+    _learning_rates = ("meta_step_size", "inner_lr")
+
     _parameter_constraints: dict = {
         **{
             k: v
