@@ -46,6 +46,7 @@ from .episodes import EpisodeSampler
 
 __all__ = [
     "EpisodicClassifier",
+    "check_labels",
     "EpisodicNetwork",
     "TorchEstimator",
     "eval_mode",
@@ -59,8 +60,9 @@ def resolve_device(device):
     Parameters
     ----------
     device : str or torch.device
-        ``"auto"`` picks ``"cuda"`` when available, else ``"cpu"``; anything
-        else is passed to :class:`torch.device`.
+        ``"auto"`` picks ``"cuda"`` when available, else ``"cpu"``; ``"cpu"``,
+        ``"cuda"``, ``"cuda:<index>"``, or another torch device type that this
+        torch build supports and finds available (``"mps"``, ``"xpu"``).
 
     Returns
     -------
@@ -69,17 +71,73 @@ def resolve_device(device):
     Raises
     ------
     ValueError
-        If ``device`` names a CUDA device and CUDA is not available.
+        If ``device`` is not a device name torch knows, or names a device
+        that is not available here (CUDA without a GPU, say).
     """
-    if device == "auto":
+    if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            "device must be 'cpu', 'cuda', 'cuda:<index>', 'auto' or another "
+            f"torch device name; got {device!r}."
+        ) from exc
+    if device.type == "cpu":
+        return device
+    backend = getattr(torch, device.type, None)
+    available = getattr(backend, "is_available", None)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device={str(device)!r} but CUDA is not available; use device='cpu' "
             "or device='auto'."
         )
+    if device.type != "cuda" and not (callable(available) and available()):
+        raise ValueError(
+            f"device={str(device)!r} is not available in this torch build on this "
+            "machine; use device='cpu', 'cuda' or 'auto'."
+        )
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(
+            f"device={str(device)!r} but this machine has "
+            f"{torch.cuda.device_count()} CUDA device(s)."
+        )
     return device
+
+
+def check_labels(y, name="y"):
+    """Validate class labels as ``fit`` does: 1-D, discrete, of one type.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        Labels of any one type: ints, strings, or other hashable values.
+    name : str, default="y"
+        The parameter's name, for messages.
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
+
+    Raises
+    ------
+    ValueError
+        If ``y`` is not 1-D, holds NaN or continuous values, or mixes types
+        (ints and strings, say), which have no order to encode them by.
+    """
+    y = column_or_1d(y, warn=True)
+    if y.dtype == object:
+        types = sorted({type(v).__name__ for v in y})
+        if len(types) > 1:
+            raise ValueError(
+                f"{name} mixes labels of the types {', '.join(types)}; "
+                "use one type of label (all str, or all int)."
+            )
+    try:
+        check_classification_targets(y)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be class labels: {exc}") from exc
+    return y
 
 
 @contextlib.contextmanager
@@ -138,6 +196,14 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     def _validate_X(self, X, *, reset):
         """Validate X as float32 of shape (n, n_features) or (n, c, h, w)."""
+        if not reset and hasattr(self, "input_shape_"):
+            shape = getattr(X, "shape", None) or np.asarray(X).shape
+            if len(shape) > 1 and len(shape) != 1 + len(self.input_shape_):
+                raise ValueError(
+                    f"X must be {1 + len(self.input_shape_)}-D, samples of shape "
+                    f"{self.input_shape_} as in fit; got a {len(shape)}-D array of "
+                    f"shape {tuple(shape)}."
+                )
         X = validate_data(
             self, X, reset=reset, allow_nd=True, dtype=np.float32, ensure_min_features=1
         )
@@ -147,8 +213,7 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         X, y = validate_data(
             self, X, y, allow_nd=True, dtype=np.float32, ensure_min_features=1
         )
-        check_classification_targets(y)
-        return self._check_shape(X, reset=True), y
+        return self._check_shape(X, reset=True), check_labels(y)
 
     def _check_shape(self, X, *, reset):
         if X.ndim not in (2, 4):
@@ -843,8 +908,7 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
 
     def _adapt(self, X_support, y_support):
         X_support = self._validate_X(X_support, reset=False)
-        y_support = column_or_1d(y_support, warn=True)
-        check_classification_targets(y_support)
+        y_support = check_labels(y_support, "y_support")
         check_consistent_length(X_support, y_support)
         encoder = LabelEncoder().fit(y_support)
         self.classes_ = encoder.classes_
@@ -876,6 +940,46 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
         """
         logits = self._logits(X)
         return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy on (X, y), whose classes must be in the support set.
+
+        Few-shot classifiers predict among the classes of the current support
+        set (``classes_``); accuracy on other classes would be 0 whatever
+        the model. To score on classes never seen in training, as
+        ``cross_validate`` with a :class:`~skmeta.model_selection.ClassKFold`
+        does, use ``scoring=EpisodicScorer(...)``, which adapts to each
+        episode's support set.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+        y : array-like of shape (n_samples,)
+            True labels, among ``classes_``.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        float
+            The mean accuracy, in [0, 1].
+
+        Raises
+        ------
+        ValueError
+            If ``y`` holds a class outside ``classes_``.
+        """
+        check_is_fitted(self)
+        y = check_labels(y)
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if unknown.size:
+            raise ValueError(
+                f"y holds {unknown.size} classes outside the support set "
+                f"(classes_), e.g. {unknown[:3].tolist()}: plain accuracy on them "
+                "is 0 whatever the model. adapt() to a support set of those "
+                "classes first, or score class-disjoint splits with "
+                "skmeta.model_selection.EpisodicScorer (scoring=EpisodicScorer())."
+            )
+        return super().score(X, y, sample_weight=sample_weight)
 
     def predict_proba(self, X):
         """Class probabilities: the softmax of the query logits.

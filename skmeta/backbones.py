@@ -159,6 +159,10 @@ def _shape_kwargs(cls, input_shape, embedding_dim):
     return {name: value for name, value in candidates.items() if name in accepted}
 
 
+#: Smallest image side Conv4 takes: four 2x2 poolings (or stride-2 convolutions).
+CONV4_MIN_SIZE = 16
+
+
 def build_backbone(backbone, input_shape, embedding_dim, params=None):
     """Build the embedding network an estimator trains.
 
@@ -187,7 +191,7 @@ def build_backbone(backbone, input_shape, embedding_dim, params=None):
     ------
     ValueError
         If ``backbone`` is an unknown name, or ``"conv4"`` is asked for
-        non-image input.
+        non-image input or images smaller than 16x16 pixels.
     TypeError
         If ``backbone`` is of another type, or ``params`` is given with an
         instance.
@@ -212,6 +216,13 @@ def build_backbone(backbone, input_shape, embedding_dim, params=None):
             raise ValueError(
                 "backbone='conv4' needs images X of shape (n_samples, channels, "
                 f"height, width); got samples of shape {tuple(input_shape)}."
+            )
+        if backbone == "conv4" and min(input_shape[1:]) < CONV4_MIN_SIZE:
+            raise ValueError(
+                f"backbone='conv4' halves images 4 times and needs at least "
+                f"{CONV4_MIN_SIZE}x{CONV4_MIN_SIZE} pixels; got images of "
+                f"{input_shape[1]}x{input_shape[2]}. Upsample X, use "
+                "backbone='mlp' on the flattened pixels, or pass your own module."
             )
         backbone = BACKBONES[backbone]
     if not (isinstance(backbone, type) and issubclass(backbone, nn.Module)):

@@ -7,11 +7,13 @@ confidence interval as the field does (e.g. Snell et al., 2017; Chen et al.,
 2019).
 """
 
+import copy
 from dataclasses import dataclass
 from numbers import Integral
 
 import numpy as np
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit
+from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import Interval, validate_params
 from sklearn.utils.validation import (
     check_consistent_length,
@@ -19,6 +21,7 @@ from sklearn.utils.validation import (
     column_or_1d,
 )
 
+from ._base import check_labels
 from .episodes import EpisodeSampler
 
 __all__ = [
@@ -171,7 +174,13 @@ def evaluate_episodes(
     Parameters
     ----------
     estimator : fitted few-shot classifier
-        For instance a fitted :class:`skmeta.PrototypicalClassifier`.
+        A fitted few-shot classifier of skmeta (for instance
+        :class:`skmeta.PrototypicalClassifier`), a fitted
+        :class:`~sklearn.pipeline.Pipeline` that ends in one (X goes through
+        the other steps first), or any fitted classifier with
+        ``adapt(X_support, y_support)`` and ``predict``, which a copy of it
+        then does in each episode (slower: nothing is shared between
+        episodes).
     X : array-like of shape (n_samples, ...)
         Samples of the novel classes, of the shape the estimator was fitted on.
     y : array-like of shape (n_samples,)
@@ -198,21 +207,29 @@ def evaluate_episodes(
         If fewer than ``n_way`` classes have ``k_shot + n_query`` samples, if
         X and y differ in length, or X has another sample shape than in fit.
     TypeError
-        If ``estimator`` is not a few-shot classifier of skmeta.
+        If ``estimator`` has no ``adapt`` and ``predict`` (nor is a Pipeline
+        ending in such a classifier).
     sklearn.exceptions.NotFittedError
         If ``estimator`` is not fitted.
     """
-    if not hasattr(estimator, "_episode_scores"):
+    model = estimator[-1] if isinstance(estimator, Pipeline) else estimator
+    episodic = hasattr(model, "_episode_scores")
+    if not episodic and not (hasattr(model, "adapt") and hasattr(model, "predict")):
         raise TypeError(
-            "estimator must be a few-shot classifier of skmeta (with episodic "
-            f"evaluation); got {type(estimator).__name__}."
+            "estimator must be a few-shot classifier (with adapt and predict), "
+            f"or a Pipeline that ends in one; got {type(model).__name__}."
         )
     check_is_fitted(estimator)
-    X = estimator._validate_X(X, reset=False)
-    y = column_or_1d(y, warn=True)
+    if model is not estimator:
+        X = estimator[:-1].transform(X)
+    y = check_labels(y)
     check_consistent_length(X, y)
     sampler = EpisodeSampler(n_way, k_shot, n_query, n_episodes, random_state)
-    _, accuracies = estimator._episode_scores(X, y, sampler)
+    if episodic:
+        X = model._validate_X(X, reset=False)
+        _, accuracies = model._episode_scores(X, y, sampler)
+    else:
+        accuracies = _adapted_copy_accuracies(model, X, y, sampler)
     return EpisodeScores(
         mean=float(accuracies.mean()),
         ci95=float(1.96 * accuracies.std() / np.sqrt(len(accuracies))),
@@ -221,6 +238,20 @@ def evaluate_episodes(
         k_shot=k_shot,
         n_query=n_query,
     )
+
+
+def _adapted_copy_accuracies(estimator, X, y, sampler):
+    """Query accuracy of each episode, adapting a copy of ``estimator`` to it."""
+    X = np.asarray(X) if not hasattr(X, "iloc") else X
+    accuracies = []
+    for support, query in sampler.split(y=y):
+        model = copy.deepcopy(estimator).adapt(_take(X, support), y[support])
+        accuracies.append(np.mean(model.predict(_take(X, query)) == y[query]))
+    return np.asarray(accuracies, dtype=np.float64)
+
+
+def _take(X, index):
+    return X.iloc[index] if hasattr(X, "iloc") else X[index]
 
 
 class EpisodicScorer:
@@ -258,6 +289,16 @@ class EpisodicScorer:
     ... )
     """
 
+    @validate_params(
+        {
+            "n_way": [Interval(Integral, 2, None, closed="left")],
+            "k_shot": [Interval(Integral, 1, None, closed="left")],
+            "n_query": [Interval(Integral, 1, None, closed="left")],
+            "n_episodes": [Interval(Integral, 1, None, closed="left")],
+            "random_state": ["random_state"],
+        },
+        prefer_skip_nested_validation=True,
+    )
     def __init__(self, n_way=5, k_shot=1, n_query=15, n_episodes=100, random_state=0):
         self.n_way = n_way
         self.k_shot = k_shot

@@ -350,3 +350,12 @@ def test_instance_with_params_is_a_type_error():
 def test_a_non_module_is_a_type_error(bad):
     with pytest.raises(TypeError, match=r"backbone must be None, a name in"):
         build_backbone(bad, (4,), 2)
+
+
+def test_conv4_refuses_images_smaller_than_16_pixels():
+    with pytest.raises(ValueError, match="at least 16x16 pixels; got images of 8x12"):
+        build_backbone("conv4", (1, 8, 12), 64)
+    assert build_backbone(None, (1, 16, 16), 64)(torch.zeros(2, 1, 16, 16)).shape == (
+        2,
+        64,
+    )

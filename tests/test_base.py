@@ -374,3 +374,52 @@ def test_no_prediction_takes_an_argmax_over_nan(digits):
             method(digits.X_novel[:5])
     with pytest.raises(ValueError, match="non-finite"):
         evaluate_episodes(clf, digits.X_novel, digits.y_novel, n_episodes=5)
+
+
+@pytest.mark.parametrize(
+    "device, message",
+    [
+        ("gpu", "device must be 'cpu', 'cuda'.*got 'gpu'"),
+        ("nonsense", "device must be .*got 'nonsense'"),
+        pytest.param(
+            "mps",
+            "'mps' is not available",
+            marks=pytest.mark.skipif(
+                torch.backends.mps.is_available(), reason="MPS is available"
+            ),
+        ),
+        pytest.param(
+            "cuda:0",
+            "CUDA is not available",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA here"),
+        ),
+    ],
+)
+def test_a_device_that_cannot_be_used_is_named(device, message, digits):
+    clf = PrototypicalClassifier(max_epochs=1, device=device)
+    with pytest.raises(ValueError, match=message):
+        clf.fit(digits.X_base, digits.y_base)
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (
+            lambda y: np.array([v if v % 2 else str(v) for v in y.tolist()], object),
+            "y mixes labels of the types int, str",
+        ),
+        (lambda y: np.where(y == 0, np.nan, y), "y contains NaN"),
+        (lambda y: y + 0.5, "y must be class labels"),
+    ],
+    ids=["ints and strings", "NaN", "continuous"],
+)
+def test_labels_that_cannot_be_classes_are_named(labels, message, digits):
+    y = labels(digits.y_base)
+    with pytest.raises(ValueError, match=message):
+        PrototypicalClassifier(max_epochs=1).fit(digits.X_base, y)
+
+
+def test_samples_of_another_dimension_at_predict_are_named(digits):
+    clf = PrototypicalClassifier(**EPISODIC).fit(digits.X_base, digits.y_base)
+    with pytest.raises(ValueError, match=r"X must be 2-D, samples of shape \(64,\)"):
+        clf.predict(digits.X_novel[:4].reshape(4, 8, 8))

@@ -5,8 +5,12 @@ import copy
 import numpy as np
 import pytest
 import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_validate
+from sklearn.neighbors import NearestCentroid
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from skmeta import EpisodeSampler, PrototypicalClassifier
 from skmeta.model_selection import (
@@ -178,7 +182,7 @@ def test_cross_validate_with_class_folds_and_episodic_scorer(digits):
 
 def test_errors(fitted, digits):
     with pytest.raises(
-        TypeError, match="few-shot classifier of skmeta.*LogisticRegression"
+        TypeError, match="few-shot classifier .*adapt.*LogisticRegression"
     ):
         evaluate_episodes(LogisticRegression(), digits.X_novel, digits.y_novel)
     with pytest.raises(ValueError, match="n_way=6 needs 6 classes"):
@@ -191,3 +195,80 @@ def test_errors(fitted, digits):
 
     with pytest.raises(NotFittedError):
         evaluate_episodes(PrototypicalClassifier(), digits.X_novel, digits.y_novel)
+
+
+# --- any few-shot classifier, and what cannot be scored ------------------------------
+
+
+class _CentroidFewShot(ClassifierMixin, BaseEstimator):
+    """A few-shot classifier outside skmeta: NearestCentroid on the support set."""
+
+    def fit(self, X, y):
+        return self.adapt(X, y)
+
+    def adapt(self, X, y):
+        self.centroid_ = NearestCentroid().fit(X, y)
+        self.classes_ = self.centroid_.classes_
+        return self
+
+    def predict(self, X):
+        return self.centroid_.predict(X)
+
+
+def test_any_classifier_with_adapt_is_scored_by_adapting_a_copy(digits):
+    ours = PrototypicalClassifier(backbone=torch.nn.Flatten(), max_epochs=0)
+    ours.fit(digits.X_base, digits.y_base)
+    other = _CentroidFewShot().fit(digits.X_base, digits.y_base)
+    kwargs = dict(n_way=3, k_shot=2, n_episodes=20, random_state=0)
+    expected = evaluate_episodes(ours, digits.X_novel, digits.y_novel, **kwargs)
+    got = evaluate_episodes(other, digits.X_novel, digits.y_novel, **kwargs)
+    np.testing.assert_allclose(got.accuracies, expected.accuracies, atol=1e-6)
+    assert set(other.classes_) == set(digits.y_base)  # its copies adapted, not it
+
+
+def test_a_pipeline_ending_in_a_few_shot_classifier_is_scored(digits):
+    pipe = make_pipeline(StandardScaler(), PrototypicalClassifier(max_epochs=0))
+    pipe.fit(digits.X_base, digits.y_base)
+    kwargs = dict(n_way=5, k_shot=1, n_episodes=20, random_state=0)
+    got = evaluate_episodes(pipe, digits.X_novel, digits.y_novel, **kwargs)
+    X = pipe[0].transform(digits.X_novel)
+    expected = evaluate_episodes(pipe[-1], X, digits.y_novel, **kwargs)
+    np.testing.assert_array_equal(got.accuracies, expected.accuracies)
+    scorer = EpisodicScorer(n_way=5, k_shot=1, n_episodes=20, random_state=0)
+    assert scorer(pipe, digits.X_novel, digits.y_novel) == pytest.approx(got.mean)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"n_way": 1}, "n_way"),
+        ({"k_shot": 0}, "k_shot"),
+        ({"n_episodes": 0.5}, "n_episodes"),
+    ],
+)
+def test_episodic_scorer_checks_its_arguments_when_built(kwargs, name):
+    with pytest.raises(ValueError, match=f"'{name}' parameter of EpisodicScorer"):
+        EpisodicScorer(**kwargs)
+
+
+def test_labels_are_checked_as_in_fit(fitted, digits):
+    y = digits.y_novel.astype(float)
+    y[:3] = np.nan
+    with pytest.raises(ValueError, match="y must be class labels.*NaN"):
+        evaluate_episodes(fitted, digits.X_novel, y, n_episodes=5)
+
+
+def test_plain_accuracy_on_classes_outside_the_support_set_names_the_scorer(
+    fitted, digits
+):
+    with pytest.raises(ValueError, match="outside the support set.*EpisodicScorer"):
+        fitted.score(digits.X_novel, digits.y_novel)
+    # In cross_validate that is a warning and NaN scores, never a silent 0.0.
+    with pytest.warns(UserWarning, match="Scoring failed"):
+        scores = cross_validate(
+            PrototypicalClassifier(max_epochs=1, episodes_per_epoch=2),
+            digits.X_base,
+            digits.y_base,
+            cv=ClassKFold(n_splits=2),
+        )["test_score"]
+    assert np.isnan(scores).all()
