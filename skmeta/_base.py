@@ -352,8 +352,16 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         module = self.module_
         device = next(module.parameters(), torch.empty(0, device=self.device_)).device
         with eval_mode(module), torch.inference_mode():
-            chunks = torch.from_numpy(X).split(self.batch_size)
-            z = torch.cat([module.embed(c.to(device)) for c in chunks])
+            # Into one preallocated tensor: memory of one copy of the output.
+            z, start = None, 0
+            for chunk in torch.from_numpy(X).split(self.batch_size):
+                out = module.embed(chunk.to(device))
+                if z is None:
+                    z = out.new_empty((len(X), *out.shape[1:]))
+                z[start : start + len(out)] = out
+                start += len(out)
+            if z is None:  # no sample: the module still gives the output shape
+                z = module.embed(torch.from_numpy(X).to(device))
         return _check_finite_output(z, self, "embeddings")
 
     def transform(self, X):
@@ -744,7 +752,7 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
             if self.rotations:
                 X_t, y_t = rotations_as_classes(X_t, y_t, n_train_classes)
             # Fail on too-small classes before building anything.
-            sampler._class_table(y_t.cpu().numpy())
+            sampler._class_index(y_t.cpu().numpy())
             module = self._build_module(*self._build_backbone(X.shape[1:]))
             stream = _EpisodeStream(
                 X_t, y_t, sampler, self._augmentation(X.ndim), self.device_

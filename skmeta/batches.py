@@ -15,6 +15,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.validation import column_or_1d
 
+from ._sampling import ClassIndex
+
 __all__ = ["ClassBalancedBatchSampler"]
 
 
@@ -144,18 +146,19 @@ dtype int64
             raise ValueError(
                 "ClassBalancedBatchSampler.split needs the labels y; got None."
             )
-        table, counts = self._class_table(column_or_1d(y, warn=False))
+        index, drawable = self._class_index(column_or_1d(y, warn=False))
         rng = check_random_state(self.random_state)
         for _ in range(self.n_batches):
-            yield self._draw(table, counts, rng)
+            yield self._draw(index, drawable, rng)
 
-    def _class_table(self, y):
-        """Indices of each drawable class as rows of a -1-padded matrix.
+    def _class_index(self, y):
+        """The samples of each class, and the classes a batch may draw.
 
-        Returns the table, of shape (n_drawable, max(largest class, K)), and
-        the number of samples of each of its rows.
+        Raises the ``ValueError`` of :meth:`split` for classes too small
+        (with ``small_classes="raise"``) or too few.
         """
-        classes, y_enc, counts = np.unique(y, return_inverse=True, return_counts=True)
+        index = ClassIndex(y)
+        classes, counts = index.classes, index.counts
         P, K = self.n_classes_per_batch, self.n_samples_per_class
         small = counts < K
         if self.small_classes == "raise" and small.any():
@@ -185,27 +188,12 @@ dtype int64
                 f"n_classes_per_batch={P} needs {P} {needed}; y has {drawable.size} "
                 f"such classes (of {classes.size})."
             )
-        order = np.argsort(y_enc.reshape(-1), kind="stable")
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        width = max(int(counts[drawable].max()), K)
-        table = np.full((drawable.size, width), -1, dtype=np.int64)
-        for row, c in enumerate(drawable):
-            table[row, : counts[c]] = order[starts[c] : starts[c] + counts[c]]
-        return table, counts[drawable]
+        return index, drawable
 
-    def _draw(self, table, counts, rng):
-        """One batch from the class table, vectorised over classes."""
-        rows = rng.choice(len(table), size=self.n_classes_per_batch, replace=False)
-        chosen, sizes = table[rows], counts[rows]
-        # Random keys, padding last: each row's argsort is a uniform random
-        # order of its samples, so its first K columns are a draw without
-        # replacement.
-        keys = rng.random(chosen.shape)
-        keys[chosen < 0] = np.inf
-        shuffled = np.take_along_axis(chosen, np.argsort(keys, axis=1), axis=1)
-        batch = shuffled[:, : self.n_samples_per_class].copy()
-        short = batch < 0  # only with small_classes="replace"
-        if short.any():
-            r = np.nonzero(short)[0]
-            batch[short] = shuffled[r, (rng.random(r.size) * sizes[r]).astype(int)]
-        return batch.ravel()
+    def _draw(self, index, drawable, rng):
+        """One batch: P drawable classes, then K samples within each."""
+        rows = drawable[
+            rng.choice(len(drawable), size=self.n_classes_per_batch, replace=False)
+        ]
+        fill = self.small_classes == "replace"
+        return index.draw(rows, self.n_samples_per_class, rng, fill=fill).ravel()

@@ -15,6 +15,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, validate_params
 from sklearn.utils.validation import column_or_1d
 
+from ._sampling import ClassIndex
+
 __all__ = ["EpisodeSampler"]
 
 
@@ -121,14 +123,19 @@ class EpisodeSampler:
         """
         if y is None:
             raise ValueError("EpisodeSampler.split needs the labels y; got None.")
-        table = self._class_table(column_or_1d(y, warn=False))
+        index, eligible = self._class_index(column_or_1d(y, warn=False))
         rng = check_random_state(self.random_state)
         for _ in range(self.n_episodes):
-            yield self._draw(table, rng)
+            yield self._draw(index, eligible, rng)
 
-    def _class_table(self, y):
-        """Indices of each eligible class as rows of a -1-padded matrix."""
-        _, y_enc, counts = np.unique(y, return_inverse=True, return_counts=True)
+    def _class_index(self, y):
+        """The samples of each class, and the classes an episode may draw.
+
+        Raises the ``ValueError`` of :meth:`split` when fewer than ``n_way``
+        classes have ``k_shot + n_query`` samples.
+        """
+        index = ClassIndex(y)
+        counts = index.counts
         per_class = self.k_shot + self.n_query
         eligible = np.flatnonzero(counts >= per_class)
         if eligible.size < self.n_way:
@@ -142,21 +149,10 @@ class EpisodeSampler:
                     else ")."
                 )
             )
-        order = np.argsort(y_enc, kind="stable")
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        table = np.full((eligible.size, counts[eligible].max()), -1, dtype=np.int64)
-        for row, c in enumerate(eligible):
-            table[row, : counts[c]] = order[starts[c] : starts[c] + counts[c]]
-        return table
+        return index, eligible
 
-    def _draw(self, table, rng):
-        """One episode from the class table, vectorised over classes."""
-        rows = rng.choice(len(table), size=self.n_way, replace=False)
-        chosen = table[rows]
-        # Random keys, padding last: argsort's first k + q columns are a
-        # uniform draw without replacement from each class.
-        keys = rng.random(chosen.shape)
-        keys[chosen < 0] = np.inf
-        picks = np.argsort(keys, axis=1)[:, : self.k_shot + self.n_query]
-        idx = np.take_along_axis(chosen, picks, axis=1)
+    def _draw(self, index, eligible, rng):
+        """One episode: ``n_way`` eligible classes, then samples within each."""
+        rows = eligible[rng.choice(len(eligible), size=self.n_way, replace=False)]
+        idx = index.draw(rows, self.k_shot + self.n_query, rng)
         return idx[:, : self.k_shot].ravel(), idx[:, self.k_shot :].ravel()

@@ -297,7 +297,7 @@ class MetricEmbedder(TorchEstimator):
             validation = self._validation(X[held_out], y_enc[held_out])
         self.device_ = resolve_device(self.device)
         sampler = self._batch_sampler(y_train)
-        sampler._class_table(y_train)  # fail on too-small classes before training
+        sampler._class_index(y_train)  # fail on too-small classes before training
         with seeded(self._seed(), self.device_):
             backbone = build_backbone(
                 self.backbone, X.shape[1:], self.embedding_dim, self.backbone_params

@@ -111,8 +111,10 @@ class MatchingSupport(NamedTuple):
     #: Context embeddings g(x_i, S), shape (n_support, d); L2-normalised
     #: when the network compares by cosine.
     g: torch.Tensor
-    #: One-hot episode classes of the support samples, (n_support, n_way).
-    one_hot: torch.Tensor
+    #: Episode class of each support sample, (n_support,), int64.
+    labels: torch.Tensor
+    #: Classes of the episode.
+    n_way: int
 
 
 class MatchingNetwork(EpisodicNetwork):
@@ -153,7 +155,7 @@ class MatchingNetwork(EpisodicNetwork):
         self.query_lstm = AttentionLSTM(embedding_dim, fce_steps) if fce else None
 
     def encode_support(self, z_support, y_support, n_way=None):
-        """Context embeddings ``g(x_i, S)`` and one-hot labels of the support set.
+        """Context embeddings ``g(x_i, S)`` and the labels of the support set.
 
         ``y_support`` holds classes 0 to ``n_way - 1`` (default: its maximum
         plus one). Returns a :class:`MatchingSupport`.
@@ -162,8 +164,7 @@ class MatchingNetwork(EpisodicNetwork):
         g = self.support_lstm(z_support) if self.support_lstm is not None else z_support
         if self.distance is None:
             g = F.normalize(g, dim=1)
-        one_hot = F.one_hot(y_support, n_way).to(z_support.dtype)
-        return MatchingSupport(g, one_hot)
+        return MatchingSupport(g, y_support, n_way)
 
     def attention(self, support, z_query):
         """Attention ``a(x̂, x_i)`` of each query over the support set (eq. 2).
@@ -189,7 +190,9 @@ class MatchingNetwork(EpisodicNetwork):
         positive float, never ``-inf``) is returned, so the softmax of these
         logits is ``P`` itself and their NLL loss is the paper's objective.
         """
-        p = self.attention(support, z_query) @ support.one_hot
+        a = self.attention(support, z_query)
+        # Attention mass per class, as segment sums over the support samples.
+        p = a.new_zeros(len(a), support.n_way).index_add(1, support.labels, a)
         return p.clamp_min(torch.finfo(p.dtype).tiny).log()
 
 
@@ -464,9 +467,12 @@ class MatchingClassifier(EpisodicClassifier):
             torch.from_numpy(self.support_labels_).to(device),
             n_way=len(self.classes_),
         )
+        # Attention is (queries x support samples): chunks of queries keep it
+        # to about half the size of the support embeddings (at least 2**20
+        # entries), so memory stays linear in the support set.
+        n_support, d = support.g.shape
+        budget = max(n_support * d // 2, 1 << 20)
+        rows = int(np.clip(budget // max(n_support, 1), 1, self.batch_size))
         return torch.cat(
-            [
-                self.module_.query_logits(support, chunk)
-                for chunk in z_query.split(self.batch_size)
-            ]
+            [self.module_.query_logits(support, chunk) for chunk in z_query.split(rows)]
         )

@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from .._base import EpisodicClassifier, EpisodicNetwork
 from ..backbones import build_backbone, conv_block
+from ._segments import class_counts, class_sums
 
 __all__ = [
     "ConvRelation",
@@ -46,10 +47,8 @@ def class_features(z, y, n_classes, k_shot):
     -------
     torch.Tensor of shape (n_classes, ...)
     """
-    one_hot = F.one_hot(y, n_classes).to(z.dtype)
-    sums = one_hot.T @ z.flatten(1)
-    scale = k_shot / one_hot.sum(0).unsqueeze(1)
-    return (sums * scale).reshape(n_classes, *z.shape[1:])
+    scale = k_shot / class_counts(y, n_classes, z.dtype)
+    return class_sums(z, y, n_classes) * scale.reshape(-1, *[1] * (z.dim() - 1))
 
 
 def pair_layer(layer, class_features, z_query):

@@ -1,0 +1,130 @@
+"""Peak memory of adapt, predict and evaluate_episodes on many or large classes.
+
+Each case runs in a fresh process; a thread reads the resident set size from
+``/proc/self/statm`` every millisecond while the operation runs, and the peak
+above the size just before it is reported as a ratio to the bytes of the
+embeddings the operation must hold (n_samples x embedding_dim x 4). Target
+(issue 10): at most 3.
+
+- ``adapt``: a support set of 200,000 samples of 64 features in 2000 classes,
+  for PrototypicalClassifier, MatchingClassifier and RelationClassifier, with
+  MLP backbones (untrained: memory does not depend on the weights);
+- ``predict``: 1000 queries against that support set (Matching attends to all
+  200,000 support samples);
+- ``evaluate_episodes``: 100 5-way 1-shot episodes over one class of 100,000
+  samples among 1000 classes of 100.
+
+Run from the repository root::
+
+    python benchmarks/memory.py
+"""
+
+import multiprocessing
+import os
+import threading
+import time
+
+import numpy as np
+from _common import machine
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+N, D, N_CLASSES, EMBEDDING = 200_000, 64, 2000, 64
+
+
+def _rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+class PeakRSS:
+    """Peak resident set size above the start, sampled every millisecond."""
+
+    def __enter__(self):
+        self.start = self.peak = _rss()
+        self._running = True
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def _poll(self):
+        while self._running:
+            self.peak = max(self.peak, _rss())
+            time.sleep(0.001)
+
+    def __exit__(self, *exc):
+        self._running = False
+        self._thread.join()
+        self.peak = max(self.peak, _rss())
+
+    @property
+    def bytes(self):
+        return self.peak - self.start
+
+
+def _case(name, queue):
+    import torch
+
+    from skmeta import MatchingClassifier, PrototypicalClassifier, RelationClassifier
+    from skmeta.model_selection import evaluate_episodes
+
+    torch.set_num_threads(2)
+    rng = np.random.RandomState(0)
+    make = {
+        "prototypical": PrototypicalClassifier,
+        "matching": MatchingClassifier,
+        "relation": RelationClassifier,
+    }
+    if name == "evaluate_episodes":
+        y = np.concatenate(
+            [np.zeros(100_000, int), 1 + np.repeat(np.arange(1000), 100)]
+        )
+        X = rng.normal(size=(len(y), D)).astype(np.float32)
+        clf = PrototypicalClassifier(max_epochs=0, embedding_dim=EMBEDDING)
+        clf.fit(X[:1000], y[:1000] % 5)
+        start = time.perf_counter()
+        with PeakRSS() as peak:
+            evaluate_episodes(clf, X, y, n_way=5, k_shot=1, n_episodes=100)
+    else:
+        method, operation = name.split(" ")
+        y = rng.randint(N_CLASSES, size=N)
+        X = rng.normal(size=(N, D)).astype(np.float32)
+        clf = make[method](max_epochs=0, embedding_dim=EMBEDDING)
+        clf.fit(X[:1000], y[:1000] % 5)
+        if operation == "predict":
+            clf.adapt(X, y)
+        start = time.perf_counter()
+        with PeakRSS() as peak:
+            if operation == "adapt":
+                clf.adapt(X, y)
+            else:
+                clf.predict(X[:1000])
+    seconds = time.perf_counter() - start
+    queue.put((peak.bytes, len(y) * EMBEDDING * 4, seconds))
+
+
+def main():
+    print(f"# {machine()}")
+    print("| case | peak above start (MB) | embeddings (MB) | ratio | time (s) |")
+    print("|---|---|---|---|---|")
+    context = multiprocessing.get_context("spawn")
+    for name in [
+        "prototypical adapt",
+        "matching adapt",
+        "relation adapt",
+        "matching predict",
+        "evaluate_episodes",
+    ]:
+        queue = context.Queue()
+        process = context.Process(target=_case, args=(name, queue))
+        process.start()
+        peak, embeddings, seconds = queue.get()
+        process.join()
+        print(
+            f"| {name} | {peak / 1e6:.1f} | {embeddings / 1e6:.1f} | "
+            f"{peak / embeddings:.2f} | {seconds:.2f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
