@@ -671,7 +671,7 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
         **TorchEstimator._parameter_constraints,
         "n_way": [Interval(Integral, 2, None, closed="left"), None],
         "k_shot": [Interval(Integral, 1, None, closed="left")],
-        "n_query": [Interval(Integral, 1, None, closed="left")],
+        "n_query": [Interval(Integral, 1, None, closed="left"), None],
         "episodes_per_epoch": [Interval(Integral, 1, None, closed="left")],
         "lr_step": [Interval(Integral, 1, None, closed="left"), None],
         "rotations": ["boolean"],
@@ -733,19 +733,22 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
             X_train = X[~held_out]
             y_train = LabelEncoder().fit_transform(y_enc[~held_out])
         n_train_classes = int(y_train.max()) + 1
-        # Rotations make each class four training classes.
-        n_way = self._n_way(n_train_classes * (4 if self.rotations else 1))
+        # Rotations make each class four training classes of the same size.
+        counts = np.bincount(y_train)
+        n_way, k_shot, n_query = self._episode_shape(
+            np.repeat(counts, 4) if self.rotations else counts
+        )
         self.device_ = resolve_device(self.device)
         sampler = EpisodeSampler(
             n_way,
-            self.k_shot,
-            self.n_query,
+            k_shot,
+            n_query,
             self.episodes_per_epoch,
             random_state=np.random.RandomState(self._seed()),
         )
         validation = None
         if held_out is not None:
-            validation = self._validation(X[held_out], y_enc[held_out], n_way)
+            validation = self._validation(X[held_out], y_enc[held_out], sampler)
         with seeded(self._seed(), self.device_):
             X_t = torch.from_numpy(X_train).to(self.device_)
             y_t = torch.from_numpy(y_train).to(self.device_)
@@ -764,28 +767,30 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
         self._take_support(X, y_enc)
         return self
 
-    def _validation(self, X_valid, y_valid, n_way):
+    def _validation(self, X_valid, y_valid, shape):
         """What scores the module in training on held-out classes (X_valid, y_valid).
 
-        Fixed episodes (the same every epoch) of up to ``n_way`` classes with
-        the training ``k_shot`` and ``n_query``, scored exactly as
+        Fixed episodes (the same every epoch) of up to ``shape.n_way`` classes
+        with the training ``k_shot`` and ``n_query`` of ``shape`` (an
+        :class:`EpisodeSampler`), scored exactly as
         :func:`~skmeta.model_selection.evaluate_episodes` scores a fitted
         estimator: ``(valid_loss, valid_acc)`` are the mean query log-loss of
         the probabilities ``predict_proba`` would give, and the mean accuracy.
         """
+        per_class = shape.k_shot + shape.n_query
         counts = np.bincount(y_valid)
-        eligible = int(np.sum(counts >= self.k_shot + self.n_query))
+        eligible = int(np.sum(counts >= per_class))
         if eligible < 2:
             raise ValueError(
                 f"The {np.count_nonzero(counts)} held-out validation classes need "
-                f"k_shot + n_query = {self.k_shot + self.n_query} samples each, "
+                f"k_shot + n_query = {per_class} samples each, "
                 f"and only {eligible} have them; validation episodes need 2. "
                 "Raise validation_fraction or lower k_shot or n_query."
             )
         sampler = EpisodeSampler(
-            min(n_way, eligible),
-            self.k_shot,
-            self.n_query,
+            min(shape.n_way, eligible),
+            shape.k_shot,
+            shape.n_query,
             self.n_validation_episodes,
             random_state=self._seed(),
         )
@@ -798,9 +803,36 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
 
         return score
 
+    #: What ``k_shot=None`` and ``n_query=None`` mean, at most: fewer where
+    #: the ``n_way``-th largest class has fewer samples than their sum.
+    default_k_shot = 1
+    default_n_query = 5
+
+    def _episode_shape(self, counts):
+        """``(n_way, k_shot, n_query)`` of training episodes for class sizes ``counts``.
+
+        Explicit values are kept (and checked by the sampler). ``n_way=None``
+        counts only the classes with samples for an episode; ``k_shot=None``
+        and ``n_query=None`` take their defaults, or as many as the
+        ``n_way``-th largest class allows, at least 1 each.
+        """
+        k_min = 1 if self.k_shot is None else self.k_shot
+        q_min = 1 if self.n_query is None else self.n_query
+        usable = int(np.sum(counts >= k_min + q_min))
+        n_way = self._n_way(len(counts) if self.n_way is not None else usable)
+        smallest = int(np.sort(counts)[-min(n_way, len(counts))])
+        k_shot = self.k_shot
+        if k_shot is None:
+            k_shot = max(1, min(self.default_k_shot, smallest - q_min))
+        n_query = self.n_query
+        if n_query is None:
+            n_query = max(1, min(self.default_n_query, smallest - k_shot))
+        return n_way, k_shot, n_query
+
     def _n_way(self, n_classes):
         if self.n_way is None:
-            return min(n_classes, self.max_auto_way)
+            # At least 2: with fewer classes, the sampler says what is missing.
+            return min(max(n_classes, 2), self.max_auto_way)
         if self.n_way > n_classes:
             raise ValueError(
                 f"n_way={self.n_way} is more than the {n_classes} classes in y."

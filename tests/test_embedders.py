@@ -249,11 +249,19 @@ def test_nan_in_X_is_an_error(cls, digits):
 
 
 @embedders
+def test_small_classes_train_with_the_defaults_by_repeats(cls):
+    X = np.random.RandomState(0).rand(12, 4).astype(np.float32)
+    y = np.repeat([0, 1, 2], [6, 4, 2])  # K = 4: class 2 is drawn with repeats
+    model = cls(**FAST).fit(X, y)
+    assert model.transform(X).shape == (12, 16)
+
+
+@embedders
 def test_too_small_classes_for_p_by_k_batches_are_an_error(cls):
     X = np.random.RandomState(0).rand(12, 4).astype(np.float32)
     y = np.repeat([0, 1, 2], [6, 4, 2])
     with pytest.raises(ValueError, match=r"class 2 has 2\). Lower n_samples_per"):
-        cls(**FAST).fit(X, y)
+        cls(**FAST, small_classes="raise").fit(X, y)
     with pytest.raises(ValueError, match=r"needs 3 classes with at least n_samples"):
         cls(**FAST, n_classes_per_batch=3, small_classes="skip").fit(X, y)
     with pytest.raises(

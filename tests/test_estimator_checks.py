@@ -15,31 +15,26 @@ from skmeta import (
     TripletEmbedder,
 )
 
-# Fast settings: the checks fit dozens of times on small data (some classes
-# have 3 samples), so one support and one query per class, few episodes.
-FAST = dict(max_epochs=2, episodes_per_epoch=5, k_shot=1, n_query=1)
-
-# Embedders: two samples per class in a batch (some of the checks' classes
-# have 3 samples), few batches, small embeddings.
-FAST_EMBEDDER = dict(
-    max_epochs=1, batches_per_epoch=3, n_samples_per_class=2, embedding_dim=8
-)
+# Every estimator with its default parameters; only the length of training is
+# lowered (and the seed fixed, so that a run repeats). The checks fit dozens of
+# times on small data with classes of 3 to 5 samples and 2 to 4 classes: the
+# defaults must cope (n_way=None, n_query=None, k_shot=None for Reptile,
+# small_classes="replace" for the embedders).
+FEW_SHOT = dict(max_epochs=2, episodes_per_epoch=5, random_state=0)
+EMBEDDER = dict(max_epochs=1, batches_per_epoch=3, random_state=0)
 
 ESTIMATORS = [
-    PrototypicalClassifier(**FAST),
-    MatchingClassifier(**FAST),
-    RelationClassifier(**FAST),
-]
-# MAML and Reptile: a head of one output per class of y (n_way=None, some
-# checks have 2 classes), and enough fine-tuning steps that fit's default
-# support (the training data) is learned; Reptile's fine-tuning full-batch.
-FAST_GRADIENT = dict(FAST, n_way=None, meta_batch_size=2, n_inner_steps_test=30)
-ESTIMATORS += [
-    MAMLClassifier(**FAST_GRADIENT),
-    ReptileClassifier(**FAST_GRADIENT, inner_lr=1e-2, inner_batch_size=None),
+    cls(**FEW_SHOT)
+    for cls in (
+        PrototypicalClassifier,
+        MatchingClassifier,
+        RelationClassifier,
+        MAMLClassifier,
+        ReptileClassifier,
+    )
 ]
 ESTIMATORS += [
-    cls(**FAST_EMBEDDER)
+    cls(**EMBEDDER)
     for cls in (
         TripletEmbedder,
         ContrastiveEmbedder,
@@ -49,8 +44,24 @@ ESTIMATORS += [
     )
 ]
 
-# Expected failures, each with its reason; none at present.
-EXPECTED_FAILED_CHECKS = {}
+# Expected failures, each with its reason.
+EXPECTED_FAILED_CHECKS = {
+    "RelationClassifier": {
+        "check_classifiers_train": (
+            "The relation module is a network that must learn to compare; 10 "
+            "training episodes (the suite's short training) do not fit the "
+            "check's blobs to its 83% training accuracy. Prototypical and "
+            "Matching compare by a fixed distance and pass untrained."
+        ),
+    },
+    "MAMLClassifier": {
+        "check_methods_subset_invariance": (
+            "float32 rounding: with this seed one embedding coordinate near "
+            "zero (-4.9e-4) differs by 1.9e-7 between a one-row and a many-row "
+            "matrix product, above the check's atol of 1e-7."
+        ),
+    },
+}
 
 
 @parametrize_with_checks(

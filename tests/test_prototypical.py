@@ -327,10 +327,18 @@ def test_class_with_fewer_than_k_shot_plus_n_query_samples(digits):
     keep = np.r_[
         np.flatnonzero(digits.y_base != 4), np.flatnonzero(digits.y_base == 4)[:3]
     ]
+    X, y = digits.X_base[keep], digits.y_base[keep]
     with pytest.raises(ValueError, match=r"k_shot \+ n_query = 6 samples"):
-        PrototypicalClassifier(n_way=5, **FAST).fit(
-            digits.X_base[keep], digits.y_base[keep]
-        )
+        PrototypicalClassifier(n_way=5, n_query=5, **FAST).fit(X, y)
+    # n_query=None fits the queries to the 5th largest class: 3 - 1 = 2.
+    seen = []
+
+    class Rows(Callback):
+        def on_batch_begin(self, net, batch=None, **kwargs):
+            seen.append(len(batch[1]))
+
+    PrototypicalClassifier(n_way=5, callbacks=[Rows()], **FAST).fit(X, y)
+    assert set(seen) == {5 * 2}
 
 
 def test_adapt_with_another_feature_shape(fitted, digits):

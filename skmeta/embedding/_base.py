@@ -53,10 +53,12 @@ _SHARED_DOCS = {
         see :func:`skmeta.backbones.build_backbone`.
     backbone_params : dict or None, default=None
         Extra constructor arguments of the backbone.
-    small_classes : {"raise", "skip", "replace"}, default="raise"
-        A class with fewer than ``n_samples_per_class`` samples raises a
-        ``ValueError`` (``"raise"``), is never drawn (``"skip"``), or is drawn
-        with repeated samples (``"replace"``).
+    small_classes : {"replace", "raise", "skip"}, default="replace"
+        A class with fewer than ``n_samples_per_class`` samples is drawn with
+        each of its samples once and random repeats of them in the other
+        slots (``"replace"``, so that small data sets train with the
+        defaults), raises a ``ValueError`` (``"raise"``), or is never drawn
+        (``"skip"``).
     batch_size : int, default=256
         Samples per forward pass in :meth:`transform`.
     device : str or torch.device, default="cpu"
@@ -223,7 +225,7 @@ class MetricEmbedder(TorchEstimator):
         lr=1e-3,
         backbone=None,
         backbone_params=None,
-        small_classes="raise",
+        small_classes="replace",
         batch_size=256,
         device="cpu",
         random_state=None,

@@ -84,7 +84,7 @@ class NPairEmbedder(MetricEmbedder):
         lr=1e-3,
         backbone=None,
         backbone_params=None,
-        small_classes="raise",
+        small_classes="replace",
         batch_size=256,
         device="cpu",
         random_state=None,

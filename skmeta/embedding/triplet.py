@@ -106,7 +106,7 @@ class TripletEmbedder(MetricEmbedder):
         lr=1e-3,
         backbone=None,
         backbone_params=None,
-        small_classes="raise",
+        small_classes="replace",
         batch_size=256,
         device="cpu",
         random_state=None,

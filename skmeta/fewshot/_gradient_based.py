@@ -365,6 +365,10 @@ class GradientBasedClassifier(EpisodicClassifier):
         """
         return super().adapt(X_support, y_support)
 
+    #: Head width when ``n_way=None``: the 5-way tasks of MAML and Reptile on
+    #: Omniglot, or all classes when there are fewer.
+    max_auto_way = 5
+
     def _build_module(self, backbone, embedding_dim):
         return GradientNetwork(backbone, embedding_dim, self._n_way_fitted)
 

@@ -103,13 +103,18 @@ class MAMLClassifier(GradientBasedClassifier):
 
     Parameters
     ----------
-    n_way : int or None, default=5
+    n_way : int or None, default=None
         Classes per training episode and outputs of the head. ``None`` means
-        all classes of ``y``, at most 60.
+        5, or all classes of ``y`` where it has fewer; a larger explicit
+        ``n_way`` than the classes of ``y`` is an error.
     k_shot : int, default=1
         Support samples per class in training episodes (the inner loop's data).
-    n_query : int, default=5
-        Query samples per class in training episodes (the outer loss's data).
+    n_query : int or None, default=None
+        Query samples per class in training episodes (the outer loss's
+        data). ``None`` means 5, or fewer (at least 1) where the ``n_way``-th
+        largest class has fewer than ``k_shot + 5`` samples, so that small
+        data sets train with the defaults; a class with fewer than
+        ``k_shot + n_query`` samples is never drawn into an episode.
     episodes_per_epoch : int, default=100
         Training episodes (tasks) per epoch; they form
         ``ceil(episodes_per_epoch / meta_batch_size)`` outer steps.
@@ -251,9 +256,9 @@ class MAMLClassifier(GradientBasedClassifier):
 
     def __init__(
         self,
-        n_way=5,
+        n_way=None,
         k_shot=1,
-        n_query=5,
+        n_query=None,
         episodes_per_epoch=100,
         max_epochs=25,
         lr=1e-3,

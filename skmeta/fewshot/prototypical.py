@@ -86,8 +86,12 @@ class PrototypicalClassifier(EpisodicClassifier):
         at test time.
     k_shot : int, default=1
         Support samples per class in training episodes.
-    n_query : int, default=5
-        Query samples per class in training episodes.
+    n_query : int or None, default=None
+        Query samples per class in training episodes. ``None`` means 5,
+        or fewer (at least 1) where the ``n_way``-th largest class has fewer
+        than ``k_shot + 5`` samples, so that small data sets train with the
+        defaults; a class with fewer than ``k_shot + n_query`` samples is
+        never drawn into an episode.
     episodes_per_epoch : int, default=100
         Training episodes per epoch (a skorch epoch, for history and callbacks).
     max_epochs : int, default=25
@@ -199,7 +203,7 @@ class PrototypicalClassifier(EpisodicClassifier):
         self,
         n_way=None,
         k_shot=1,
-        n_query=5,
+        n_query=None,
         episodes_per_epoch=100,
         max_epochs=25,
         lr=1e-3,

@@ -351,8 +351,12 @@ class RelationClassifier(EpisodicClassifier):
         Support samples per class in training episodes. A support set with
         another number of shots per class has its class sums rescaled to
         ``k_shot`` shots (see :func:`class_features`).
-    n_query : int, default=5
-        Query samples per class in training episodes.
+    n_query : int or None, default=None
+        Query samples per class in training episodes. ``None`` means 5,
+        or fewer (at least 1) where the ``n_way``-th largest class has fewer
+        than ``k_shot + 5`` samples, so that small data sets train with the
+        defaults; a class with fewer than ``k_shot + n_query`` samples is
+        never drawn into an episode.
     episodes_per_epoch : int, default=100
         Training episodes per epoch (a skorch epoch, for history and callbacks).
     max_epochs : int, default=25
@@ -494,7 +498,7 @@ class RelationClassifier(EpisodicClassifier):
         self,
         n_way=None,
         k_shot=1,
-        n_query=5,
+        n_query=None,
         episodes_per_epoch=100,
         max_epochs=25,
         lr=1e-3,
@@ -565,15 +569,15 @@ class RelationClassifier(EpisodicClassifier):
         self.feature_shape_ = shape
         return backbone.train(), shape
 
-    def _n_way(self, n_classes):
+    def _episode_shape(self, counts):
         # One class gives one-way episodes: every pair matches, nothing to
         # compare, and batch norm cannot train on a single pair.
-        if n_classes < 2:
+        if len(counts) < 2:
             raise ValueError(
                 f"{type(self).__name__} needs at least 2 classes in y to "
-                f"meta-train; got {n_classes} class."
+                f"meta-train; got {len(counts)} class."
             )
-        return super()._n_way(n_classes)
+        return super()._episode_shape(counts)
 
     def _build_module(self, backbone, feature_shape):
         if len(feature_shape) == 3:

@@ -197,14 +197,20 @@ class ReptileClassifier(GradientBasedClassifier):
 
     Parameters
     ----------
-    n_way : int or None, default=5
+    n_way : int or None, default=None
         Classes per training episode and outputs of the head. ``None`` means
-        all classes of ``y``, at most 60.
-    k_shot : int, default=5
-        With ``n_query``: samples per class of a training task.
-    n_query : int, default=5
-        With ``k_shot``: samples per class of a training task (10 in all, the
-        paper's training shots on Omniglot).
+        5, or all classes of ``y`` where it has fewer; a larger explicit
+        ``n_way`` than the classes of ``y`` is an error.
+    k_shot : int or None, default=None
+        With ``n_query``: samples per class of a training task. ``None``
+        means 5, or fewer (at least 1) where the ``n_way``-th largest class
+        has fewer than ``5 + n_query`` samples.
+    n_query : int or None, default=None
+        With ``k_shot``: samples per class of a training task (10 in all with
+        the defaults, the paper's training shots on Omniglot). ``None`` means
+        5, or fewer (at least 1) where the ``n_way``-th largest class has
+        fewer than ``k_shot + 5`` samples; a class with fewer than
+        ``k_shot + n_query`` samples is never drawn into a task.
     episodes_per_epoch : int, default=100
         Training tasks per epoch; they form
         ``ceil(episodes_per_epoch / meta_batch_size)`` meta-updates.
@@ -334,6 +340,8 @@ class ReptileClassifier(GradientBasedClassifier):
     (5,)
     """
 
+    default_k_shot = 5
+
     _learning_rates = ("meta_step_size", "inner_lr")
 
     _parameter_constraints: dict = {
@@ -342,6 +350,7 @@ class ReptileClassifier(GradientBasedClassifier):
             for k, v in GradientBasedClassifier._parameter_constraints.items()
             if k != "lr"
         },
+        "k_shot": [Interval(Integral, 1, None, closed="left"), None],
         "meta_step_size": [Interval(Real, 0, None, closed="neither")],
         "meta_step_size_final": [Interval(Real, 0, None, closed="left")],
         "inner_optimizer": [StrOptions({"adam", "sgd"})],
@@ -354,9 +363,9 @@ class ReptileClassifier(GradientBasedClassifier):
 
     def __init__(
         self,
-        n_way=5,
-        k_shot=5,
-        n_query=5,
+        n_way=None,
+        k_shot=None,
+        n_query=None,
         episodes_per_epoch=100,
         max_epochs=25,
         meta_step_size=1.0,
