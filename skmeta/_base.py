@@ -756,7 +756,7 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
                 X_t, y_t = rotations_as_classes(X_t, y_t, n_train_classes)
             # Fail on too-small classes before building anything.
             sampler._class_index(y_t.cpu().numpy())
-            module = self._build_module(*self._build_backbone(X.shape[1:]))
+            module = self._build_network()
             stream = _EpisodeStream(
                 X_t, y_t, sampler, self._augmentation(X.ndim), self.device_
             )
@@ -766,6 +766,10 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
         self.classes_ = encoder.classes_
         self._take_support(X, y_enc)
         return self
+
+    def _build_network(self):
+        """The untrained module for samples of ``input_shape_``."""
+        return self._build_module(*self._build_backbone(self.input_shape_))
 
     def _validation(self, X_valid, y_valid, shape):
         """What scores the module in training on held-out classes (X_valid, y_valid).

@@ -8,7 +8,7 @@ two references on the same episodes: the raw input and the untrained backbone::
     skmeta                         # Omniglot minimal, embedded, 2-minute limit
     skmeta --time-limit 600        # longer meta-training
     skmeta --dataset digits        # a tabular set of 5 base classes
-    skmeta --n-way 5 --k-shot 1 5 --episodes 600 --save protonet.joblib
+    skmeta --n-way 5 --k-shot 1 5 --episodes 600 --save protonet.skmeta
 
 Run ``skmeta --help`` for every option.
 """
@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import joblib
 import numpy as np
 from sklearn.base import clone
 from torch import nn
@@ -36,6 +35,7 @@ from .fewshot import (
     ReptileClassifier,
 )
 from .model_selection import evaluate_episodes
+from .persistence import save
 
 __all__ = ["DATASETS", "METHODS", "main"]
 
@@ -240,7 +240,8 @@ def build_parser():
         type=Path,
         default=None,
         metavar="PATH",
-        help="write the fitted estimator there with joblib (load it with joblib.load)",
+        help="write the fitted estimator there, without pickle (load it with "
+        "skmeta.persistence.load)",
     )
     parser.add_argument(
         "--quiet",
@@ -429,7 +430,7 @@ def _run(args):
     print(_training_report(estimator, time.perf_counter() - start, args), flush=True)
     if args.save is not None:
         try:
-            joblib.dump(estimator, args.save.expanduser())
+            save(estimator, args.save.expanduser())
         except OSError as exc:
             raise _UsageError(f"--save {args.save}: {exc}") from exc
         print(f"saved the fitted estimator to {args.save}")

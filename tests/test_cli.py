@@ -14,7 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
 from skorch.callbacks import Callback
@@ -23,6 +22,7 @@ from skmeta import PrototypicalClassifier, cli
 from skmeta.cli import main
 from skmeta.datasets import load_digits_fewshot
 from skmeta.model_selection import evaluate_episodes
+from skmeta.persistence import load
 
 TINY = ["--max-epochs", "1", "--episodes-per-epoch", "5", "--episodes", "20"]
 TINY += ["--quiet"]
@@ -151,10 +151,10 @@ def test_log_file_output_has_no_colour_codes_nor_carriage_returns(tmp_path):
 
 
 def test_save_writes_a_loadable_fitted_estimator(tmp_path, capsys):
-    path = tmp_path / "models" / "protonet.joblib"
+    path = tmp_path / "models" / "protonet.skmeta"
     assert main([*DIGITS, "--k-shot", "1", "--save", str(path)]) == 0
     assert f"saved the fitted estimator to {path}" in capsys.readouterr().out
-    estimator = joblib.load(path)
+    estimator = load(path)
     data = load_digits_fewshot()
     assert set(estimator.predict(data.X_novel[:10])) <= set(data.y_base)
     support = np.concatenate([np.flatnonzero(data.y_novel == c)[:5] for c in (5, 6)])
@@ -165,10 +165,10 @@ def test_save_writes_a_loadable_fitted_estimator(tmp_path, capsys):
 def test_save_to_an_unwritable_path_fails_before_training(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    argv = [*DIGITS, "--save", str(blocker / "model.joblib")]
+    argv = [*DIGITS, "--save", str(blocker / "model.skmeta")]
     assert main(argv) == 2
     captured = capsys.readouterr()
-    assert f"--save {blocker / 'model.joblib'}" in captured.err
+    assert f"--save {blocker / 'model.skmeta'}" in captured.err
     assert "meta-training" not in captured.out
 
 

@@ -300,14 +300,10 @@ class MetricEmbedder(TorchEstimator):
         self.device_ = resolve_device(self.device)
         sampler = self._batch_sampler(y_train)
         sampler._class_index(y_train)  # fail on too-small classes before training
+        # The loss may hold a weight per training class (ArcFace, CosFace).
+        self._n_loss_classes = int(y_train.max()) + 1
         with seeded(self._seed(), self.device_):
-            backbone = build_backbone(
-                self.backbone, X.shape[1:], self.embedding_dim, self.backbone_params
-            )
-            with torch.no_grad():
-                out = backbone.eval()(torch.zeros(1, *X.shape[1:])).shape[1]
-            loss = self._build_loss(out, int(y_train.max()) + 1)
-            module = MetricNetwork(backbone.train(), loss, self.normalize)
+            module = self._build_network()
             stream = _BatchStream(
                 torch.from_numpy(X_train).to(self.device_),
                 torch.from_numpy(y_train).to(self.device_),
@@ -365,6 +361,17 @@ class MetricEmbedder(TorchEstimator):
             return float(np.mean(losses)), float(np.mean(accuracies))
 
         return score
+
+    def _build_network(self):
+        """The untrained network for samples of ``input_shape_``."""
+        shape = self.input_shape_
+        backbone = build_backbone(
+            self.backbone, shape, self.embedding_dim, self.backbone_params
+        )
+        with torch.no_grad():
+            out = backbone.eval()(torch.zeros(1, *shape)).shape[1]
+        loss = self._build_loss(out, self._n_loss_classes)
+        return MetricNetwork(backbone.train(), loss, self.normalize)
 
     def _batch_sampler(self, y_enc):
         """The P x K sampler for encoded labels, P chosen if left to None."""
