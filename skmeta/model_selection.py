@@ -33,6 +33,16 @@ __all__ = [
 ]
 
 
+#: What evaluate_episodes and EpisodicScorer take to draw their episodes.
+_EPISODES = {
+    "n_way": [Interval(Integral, 2, None, closed="left")],
+    "k_shot": [Interval(Integral, 1, None, closed="left")],
+    "n_query": [Interval(Integral, 1, None, closed="left")],
+    "n_episodes": [Interval(Integral, 1, None, closed="left")],
+    "random_state": ["random_state"],
+}
+
+
 def _labels_as_groups(y):
     if y is None:
         raise ValueError("A class-disjoint split needs the labels y; got None.")
@@ -151,11 +161,7 @@ class EpisodeScores:
         "estimator": [object],
         "X": ["array-like"],
         "y": ["array-like"],
-        "n_way": [Interval(Integral, 2, None, closed="left")],
-        "k_shot": [Interval(Integral, 1, None, closed="left")],
-        "n_query": [Interval(Integral, 1, None, closed="left")],
-        "n_episodes": [Interval(Integral, 1, None, closed="left")],
-        "random_state": ["random_state"],
+        **_EPISODES,
     },
     prefer_skip_nested_validation=True,
 )
@@ -290,13 +296,7 @@ class EpisodicScorer:
     """
 
     @validate_params(
-        {
-            "n_way": [Interval(Integral, 2, None, closed="left")],
-            "k_shot": [Interval(Integral, 1, None, closed="left")],
-            "n_query": [Interval(Integral, 1, None, closed="left")],
-            "n_episodes": [Interval(Integral, 1, None, closed="left")],
-            "random_state": ["random_state"],
-        },
+        _EPISODES,
         prefer_skip_nested_validation=True,
     )
     def __init__(self, n_way=5, k_shot=1, n_query=15, n_episodes=100, random_state=0):

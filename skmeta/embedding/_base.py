@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from torch.utils.data import IterableDataset
 
 from .._base import TorchEstimator, resolve_device, seeded
+from .._docs import EMBEDDING, fill_doc
 from ..backbones import build_backbone
 from ..batches import ClassBalancedBatchSampler
 from ..distances import Mahalanobis
@@ -71,20 +72,7 @@ _SHARED_DOCS = {
     callbacks : list of skorch callbacks or None, default=None
         Extra callbacks of the skorch net, e.g.
         :class:`skmeta.callbacks.TimeLimit` or skorch's ``EarlyStopping``.
-    early_stopping : bool, default=False
-        Stop training once ``valid_loss`` has not improved for
-        ``n_iter_no_change`` epochs, and keep the weights of its best epoch.
-        Holds out ``validation_fraction`` of the classes (0.1 if None).
-    validation_fraction : float in (0, 1) or None, default=None
-        Fraction of the classes of ``y`` (at least 2 classes) held out of
-        training, whole, never samples of training classes. After each epoch
-        the same 100 nearest-prototype episodes of these classes record
-        ``valid_loss`` (query log-loss) and ``valid_acc`` in ``history_``, so skorch's
-        ``EarlyStopping`` and ``Checkpoint`` work with their defaults.
-        ``None`` holds out nothing (unless ``early_stopping``).
-    n_iter_no_change : int, default=10
-        Epochs without a lower ``valid_loss`` before ``early_stopping`` ends
-        training.
+    {training_parameters}
 """,
     "{shared_attributes}": """\
     module_ : MetricNetwork
@@ -96,12 +84,7 @@ _SHARED_DOCS = {
         (``history_[:, "train_loss"]``).
     classes_ : ndarray of shape (n_classes,)
         The labels of ``y`` in ``fit``; training sees their index.
-    n_steps_ : int
-        Training steps run: P x K batches.
-    stop_reason_ : str
-        Why training ended: ``"max_epochs"``, ``"time_limit"`` (a
-        :class:`skmeta.callbacks.TimeLimit`), ``"early_stopping"`` or
-        ``"interrupted"`` (a ``KeyboardInterrupt``, with a warning).
+    {training_attributes}
     n_features_in_ : int
         Features (tabular) or channels (images) of X in ``fit``.
     input_shape_ : tuple of int
@@ -113,19 +96,9 @@ _SHARED_DOCS = {
 
 
 def _fill_doc(**sections):
-    """Class decorator: put the shared docstring sections in place.
-
-    Each ``{name}`` line of the docstring (indented by 4 spaces) becomes the
-    text of ``sections[name]`` or of the shared sections.
-    """
-    texts = {**_SHARED_DOCS, **{f"{{{k}}}": v for k, v in sections.items()}}
-
-    def fill(cls):
-        for marker, text in texts.items():
-            cls.__doc__ = cls.__doc__.replace(f"    {marker}\n", text)
-        return cls
-
-    return fill
+    """Class decorator: the embedders' shared docstring sections in place."""
+    shared = {k.strip("{}"): v for k, v in _SHARED_DOCS.items()}
+    return fill_doc(EMBEDDING, **shared, **sections)
 
 
 class MetricNetwork(nn.Module):

@@ -2,6 +2,7 @@
 
 import torch
 
+from .._docs import META_BATCHES, fill_doc
 from ._gradient_based import GradientBasedClassifier, GradientNetwork, sgd_steps
 
 __all__ = ["MAMLClassifier", "MAMLNetwork"]
@@ -79,6 +80,7 @@ class MAMLNetwork(GradientNetwork):
         return torch.cat(logits)
 
 
+@fill_doc(META_BATCHES)
 class MAMLClassifier(GradientBasedClassifier):
     """Few-shot classifier of Model-Agnostic Meta-Learning (MAML).
 
@@ -163,20 +165,7 @@ class MAMLClassifier(GradientBasedClassifier):
         Extra callbacks of the skorch net, e.g.
         :class:`skmeta.callbacks.TimeLimit` or skorch's ``Checkpoint``
         (validation scores need ``validation_fraction``).
-    early_stopping : bool, default=False
-        Stop training once ``valid_loss`` has not improved for
-        ``n_iter_no_change`` epochs, and keep the weights of its best epoch.
-        Holds out ``validation_fraction`` of the classes (0.1 if None).
-    validation_fraction : float in (0, 1) or None, default=None
-        Fraction of the classes of ``y`` (at least 2 classes) held out of
-        training, whole, never samples of training classes. After each epoch
-        the same 100 validation episodes of these classes record ``valid_loss`` (query
-        log-loss) and ``valid_acc`` in ``history_``, so skorch's
-        ``EarlyStopping`` and ``Checkpoint`` work with their defaults.
-        ``None`` holds out nothing (unless ``early_stopping``).
-    n_iter_no_change : int, default=10
-        Epochs without a lower ``valid_loss`` before ``early_stopping`` ends
-        training.
+    {training_parameters}
 
     Attributes
     ----------
@@ -191,12 +180,7 @@ class MAMLClassifier(GradientBasedClassifier):
     history_ : skorch.History
         skorch's record of meta-training: the mean query loss after
         adaptation of each meta-batch, epoch times.
-    n_steps_ : int
-        Training steps run: meta-batches of ``meta_batch_size`` tasks.
-    stop_reason_ : str
-        Why training ended: ``"max_epochs"``, ``"time_limit"`` (a
-        :class:`skmeta.callbacks.TimeLimit`), ``"early_stopping"`` or
-        ``"interrupted"`` (a ``KeyboardInterrupt``, with a warning).
+    {training_attributes}
     n_features_in_ : int
         Features (tabular) or channels (images) of X in ``fit``.
     input_shape_ : tuple of int

@@ -8,6 +8,7 @@ from sklearn.utils._param_validation import StrOptions
 from torch import nn
 
 from .._base import EpisodicClassifier, EpisodicNetwork
+from .._docs import EPISODIC, fill_doc
 from ..distances import DISTANCES, get_distance
 from ._segments import class_counts, class_sums
 
@@ -67,6 +68,7 @@ class PrototypicalNetwork(EpisodicNetwork):
         return -self.distance(z_query, prototypes)
 
 
+@fill_doc(EPISODIC)
 class PrototypicalClassifier(EpisodicClassifier):
     """Few-shot classifier of Prototypical Networks, meta-trained on episodes.
 
@@ -86,12 +88,7 @@ class PrototypicalClassifier(EpisodicClassifier):
         at test time.
     k_shot : int, default=1
         Support samples per class in training episodes.
-    n_query : int or None, default=None
-        Query samples per class in training episodes. ``None`` means 5,
-        or fewer (at least 1) where the ``n_way``-th largest class has fewer
-        than ``k_shot + 5`` samples, so that small data sets train with the
-        defaults; a class with fewer than ``k_shot + n_query`` samples is
-        never drawn into an episode.
+    {n_query_parameter}
     episodes_per_epoch : int, default=100
         Training episodes per epoch (a skorch epoch, for history and callbacks).
     max_epochs : int, default=25
@@ -133,20 +130,7 @@ class PrototypicalClassifier(EpisodicClassifier):
         Extra callbacks of the skorch net, e.g.
         :class:`skmeta.callbacks.TimeLimit` or skorch's ``Checkpoint``
         (validation scores need ``validation_fraction``).
-    early_stopping : bool, default=False
-        Stop training once ``valid_loss`` has not improved for
-        ``n_iter_no_change`` epochs, and keep the weights of its best epoch.
-        Holds out ``validation_fraction`` of the classes (0.1 if None).
-    validation_fraction : float in (0, 1) or None, default=None
-        Fraction of the classes of ``y`` (at least 2 classes) held out of
-        training, whole, never samples of training classes. After each epoch
-        the same 100 validation episodes of these classes record ``valid_loss`` (query
-        log-loss) and ``valid_acc`` in ``history_``, so skorch's
-        ``EarlyStopping`` and ``Checkpoint`` work with their defaults.
-        ``None`` holds out nothing (unless ``early_stopping``).
-    n_iter_no_change : int, default=10
-        Epochs without a lower ``valid_loss`` before ``early_stopping`` ends
-        training.
+    {training_parameters}
 
     Attributes
     ----------
@@ -159,12 +143,7 @@ class PrototypicalClassifier(EpisodicClassifier):
     history_ : skorch.History
         skorch's record of meta-training: loss and learning rate of every
         episode (``history_[:, "batches", :, "train_loss"]``), epoch times.
-    n_steps_ : int
-        Training steps run: episodes.
-    stop_reason_ : str
-        Why training ended: ``"max_epochs"``, ``"time_limit"`` (a
-        :class:`skmeta.callbacks.TimeLimit`), ``"early_stopping"`` or
-        ``"interrupted"`` (a ``KeyboardInterrupt``, with a warning).
+    {training_attributes}
     n_features_in_ : int
         Features (tabular) or channels (images) of X in ``fit``.
     input_shape_ : tuple of int
