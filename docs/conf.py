@@ -1,0 +1,64 @@
+"""Sphinx configuration of skmeta's documentation.
+
+Build it from the repository root with::
+
+    sphinx-build -W -b html docs docs/_build/html
+
+The gallery (``examples/plot_*.py``) runs every example on the embedded data
+and keeps the pictures they draw.
+"""
+
+import os
+import warnings
+
+import skmeta
+
+project = "skmeta"
+author = "the skmeta developers"
+copyright = "2026, the skmeta developers"
+release = version = skmeta.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "numpydoc",
+    "myst_parser",
+    "sphinx_gallery.gen_gallery",
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py"]
+templates_path = ["_templates"]
+
+autosummary_generate = True
+autodoc_default_options = {"members": True, "inherited-members": True}
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+myst_heading_anchors = 3
+
+html_theme = "pydata_sphinx_theme"
+html_title = f"skmeta {version}"
+html_theme_options = {
+    "navigation_with_keys": False,
+    "show_toc_level": 2,
+}
+html_static_path = ["_static"]
+
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",
+    "within_subsection_order": "FileNameSortKey",
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "matplotlib_animations": False,
+    # A failing example fails the build.
+    "only_warn_on_example_error": False,
+    "abort_on_example_error": True,
+    "reset_modules": ("matplotlib", "seaborn"),
+}
+
+# Examples run on the CPU, with the torch threads of the machine.
+os.environ.setdefault("MPLBACKEND", "agg")
+warnings.filterwarnings("ignore", message="Matplotlib is currently using agg")
