@@ -9,6 +9,7 @@ and keeps the pictures they draw.
 """
 
 import os
+import re
 import warnings
 
 import skmeta
@@ -32,7 +33,24 @@ exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py"]
 templates_path = ["_templates"]
 
 autosummary_generate = True
-autodoc_default_options = {"members": True, "inherited-members": True}
+# Members of skmeta's own bases are documented on each estimator; those of
+# torch, scikit-learn and skorch are theirs to document.
+autodoc_default_options = {
+    "members": True,
+    "inherited-members": ",".join(
+        [
+            "Module",
+            "BaseEstimator",
+            "ClassifierMixin",
+            "TransformerMixin",
+            "ClassNamePrefixFeaturesOutMixin",
+            "GroupKFold",
+            "GroupShuffleSplit",
+            "Callback",
+            "object",
+        ]
+    ),
+}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 myst_heading_anchors = 3
@@ -62,3 +80,18 @@ sphinx_gallery_conf = {
 # Examples run on the CPU, with the torch threads of the machine.
 os.environ.setdefault("MPLBACKEND", "agg")
 warnings.filterwarnings("ignore", message="Matplotlib is currently using agg")
+
+
+def _skip_sklearn_plumbing(app, what, name, obj, skip, options):
+    """Leave out scikit-learn's metadata-routing and set_output plumbing.
+
+    ``set_<method>_request``, ``get_metadata_routing`` and ``set_output``
+    come with every scikit-learn estimator and are documented there.
+    """
+    if re.fullmatch(r"set_\w+_request|get_metadata_routing|set_output", name):
+        return True
+    return skip
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_sklearn_plumbing)

@@ -43,7 +43,8 @@ for row, (query, hits) in enumerate(zip(queries, found, strict=True)):
             for spine in ax.spines.values():
                 spine.set_edgecolor("tab:green" if same else "tab:red")
                 spine.set_linewidth(2.5)
-    axes[row, 0].set_ylabel(data.y_novel[query].split("/")[0][:10], fontsize=8)
+    alphabet = data.y_novel[query].split("/")[0]
+    axes[row, 0].set_ylabel(alphabet.replace("Japanese_(katakana)", "Katakana"))
 axes[0, 0].set_title("query", fontsize=9)
 fig.suptitle(
     f"novel alphabets: precision@1 {100 * scores['precision_at_1']:.1f} %, "

@@ -1,6 +1,7 @@
 """Check the internal links of the built documentation, offline.
 
-Every ``href`` and ``src`` of every HTML page that points inside the site
+Every ``href`` and ``src`` of every HTML page (the theme's templates under
+``_static/`` are not pages) that points inside the site
 must name a file that exists, and an ``#anchor`` must be an ``id`` of the page
 it points to. Links to other sites are not followed (the build machines have
 no network). Exits 1 and lists the broken links if there are any::
@@ -40,7 +41,8 @@ def broken_links(root):
     """``(page, link)`` for each internal link of the site that leads nowhere."""
     root = Path(root).resolve()
     cache, broken = {}, []
-    for page_path in sorted(root.rglob("*.html")):
+    pages = [p for p in sorted(root.rglob("*.html")) if "_static" not in p.parts]
+    for page_path in pages:
         for link in _parse(page_path, cache).links:
             parts = urlsplit(link)
             if parts.scheme or parts.netloc or link.startswith(("mailto:", "data:")):
@@ -65,7 +67,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     root = Path(argv[0] if argv else "docs/_build/html")
     broken = broken_links(root)
-    pages = len(list(root.rglob("*.html")))
+    pages = len([p for p in root.rglob("*.html") if "_static" not in p.parts])
     for page, link in broken:
         print(f"{page}: broken link {link}")
     print(f"{pages} pages, {len(broken)} broken internal links")

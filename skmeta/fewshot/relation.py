@@ -405,7 +405,7 @@ class RelationClassifier(EpisodicClassifier):
     ----------
     classes_ : ndarray of shape (n_classes,)
         Labels of the current support set (of ``fit``, or of ``adapt``).
-    class_features_ : ndarray of shape (n_classes, *feature_shape_), dtype float32
+    class_features_ : ndarray of shape (n_classes, ...), dtype float32
         The class feature (sum of shot embeddings, see
         :func:`class_features`) of each class in ``classes_``.
     feature_shape_ : tuple of int
@@ -590,7 +590,7 @@ class RelationClassifier(EpisodicClassifier):
 
         Returns
         -------
-        ndarray of shape (n_samples, prod(feature_shape_)), dtype float32
+        ndarray of shape (n_samples, prod(``feature_shape_``)), dtype float32
             Flat embeddings; feature maps ``(c, h, w)`` are flattened in C
             order, ``transform(X).reshape(-1, *feature_shape_)`` restores them.
         """
