@@ -61,7 +61,6 @@ html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
 }
-html_static_path = ["_static"]
 
 sphinx_gallery_conf = {
     "examples_dirs": "../examples",
