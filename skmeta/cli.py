@@ -5,7 +5,7 @@ reports its N-way K-shot accuracy on the novel classes, never seen in
 training, as the mean over episodes with its 95% confidence interval, beside
 two references on the same episodes: the raw input and the untrained backbone::
 
-    skmeta                         # Omniglot minimal, embedded, 2-minute limit
+    skmeta                         # Omniglot minimal, embedded, 80-second limit
     skmeta --time-limit 600        # longer meta-training
     skmeta --dataset digits        # a tabular set of 5 base classes
     skmeta --n-way 5 --k-shot 1 5 --episodes 600 --save protonet.skmeta
@@ -60,7 +60,7 @@ DATASETS = {
 #: Default limit of meta-training, in seconds: the whole default command, with
 #: start-up and the evaluation of three models, then ends within 3 minutes on
 #: a 2-core CPU.
-DEFAULT_TIME_LIMIT = 100.0
+DEFAULT_TIME_LIMIT = 80.0
 
 _PROG = "skmeta"
 

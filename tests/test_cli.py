@@ -64,7 +64,7 @@ def test_default_run_is_omniglot_minimal_embedded(capsys):
     assert "dataset: omniglot_minimal (samples of shape 1x28x28), embedded" in out
     assert "base (meta-train):  136 classes, 2720 images; with rotations, 544" in out
     assert "novel (meta-test):  106 classes, 2120 images" in out
-    assert "meta-training prototypical on cpu, time limit 100 s" in out
+    assert "meta-training prototypical on cpu, time limit 80 s" in out
     assert re.search(r"meta-training: \d+\.\d s, 5 episodes in 1 epoch; all 1", out)
     table = _table(out)
     assert list(table) == [(5, 1), (20, 1)]
