@@ -490,21 +490,18 @@ class _StopOnDivergence(Callback):
         if loss is not None and not loss.isfinite().all():
             what = f"the training loss is {float(loss.sum())}"
         else:
-            tensors = [
-                t for t in net.module_.state_dict().values() if t.is_floating_point()
+            named = [
+                (n, t)
+                for n, t in net.module_.state_dict().items()
+                if t.is_floating_point()
             ]
+            # One reduction per tensor and one synchronisation per step.
             finite = (
-                torch.stack([t.isfinite().all() for t in tensors]) if tensors else None
+                torch.stack([t.isfinite().all() for _, t in named]) if named else None
             )
             if finite is not None and not finite.all():
-                names = [
-                    n
-                    for n, t in net.module_.state_dict().items()
-                    if t.is_floating_point()
-                ]
-                what = (
-                    f"the weights {names[int((~finite).nonzero()[0])]!r} are not finite"
-                )
+                name = named[int((~finite).nonzero()[0])][0]
+                what = f"the weights {name!r} are not finite"
         if what is not None:
             step = sum(len(epoch["batches"]) for epoch in net.history)
             rates = ", ".join(f"{k}={v!r}" for k, v in self.learning_rates.items())
