@@ -5,6 +5,7 @@ from .embedding import (
     ArcFaceEmbedder,
     ContrastiveEmbedder,
     CosFaceEmbedder,
+    MetricEmbedder,
     NPairEmbedder,
     TripletEmbedder,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "EpisodeSampler",
     "MAMLClassifier",
     "MatchingClassifier",
+    "MetricEmbedder",
     "NPairEmbedder",
     "PrototypicalClassifier",
     "RelationClassifier",

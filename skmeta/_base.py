@@ -7,6 +7,7 @@ keeps only what is its own: its torch module and its loss.
 
 import contextlib
 import copy
+import dataclasses
 import math
 import sys
 import time
@@ -20,11 +21,9 @@ from sklearn.base import (
     ClassifierMixin,
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
-    _fit_context,
 )
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     check_consistent_length,
@@ -39,6 +38,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import IterableDataset
 
+from ._docs import EPISODIC, fill_doc
+from ._params import Param, Parameters, build_estimator_class
+from ._sklearn import Interval, StrOptions, _fit_context
 from .augmentation import RandomAffine, rotations_as_classes
 from .backbones import BACKBONES, build_backbone
 from .callbacks import TimeLimit
@@ -52,6 +54,226 @@ __all__ = [
     "eval_mode",
     "resolve_device",
 ]
+
+
+def registry_constraints(registry, *others):
+    """Constraints accepting a name of ``registry`` (a dict), or any of ``others``.
+
+    Returns a callable for :class:`~skmeta._params.Param`, so that the names
+    are read at each validation: an entry registered after import is valid.
+    """
+    return lambda: [StrOptions(set(registry)), *others]
+
+
+def episodic_parameters(own, **changes):
+    """The parameters of a few-shot classifier, its ``own`` after the training ones.
+
+    Parameters
+    ----------
+    own : dict of str to Param
+        The method's parameters.
+    **changes : dict or None
+        For a shared parameter, ``None`` drops it and a dict of
+        :class:`~skmeta._params.Param` fields replaces those fields (a
+        default, a doc).
+
+    Returns
+    -------
+    Parameters
+        ``n_way``, ``k_shot`` and ``n_query`` by position or keyword, the
+        others keyword-only.
+    """
+    shared = (
+        EPISODE_PARAMETERS
+        | META_TRAINING_PARAMETERS
+        | own
+        | BACKBONE_PARAMETERS
+        | IMAGE_PARAMETERS
+        | RUNTIME_PARAMETERS
+    )
+    return Parameters(changed(shared, changes), positional=3)
+
+
+def changed(params, changes):
+    """``params`` with the ``changes`` of :func:`episodic_parameters`."""
+    unknown = set(changes) - set(params)
+    if unknown:
+        raise ValueError(f"No shared parameter {sorted(unknown)} to change.")
+    return {
+        name: dataclasses.replace(param, **changes[name]) if name in changes else param
+        for name, param in params.items()
+        if name not in changes or changes[name] is not None
+    }
+
+
+#: The backbone of every torch-backed estimator.
+BACKBONE_PARAMETERS = {
+    "embedding_dim": Param(
+        "int",
+        64,
+        [Interval(Integral, 1, None, closed="left")],
+        """Output size of a built backbone (the last Conv4 block's filters, or
+        the MLP's output width).""",
+    ),
+    "backbone": Param(
+        "None, str, torch.nn.Module class or instance",
+        None,
+        registry_constraints(BACKBONES, None, nn.Module, type),
+        """``None`` picks ``"conv4"`` for images and ``"mlp"`` for tabular X;
+        see :func:`skmeta.backbones.build_backbone`.""",
+    ),
+    "backbone_params": Param(
+        "dict or None",
+        None,
+        [dict, None],
+        """Extra constructor arguments of the backbone. Each is also a parameter
+        ``backbone__<name>`` of ``get_params`` and ``set_params``, so that
+        ``GridSearchCV`` can search it (``{"backbone__hidden_dims": [(64,),
+        (256,)]}``), as skorch does with ``module__``.""",
+    ),
+}
+
+#: Where and how every torch-backed estimator runs.
+RUNTIME_PARAMETERS = {
+    "batch_size": Param(
+        "int",
+        256,
+        [Interval(Integral, 1, None, closed="left")],
+        """Samples per forward pass outside training: in ``transform``,
+        ``predict`` and evaluation.""",
+    ),
+    "device": Param(
+        "str or torch.device",
+        "cpu",
+        [str, torch.device],
+        """``"cpu"``, ``"cuda"``, ``"cuda:1"``..., or ``"auto"`` (a GPU if
+        torch sees one).""",
+    ),
+    "random_state": Param(
+        "int, RandomState instance or None",
+        None,
+        ["random_state"],
+        """Seeds the episodes or batches, augmentation and weight
+        initialisation; the same int gives the same model on the CPU.""",
+    ),
+    "verbose": Param(
+        "int",
+        0,
+        ["verbose"],
+        "1 shows a progress bar (on a terminal) and skorch's epoch log.",
+    ),
+    "callbacks": Param(
+        "list of skorch callbacks or None",
+        None,
+        [list, None],
+        """Extra callbacks of the skorch net, e.g.
+        :class:`skmeta.callbacks.TimeLimit` or skorch's ``Checkpoint``
+        (validation scores need ``validation_fraction``).""",
+    ),
+    "early_stopping": Param(
+        "bool",
+        False,
+        ["boolean"],
+        """Stop training once ``valid_loss`` has not improved for
+        ``n_iter_no_change`` epochs, and keep the weights of its best epoch
+        (the untrained weights count as a candidate). Holds out
+        ``validation_fraction`` of the classes (0.1 if None).""",
+    ),
+    "validation_fraction": Param(
+        "float in (0, 1) or None",
+        None,
+        [Interval(Real, 0, 1, closed="neither"), None],
+        """Fraction of the classes of ``y`` (at least 2 classes) held out of
+        training, whole, never samples of training classes. After each epoch
+        {validation_what} of these classes record ``valid_loss`` (query
+        log-loss) and ``valid_acc`` in ``history_``, so skorch's
+        ``EarlyStopping`` and ``Checkpoint`` work with their defaults.
+        ``None`` holds out nothing (unless ``early_stopping``).""",
+    ),
+    "n_iter_no_change": Param(
+        "int",
+        10,
+        [Interval(Integral, 1, None, closed="left")],
+        """Epochs without a lower ``valid_loss`` before ``early_stopping`` ends
+        training.""",
+    ),
+}
+
+#: The episodes of every few-shot classifier.
+EPISODE_PARAMETERS = {
+    "n_way": Param(
+        "int or None",
+        None,
+        [Interval(Integral, 2, None, closed="left"), None],
+        """Classes per training episode. ``None`` means all classes of ``y``,
+        at most :attr:`max_auto_way` (60: Snell et al. train Omniglot with
+        60-way episodes, wider than at test time).""",
+    ),
+    "k_shot": Param(
+        "int",
+        1,
+        [Interval(Integral, 1, None, closed="left")],
+        "Support samples per class in training episodes.",
+    ),
+    "n_query": Param(
+        "int or None",
+        None,
+        [Interval(Integral, 1, None, closed="left"), None],
+        """Query samples per class in training episodes. ``None`` means 5, or
+        fewer (at least 1) where the ``n_way``-th largest class has fewer
+        than ``k_shot + 5`` samples, so that small data sets train with the
+        defaults; a class with fewer than ``k_shot + n_query`` samples is
+        never drawn into an episode.""",
+    ),
+}
+
+#: The meta-training of the episodic classifiers.
+META_TRAINING_PARAMETERS = {
+    "episodes_per_epoch": Param(
+        "int",
+        100,
+        [Interval(Integral, 1, None, closed="left")],
+        "Training episodes per epoch (a skorch epoch, for history and callbacks).",
+    ),
+    "max_epochs": Param(
+        "int",
+        25,
+        [Interval(Integral, 0, None, closed="left")],
+        "Epochs of meta-training; 0 keeps the initial weights.",
+    ),
+    "lr": Param(
+        "float",
+        1e-3,
+        [Interval(Real, 0, None, closed="neither")],
+        "Adam's learning rate.",
+    ),
+    "lr_step": Param(
+        "int or None",
+        1000,
+        [Interval(Integral, 1, None, closed="left"), None],
+        "Halve the learning rate every ``lr_step`` episodes; ``None`` keeps it.",
+    ),
+}
+
+#: Image augmentation of the episodic classifiers.
+IMAGE_PARAMETERS = {
+    "rotations": Param(
+        "bool",
+        False,
+        ["boolean"],
+        """Add the 90, 180 and 270-degree rotations of each training class as
+        new classes (the Omniglot augmentation of Snell et al.). Images only.""",
+    ),
+    "augment": Param(
+        '{"auto", "affine"}, callable or None',
+        "auto",
+        [StrOptions({"auto", "affine"}), callable, None],
+        """Augmentation of training episode inputs: ``"affine"`` applies
+        :class:`skmeta.augmentation.RandomAffine`, ``"auto"`` does so for
+        images and nothing for tabular data; a callable maps a batch tensor
+        to a batch tensor.""",
+    ),
+}
 
 
 def resolve_device(device):
@@ -171,21 +393,60 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     method) in ``fit``. Not meant to be used directly.
     """
 
-    _parameter_constraints: dict = {
-        "backbone": [None, StrOptions(set(BACKBONES)), nn.Module, type],
-        "backbone_params": [dict, None],
-        "embedding_dim": [Interval(Integral, 1, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
-        "max_epochs": [Interval(Integral, 0, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": [str, torch.device],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
-        "callbacks": [list, None],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-    }
+    #: The estimator's parameters (:class:`skmeta._params.Parameters`): a
+    #: class that sets them gets its ``__init__``, constraints and
+    #: docstring entries from them.
+    _parameters = Parameters({})
+
+    #: Texts for the placeholders of the shared docstring sections (see
+    #: :mod:`skmeta._docs`), and extra sections by name.
+    _doc_values: dict = {}
+    _doc_sections: dict = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "_parameters" in cls.__dict__:
+            build_estimator_class(cls, cls._doc_values)
+            fill_doc(cls._doc_values, **cls._doc_sections)(cls)
+
+    @property
+    def _parameter_constraints(self):
+        """scikit-learn's constraints, read from the registries as they are now."""
+        return self._parameters.constraints()
+
+    def get_params(self, deep=True):
+        """Parameters of the estimator; with ``deep``, ``backbone__<name>`` too.
+
+        Each entry of ``backbone_params`` appears as ``backbone__<name>``, as
+        skorch shows ``module__<name>``, so that ``GridSearchCV`` can search
+        a backbone's constructor arguments.
+        """
+        params = super().get_params(deep=deep)
+        # Not validated before fit: anything but a dict has no entries to show.
+        if deep and isinstance(self.backbone_params, dict):
+            for name, value in self.backbone_params.items():
+                params[f"backbone__{name}"] = value
+        return params
+
+    def set_params(self, **params):
+        """Set parameters; ``backbone__<name>=v`` sets ``backbone_params[name]``.
+
+        ``backbone_params`` is replaced by a new dict, never changed in place,
+        so a clone's parameters stay its own.
+        """
+        routed = {
+            key.removeprefix("backbone__"): params.pop(key)
+            for key in list(params)
+            if key.startswith("backbone__")
+        }
+        super().set_params(**params)
+        if routed:
+            current = self.backbone_params
+            self.backbone_params = {
+                **(current if isinstance(current, dict) else {}),
+                **routed,
+            }
+        return self
 
     #: Validation episodes drawn from the held-out classes after each epoch:
     #: the same episodes every epoch, so that epochs compare.
@@ -664,16 +925,7 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
     (cross-entropy unless a subclass sets another).
     """
 
-    _parameter_constraints: dict = {
-        **TorchEstimator._parameter_constraints,
-        "n_way": [Interval(Integral, 2, None, closed="left"), None],
-        "k_shot": [Interval(Integral, 1, None, closed="left")],
-        "n_query": [Interval(Integral, 1, None, closed="left"), None],
-        "episodes_per_epoch": [Interval(Integral, 1, None, closed="left")],
-        "lr_step": [Interval(Integral, 1, None, closed="left"), None],
-        "rotations": ["boolean"],
-        "augment": [StrOptions({"auto", "affine"}), callable, None],
-    }
+    _doc_values = EPISODIC
 
     #: Loss of the query logits against the query labels, a module class.
     _criterion = nn.CrossEntropyLoss
@@ -799,7 +1051,7 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
         def score(module):
             view = copy.copy(self)  # the estimator, scoring the module in training
             view.module_ = module
-            losses, accuracies = view._episode_scores(X_valid, y_valid, sampler)
+            losses, accuracies = view.score_episodes(X_valid, y_valid, sampler)
             return float(losses.mean()), float(accuracies.mean())
 
         return score
@@ -1063,21 +1315,57 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
         """Logits of embedded queries against the kept support set."""
         raise NotImplementedError
 
-    def _episode_scores(self, X, y, sampler):
-        """Query log-loss and accuracy in each episode of ``sampler`` over (X, y).
+    def score_episodes(self, X, y, episodes):
+        """Query log-loss and accuracy in each episode, without changing the estimator.
 
-        X is validated. Embeds X once, then compares within each episode,
-        without changing the estimator. Returns two float64 arrays of shape
-        ``(n_episodes,)``: the mean cross-entropy of the query logits (the
-        log-loss of ``predict_proba``) and the query accuracy.
+        The episode-scoring protocol of
+        :func:`~skmeta.model_selection.evaluate_episodes`: each episode's
+        support set is taken as :meth:`adapt` would take it (classes in
+        sorted order) and its queries are scored as :meth:`predict_proba`
+        would score them, but X is embedded once for all episodes. Any
+        estimator with this method takes part in ``evaluate_episodes`` and
+        :class:`~skmeta.model_selection.EpisodicScorer`; one without it, but
+        with ``adapt`` and ``predict``, is scored by adapting a copy to each
+        episode.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Samples, of the sample shape seen in ``fit``.
+        y : ndarray of shape (n_samples,)
+            Their labels, checked (see :func:`check_labels`).
+        episodes : skmeta.episodes.EpisodeSampler
+            The episodes: ``episodes.split(y=y)`` yields (support, query)
+            index arrays, ``n_way`` classes of ``k_shot`` and ``n_query``
+            samples each, support and query grouped by episode class.
+
+        Returns
+        -------
+        losses : ndarray of shape (n_episodes,), dtype float64
+            Mean cross-entropy of the query logits (the log-loss of
+            ``predict_proba``).
+        accuracies : ndarray of shape (n_episodes,), dtype float64
+            Query accuracy, in [0, 1].
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If X has another sample shape than in ``fit``, or NaN or inf, or
+            if an episode's scores are not finite.
         """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        y = check_labels(y)
+        check_consistent_length(X, y)
         z = self._embed(X)
-        k, q = sampler.k_shot, sampler.n_query
-        classes = torch.arange(sampler.n_way, device=z.device)
+        k, q = episodes.k_shot, episodes.n_query
+        classes = torch.arange(episodes.n_way, device=z.device)
         y_s, y_q = classes.repeat_interleave(k), classes.repeat_interleave(q)
         module, losses, accuracies = self.module_, [], []
         with eval_mode(module), torch.inference_mode():
-            for support, query in sampler.split(y=y):
+            for support, query in episodes.split(y=y):
                 state = module.encode_support(z[support], y_s)
                 logits = module.query_logits(state, z[query]).float()
                 _check_finite_output(logits, self, "scores")

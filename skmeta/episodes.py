@@ -12,10 +12,10 @@ from numbers import Integral
 
 import numpy as np
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, validate_params
 from sklearn.utils.validation import column_or_1d
 
 from ._sampling import ClassIndex
+from ._sklearn import Interval, validate_params
 
 __all__ = ["EpisodeSampler"]
 

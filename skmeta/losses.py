@@ -17,6 +17,11 @@ along with the network's (the same holds for a learnable distance such as
 When a batch holds no tuple to learn from (e.g. every sample has a different
 label), a loss returns ``embeddings.sum() * 0``: a zero that keeps the graph
 connected, so ``backward()`` works and leaves zero gradients.
+
+A loss declares what it needs by the names of its constructor's parameters:
+:class:`~skmeta.embedding.MetricEmbedder` passes ``n_classes``,
+``embedding_dim``, ``distance``, ``miner`` and ``reduction`` to the losses
+that take them. A new loss is one class here and its entry in :data:`LOSSES`.
 """
 
 import math
@@ -26,10 +31,17 @@ from torch import nn
 from torch.nn import functional as F
 
 from .distances import get_distance
-from .miners import AllPairsMiner, _check_labels, _check_number, get_triplet_miner
+from .miners import (
+    PAIR_MINERS,
+    TRIPLET_MINERS,
+    _check_labels,
+    _check_number,
+    get_miner,
+)
 
 __all__ = [
     "LOSSES",
+    "REDUCTIONS",
     "ArcFaceLoss",
     "ContrastiveLoss",
     "CosFaceLoss",
@@ -57,6 +69,31 @@ def _check_batch(embeddings, labels):
     _check_labels(labels, embeddings.shape[0])
 
 
+#: How tuple losses reduce their per-tuple losses to one number.
+REDUCTIONS = ("mean", "nonzero")
+
+
+def _check_reduction(reduction):
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"reduction must be one of {list(REDUCTIONS)}; got {reduction!r}."
+        )
+    return reduction
+
+
+def _reduce(losses, reduction, embeddings):
+    """One loss from per-tuple ``losses`` (1-D): the mean over all or non-zero ones.
+
+    ``"nonzero"`` is pytorch-metric-learning's ``AvgNonZeroReducer``: the
+    mean over the tuples with a positive loss, a connected zero when none.
+    """
+    if reduction == "nonzero":
+        losses = losses[losses > 0]
+        if len(losses) == 0:
+            return _zero_loss(embeddings)
+    return losses.mean()
+
+
 def _zero_loss(embeddings):
     """A zero loss that is still connected to ``embeddings`` in the graph."""
     return embeddings.sum() * 0
@@ -78,7 +115,8 @@ class ContrastiveLoss(nn.Module):
     (with ``"sqeuclidean"`` the positive term would be a fourth power).
 
     **Reduction**: the mean of :math:`\ell_{ij}` over all mined pairs,
-    zero-loss pairs included. Without a miner the pairs are all
+    zero-loss pairs included (``reduction="mean"``), or over the pairs of
+    non-zero loss (``"nonzero"``). With the default miner the pairs are all
     :math:`n(n-1)/2` pairs :math:`i < j` of the batch. With no pair (``n < 2``
     or an empty mining) the loss is ``embeddings.sum() * 0``.
 
@@ -89,11 +127,16 @@ class ContrastiveLoss(nn.Module):
     distance : str or torch.nn.Module, default="euclidean"
         A name of :data:`skmeta.distances.DISTANCES` or a distance module
         mapping ``(n, d) x (m, d)`` to ``(n, m)``.
-    miner : callable or None, default=None
-        ``miner(dist, labels) -> (i, j)`` returning int64 index tensors of the
-        pairs to use (see :mod:`skmeta.miners`, e.g.
-        :class:`~skmeta.miners.PairMarginMiner`). ``None`` means all pairs
-        :math:`i < j` (:class:`~skmeta.miners.AllPairsMiner`).
+    miner : {"all", "margin"} or callable, default="all"
+        ``"all"``: every pair :math:`i < j`
+        (:class:`~skmeta.miners.AllPairsMiner`); ``"margin"``: the pairs of
+        non-zero loss, positives at a distance above 0 and negatives below
+        ``margin`` (:class:`~skmeta.miners.PairMarginMiner`). A callable
+        ``miner(dist, labels) -> (i, j)`` returning int64 index tensors is
+        used as it is.
+    reduction : {"mean", "nonzero"}, default="mean"
+        Mean over all mined pairs, or over those of non-zero loss (as
+        pytorch-metric-learning's ``AvgNonZeroReducer``).
     embedding_dim : int or None, default=None
         Embedding dimension, needed only for ``distance="mahalanobis"``.
 
@@ -122,19 +165,19 @@ class ContrastiveLoss(nn.Module):
     """
 
     def __init__(
-        self, margin=1.0, distance="euclidean", miner=None, *, embedding_dim=None
+        self,
+        margin=1.0,
+        distance="euclidean",
+        miner="all",
+        *,
+        reduction="mean",
+        embedding_dim=None,
     ):
         super().__init__()
         self.margin = _check_number("margin", margin, low=0.0)
         self.distance = get_distance(distance, embedding_dim)
-        if miner is None:
-            miner = AllPairsMiner()
-        elif not callable(miner):
-            raise TypeError(
-                "miner must be None or a callable (dist, labels) -> (i, j); got "
-                f"{type(miner).__name__}."
-            )
-        self.miner = miner
+        self.miner = get_miner(miner, PAIR_MINERS, self.margin)
+        self.reduction = _check_reduction(reduction)
 
     def forward(self, embeddings, labels):
         """Return the mean contrastive loss over the mined pairs (a scalar)."""
@@ -146,10 +189,12 @@ class ContrastiveLoss(nn.Module):
         d = dist[i, j]
         same = labels[i] == labels[j]
         losses = torch.where(same, d.pow(2), F.relu(self.margin - d).pow(2))
-        return losses.mean()
+        return _reduce(losses, self.reduction, embeddings)
 
     def extra_repr(self):
-        return f"margin={self.margin}, miner={self.miner!r}"
+        return (
+            f"margin={self.margin}, miner={self.miner!r}, reduction={self.reduction!r}"
+        )
 
 
 class TripletMarginLoss(nn.Module):
@@ -166,10 +211,11 @@ class TripletMarginLoss(nn.Module):
     the triplets from it (without gradient) and the loss gathers them.
 
     **Reduction**: the mean of :math:`\ell_{apn}` over all mined triplets,
-    zero-loss triplets included (``"all"`` mining therefore shrinks as more
-    triplets are satisfied, unlike the "mean over non-zero" of some
-    libraries). With no valid triplet (fewer than two classes, or no class
-    with two samples, or an empty mining) the loss is ``embeddings.sum() * 0``.
+    zero-loss triplets included (``reduction="mean"``: ``"all"`` mining then
+    shrinks as more triplets are satisfied), or over the triplets of non-zero
+    loss (``"nonzero"``, pytorch-metric-learning's default). With no valid
+    triplet (fewer than two classes, or no class with two samples, or an
+    empty mining) the loss is ``embeddings.sum() * 0``.
 
     Parameters
     ----------
@@ -186,6 +232,8 @@ class TripletMarginLoss(nn.Module):
         2015, :class:`~skmeta.miners.SemiHardMiner`, built with this loss's
         ``margin``). A callable ``miner(dist, labels) -> (a, p, n)`` is used
         as it is.
+    reduction : {"mean", "nonzero"}, default="mean"
+        Mean over all mined triplets, or over those of non-zero loss.
     embedding_dim : int or None, default=None
         Embedding dimension, needed only for ``distance="mahalanobis"``.
 
@@ -216,12 +264,19 @@ class TripletMarginLoss(nn.Module):
     """
 
     def __init__(
-        self, margin=0.2, distance="euclidean", miner="all", *, embedding_dim=None
+        self,
+        margin=0.2,
+        distance="euclidean",
+        miner="all",
+        *,
+        reduction="mean",
+        embedding_dim=None,
     ):
         super().__init__()
         self.margin = _check_number("margin", margin, low=0.0)
         self.distance = get_distance(distance, embedding_dim)
-        self.miner = get_triplet_miner(miner, self.margin)
+        self.miner = get_miner(miner, TRIPLET_MINERS, self.margin)
+        self.reduction = _check_reduction(reduction)
 
     def forward(self, embeddings, labels):
         """Return the mean triplet loss over the mined triplets (a scalar)."""
@@ -230,10 +285,13 @@ class TripletMarginLoss(nn.Module):
         a, p, n = self.miner(dist, labels)
         if len(a) == 0:
             return _zero_loss(embeddings)
-        return F.relu(dist[a, p] - dist[a, n] + self.margin).mean()
+        losses = F.relu(dist[a, p] - dist[a, n] + self.margin)
+        return _reduce(losses, self.reduction, embeddings)
 
     def extra_repr(self):
-        return f"margin={self.margin}, miner={self.miner!r}"
+        return (
+            f"margin={self.margin}, miner={self.miner!r}, reduction={self.reduction!r}"
+        )
 
 
 class NPairLoss(nn.Module):

@@ -17,8 +17,10 @@ matrix, no Python loop over anchors) and deterministic: tuples come in
 lexicographic order of their indices, and ties in a hardest-of selection go to
 the lowest index.
 
-Triplet losses accept a name from :data:`TRIPLET_MINERS` or any callable with
-the signature above.
+Pair losses accept a name from :data:`PAIR_MINERS`, triplet losses one from
+:data:`TRIPLET_MINERS`, or any callable with the signature above. A miner
+class gets the loss's margin through its :meth:`for_margin` classmethod; a
+new miner is one class here and its entry in a registry.
 """
 
 import math
@@ -27,13 +29,14 @@ import numbers
 import torch
 
 __all__ = [
+    "PAIR_MINERS",
     "TRIPLET_MINERS",
     "AllPairsMiner",
     "AllTripletsMiner",
     "BatchHardMiner",
     "PairMarginMiner",
     "SemiHardMiner",
-    "get_triplet_miner",
+    "get_miner",
     "pair_masks",
 ]
 
@@ -128,6 +131,11 @@ class _Miner:
     def _mine(self, dist, labels):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @classmethod
+    def for_margin(cls, margin):
+        """The miner a loss of margin ``margin`` builds from its name."""
+        return cls()
+
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
         return f"{type(self).__name__}({args})"
@@ -169,6 +177,11 @@ class PairMarginMiner(_Miner):
     def __init__(self, pos_margin=0.0, neg_margin=1.0):
         self.pos_margin = _check_number("pos_margin", pos_margin, low=0.0)
         self.neg_margin = _check_number("neg_margin", neg_margin, low=0.0)
+
+    @classmethod
+    def for_margin(cls, margin):
+        """The pairs of non-zero contrastive loss: ``neg_margin=margin``."""
+        return cls(0.0, margin)
 
     def _mine(self, dist, labels):
         positive, negative = pair_masks(labels)
@@ -246,6 +259,11 @@ class SemiHardMiner(_Miner):
     def __init__(self, margin=0.2):
         self.margin = _check_number("margin", margin, low=0.0, low_inclusive=False)
 
+    @classmethod
+    def for_margin(cls, margin):
+        """Semi-hard with respect to the loss's own margin."""
+        return cls(margin)
+
     def _mine(self, dist, labels):
         positive, negative = pair_masks(labels)
         d_ap = dist[:, :, None]
@@ -256,6 +274,12 @@ class SemiHardMiner(_Miner):
         return a, p, n
 
 
+#: Pair miners by the name :class:`skmeta.losses.ContrastiveLoss` accepts.
+PAIR_MINERS = {
+    "all": AllPairsMiner,
+    "margin": PairMarginMiner,
+}
+
 #: Triplet miners by the name :class:`skmeta.losses.TripletMarginLoss` accepts.
 TRIPLET_MINERS = {
     "all": AllTripletsMiner,
@@ -264,17 +288,19 @@ TRIPLET_MINERS = {
 }
 
 
-def get_triplet_miner(miner, margin=0.2):
-    """Return a triplet miner from a name or a callable.
+def get_miner(miner, miners, margin):
+    """Return a miner from a name or a callable.
 
     Parameters
     ----------
     miner : str or callable
-        A key of :data:`TRIPLET_MINERS`, or a callable
-        ``miner(dist, labels) -> (anchor, positive, negative)``, returned as
-        it is.
-    margin : float, default=0.2
-        Margin given to ``"semi-hard"``; ignored by the other names.
+        A key of ``miners``, or a callable ``miner(dist, labels)`` returning
+        index tensors, returned as it is.
+    miners : dict of str to type
+        The registry the name is looked up in: :data:`PAIR_MINERS` or
+        :data:`TRIPLET_MINERS`.
+    margin : float
+        The loss's margin, given to the miner class's ``for_margin``.
 
     Returns
     -------
@@ -283,22 +309,20 @@ def get_triplet_miner(miner, margin=0.2):
     Raises
     ------
     ValueError
-        If ``miner`` is an unknown name.
+        If ``miner`` is a name not in ``miners``.
     TypeError
         If ``miner`` is neither a string nor a callable.
     """
     if isinstance(miner, str):
-        if miner not in TRIPLET_MINERS:
+        if miner not in miners:
             raise ValueError(
-                f"Unknown miner {miner!r}; expected one of {sorted(TRIPLET_MINERS)} "
-                "or a callable (dist, labels) -> (anchor, positive, negative)."
+                f"Unknown miner {miner!r}; expected one of {sorted(miners)} or a "
+                "callable (dist, labels) -> index tensors."
             )
-        if miner == "semi-hard":
-            return SemiHardMiner(margin)
-        return TRIPLET_MINERS[miner]()
+        return miners[miner].for_margin(margin)
     if callable(miner):
         return miner
     raise TypeError(
-        f"miner must be a name in {sorted(TRIPLET_MINERS)} or a callable; got "
+        f"miner must be a name in {sorted(miners)} or a callable; got "
         f"{type(miner).__name__}."
     )

@@ -14,7 +14,6 @@ from numbers import Integral
 import numpy as np
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 from sklearn.pipeline import Pipeline
-from sklearn.utils._param_validation import Interval, validate_params
 from sklearn.utils.validation import (
     check_consistent_length,
     check_is_fitted,
@@ -22,6 +21,7 @@ from sklearn.utils.validation import (
 )
 
 from ._base import check_labels
+from ._sklearn import Interval, validate_params
 from .episodes import EpisodeSampler
 
 __all__ = [
@@ -184,6 +184,8 @@ def evaluate_episodes(
         :class:`skmeta.PrototypicalClassifier`), a fitted
         :class:`~sklearn.pipeline.Pipeline` that ends in one (X goes through
         the other steps first), or any fitted classifier with
+        ``score_episodes(X, y, episodes)`` (the protocol of
+        :meth:`skmeta.PrototypicalClassifier.score_episodes`), or with
         ``adapt(X_support, y_support)`` and ``predict``, which a copy of it
         then does in each episode (slower: nothing is shared between
         episodes).
@@ -219,7 +221,7 @@ def evaluate_episodes(
         If ``estimator`` is not fitted.
     """
     model = estimator[-1] if isinstance(estimator, Pipeline) else estimator
-    episodic = hasattr(model, "_episode_scores")
+    episodic = hasattr(model, "score_episodes")
     if not episodic and not (hasattr(model, "adapt") and hasattr(model, "predict")):
         raise TypeError(
             "estimator must be a few-shot classifier (with adapt and predict), "
@@ -232,8 +234,7 @@ def evaluate_episodes(
     check_consistent_length(X, y)
     sampler = EpisodeSampler(n_way, k_shot, n_query, n_episodes, random_state)
     if episodic:
-        X = model._validate_X(X, reset=False)
-        _, accuracies = model._episode_scores(X, y, sampler)
+        _, accuracies = model.score_episodes(X, y, sampler)
     else:
         accuracies = _adapted_copy_accuracies(model, X, y, sampler)
     return EpisodeScores(

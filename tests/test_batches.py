@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from sklearn.utils._param_validation import InvalidParameterError
 
 from skmeta.batches import ClassBalancedBatchSampler
 
@@ -103,7 +102,7 @@ def test_labels_are_required():
     ],
 )
 def test_invalid_parameters_are_named(params, name):
-    with pytest.raises(InvalidParameterError, match=f"'{name}' parameter"):
+    with pytest.raises(ValueError, match=f"'{name}' parameter"):
         ClassBalancedBatchSampler(**params)
 
 

@@ -46,13 +46,13 @@ def test_a_limit_reached_during_validation_ends_training_at_epoch_end(
     # validation then takes 5 s, so the limit has passed at the epoch's end.
     clock = _Clock()
     monkeypatch.setattr(callbacks.time, "monotonic", clock)
-    real_score = PrototypicalClassifier._episode_scores
+    real_score = PrototypicalClassifier.score_episodes
 
     def slow_validation(self, *args):
         clock.now += 5
         return real_score(self, *args)
 
-    monkeypatch.setattr(PrototypicalClassifier, "_episode_scores", slow_validation)
+    monkeypatch.setattr(PrototypicalClassifier, "score_episodes", slow_validation)
     clf = PrototypicalClassifier(
         max_epochs=50, validation_fraction=0.4, callbacks=[TimeLimit(12)], **FAST
     )

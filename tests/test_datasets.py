@@ -393,7 +393,17 @@ def test_download_function_keeps_existing_file_on_failure(tmp_path, monkeypatch)
     assert _leftovers(tmp_path) == ["file.zip"]
 
 
-def test_full_sets_have_checksums_and_urls():
+def test_full_sets_have_checksums_and_download_from_the_official_repository(
+    tmp_path, monkeypatch
+):
+    asked = []
+    monkeypatch.setattr(datasets, "_download", lambda url, *args: asked.append(url))
+    checksum = datasets._OMNIGLOT_CHECKSUMS["images_background.zip"]
+    datasets._find_or_download("images_background.zip", tmp_path, True, checksum)
+    assert asked == [
+        "https://github.com/brendenlake/omniglot/raw/master/python/"
+        "images_background.zip"
+    ]
     for subset in ("background", "evaluation"):
         algorithm, digest = datasets._OMNIGLOT_CHECKSUMS[f"images_{subset}.zip"]
         assert algorithm == "md5" and re.fullmatch(r"[0-9a-f]{32}", digest)

@@ -16,19 +16,25 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils._param_validation import InvalidParameterError
 from skorch.callbacks import Callback
+from torch import nn
 
 from skmeta import (
     ArcFaceEmbedder,
     ContrastiveEmbedder,
     CosFaceEmbedder,
+    MetricEmbedder,
     NPairEmbedder,
     TripletEmbedder,
 )
 from skmeta.distances import Mahalanobis
-from skmeta.embedding import MetricNetwork
-from skmeta.losses import ArcFaceLoss, CosFaceLoss, TripletMarginLoss
+from skmeta.losses import (
+    LOSSES,
+    ArcFaceLoss,
+    ContrastiveLoss,
+    CosFaceLoss,
+    TripletMarginLoss,
+)
 from skmeta.metrics import mean_average_precision_at_r, retrieval_scorer
 from skmeta.miners import BatchHardMiner
 from skmeta.model_selection import ClassKFold
@@ -39,6 +45,7 @@ EMBEDDERS = [
     NPairEmbedder,
     ArcFaceEmbedder,
     CosFaceEmbedder,
+    MetricEmbedder,
 ]
 FAST = dict(max_epochs=3, batches_per_epoch=10, embedding_dim=16, random_state=0)
 
@@ -294,7 +301,7 @@ def test_small_classes_can_be_skipped_or_drawn_with_replacement():
     ids=lambda v: getattr(v, "__name__", str(v)),
 )
 def test_bad_margin_is_named(cls, params, digits):
-    with pytest.raises(InvalidParameterError, match=r"'margin' parameter of "):
+    with pytest.raises(ValueError, match=r"'margin' parameter of "):
         cls(**FAST, **params).fit(digits.X_base, digits.y_base)
 
 
@@ -309,7 +316,7 @@ def test_bad_margin_is_named(cls, params, digits):
     ],
 )
 def test_bad_parameters_are_named(params, name, digits):
-    with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of "):
+    with pytest.raises(ValueError, match=f"'{name}' parameter of "):
         TripletEmbedder(**FAST, **params).fit(digits.X_base, digits.y_base)
 
 
@@ -331,18 +338,6 @@ def test_fit_needs_y(digits):
 
 
 # --- one loss each ------------------------------------------------------------
-
-
-def test_each_embedder_trains_its_own_loss(fitted):
-    losses = {cls: type(fitted[cls].module_.loss).__name__ for cls in EMBEDDERS}
-    assert losses == {
-        TripletEmbedder: "TripletMarginLoss",
-        ContrastiveEmbedder: "ContrastiveLoss",
-        NPairEmbedder: "NPairLoss",
-        ArcFaceEmbedder: "ArcFaceLoss",
-        CosFaceEmbedder: "CosFaceLoss",
-    }
-    assert isinstance(fitted[TripletEmbedder].module_, MetricNetwork)
 
 
 def test_triplet_parameters_reach_the_loss(split):
@@ -433,3 +428,104 @@ def test_verbose_shows_skorch_epoch_log_and_device_auto_picks_one(split, capsys)
     assert "train_loss" in capsys.readouterr().out
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert embedder.device_.type == expected
+
+
+# --- the generic embedder and its presets ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "preset, generic",
+    [
+        (
+            TripletEmbedder(margin=0.1, miner="hard"),
+            MetricEmbedder(
+                "triplet",
+                loss_params={"margin": 0.1},
+                miner="hard",
+                distance="euclidean",
+                reduction="mean",
+            ),
+        ),
+        (
+            ContrastiveEmbedder(margin=0.5, miner="margin", reduction="nonzero"),
+            MetricEmbedder(
+                "contrastive",
+                loss_params={"margin": 0.5},
+                miner="margin",
+                reduction="nonzero",
+            ),
+        ),
+        (
+            NPairEmbedder(l2_reg=0.01),
+            MetricEmbedder("npair", loss_params={"l2_reg": 0.01}, normalize=False),
+        ),
+        (
+            ArcFaceEmbedder(margin=0.3, scale=16),
+            MetricEmbedder("arcface", loss_params={"margin": 0.3, "scale": 16}),
+        ),
+        (
+            CosFaceEmbedder(margin=0.2, scale=16),
+            MetricEmbedder("cosface", loss_params={"margin": 0.2, "scale": 16}),
+        ),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_each_embedder_is_a_preset_of_the_generic_one(preset, generic, split):
+    X_train, X_test, y_train, _ = split
+    ours = preset.set_params(**FAST).fit(X_train, y_train)
+    theirs = generic.set_params(**FAST).fit(X_train, y_train)
+    assert repr(ours.module_.loss) == repr(theirs.module_.loss)
+    np.testing.assert_array_equal(ours.transform(X_test), theirs.transform(X_test))
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_registered_loss_trains_by_name(name, split):
+    X_train, _, y_train, _ = split
+    embedder = MetricEmbedder(name, **FAST).fit(X_train, y_train)
+    assert type(embedder.module_.loss) is LOSSES[name]
+    assert embedder.n_steps_ == 30
+
+
+def test_a_new_loss_is_one_class_registered_by_name(split, monkeypatch):
+    class CenterLoss(nn.Module):
+        """Squared distance to a learned centre per class (Wen et al., 2016)."""
+
+        def __init__(self, n_classes, embedding_dim):
+            super().__init__()
+            self.centers = nn.Parameter(torch.zeros(n_classes, embedding_dim))
+
+        def forward(self, embeddings, labels):
+            return (embeddings - self.centers[labels]).pow(2).sum(1).mean()
+
+    monkeypatch.setitem(LOSSES, "center", CenterLoss)
+    X_train, X_test, y_train, _ = split
+    embedder = MetricEmbedder("center", **FAST).fit(X_train, y_train)
+    centers = embedder.module_.loss.centers
+    assert centers.shape == (5, 16) and centers.abs().sum() > 0  # trained
+    assert embedder.transform(X_test).shape == (len(X_test), 16)
+
+
+def test_a_loss_module_is_copied_and_trained_as_it_is(split):
+    X_train, _, y_train, _ = split
+    loss = ContrastiveLoss(margin=0.5, miner="margin")
+    embedder = MetricEmbedder(loss, **FAST).fit(X_train, y_train)
+    assert embedder.module_.loss is not loss
+    assert repr(embedder.module_.loss) == repr(loss)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (dict(loss="npair", miner="hard"), "loss='npair' takes no miner"),
+        (dict(loss="arcface", distance="cosine"), "loss='arcface' takes no distance"),
+        (dict(loss="npair", reduction="nonzero"), "takes no reduction"),
+        (dict(loss=TripletMarginLoss(), miner="hard"), "used as it is; miner"),
+        (dict(loss=TripletMarginLoss(), loss_params={"margin": 1}), "loss_params"),
+        (dict(loss="triplet", miner="margin"), "Unknown miner 'margin'"),
+        (dict(loss="hinge"), "'loss' parameter"),
+    ],
+)
+def test_parts_a_loss_does_not_take_are_errors(params, message, split):
+    X_train, _, y_train, _ = split
+    with pytest.raises(ValueError, match=message):
+        MetricEmbedder(**params, **FAST).fit(X_train, y_train)

@@ -5,7 +5,6 @@ from collections import Counter
 import numpy as np
 import pytest
 from scipy import stats
-from sklearn.utils._param_validation import InvalidParameterError
 
 from skmeta.episodes import EpisodeSampler
 
@@ -265,7 +264,7 @@ def test_empty_y_gets_the_n_way_message():
     ],
 )
 def test_invalid_constructor_params_raise_invalid_parameter_error(params, name):
-    with pytest.raises(InvalidParameterError, match=rf"'{name}' parameter"):
+    with pytest.raises(ValueError, match=rf"'{name}' parameter"):
         EpisodeSampler(**params)
 
 

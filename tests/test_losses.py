@@ -10,7 +10,6 @@ from torch.nn import functional as F
 
 from skmeta.distances import Cosine, Euclidean, Mahalanobis
 from skmeta.losses import (
-    LOSSES,
     ArcFaceLoss,
     ContrastiveLoss,
     CosFaceLoss,
@@ -51,17 +50,6 @@ def random_batch():
 #   label:  0        0        1          1
 LINE = [[0.0, 0.0], [1.0, 0.0], [0.5, 0.0], [3.0, 0.0]]
 LINE_LABELS = [0, 0, 1, 1]
-
-
-def test_registry_names_every_loss():
-    expected = {
-        "contrastive": ContrastiveLoss,
-        "triplet": TripletMarginLoss,
-        "npair": NPairLoss,
-        "arcface": ArcFaceLoss,
-        "cosface": CosFaceLoss,
-    }
-    assert expected == LOSSES
 
 
 # ---------------------------------------------------------------------------
@@ -466,7 +454,9 @@ def test_batch_errors_name_the_parameter(make):
             ValueError,
             "margin must be fin",
         ),
-        (lambda: ContrastiveLoss(miner="hard"), TypeError, "miner must be None or"),
+        (lambda: ContrastiveLoss(miner="hard"), ValueError, "Unknown miner 'hard'"),
+        (lambda: ContrastiveLoss(miner=3), TypeError, "miner must be a name"),
+        (lambda: ContrastiveLoss(reduction="sum"), ValueError, "reduction must be"),
         (lambda: TripletMarginLoss(margin=-0.1), ValueError, "margin must be >= 0.0"),
         (lambda: TripletMarginLoss(margin="1"), TypeError, "margin must be a real"),
         (lambda: TripletMarginLoss(miner="easy"), ValueError, "Unknown miner 'easy'"),
@@ -503,3 +493,22 @@ def test_distance_modules_are_submodules():
     loss_fn = ContrastiveLoss(distance="euclidean")
     assert isinstance(loss_fn.distance, Euclidean)
     assert "distance" in dict(loss_fn.named_children())
+
+
+@pytest.mark.parametrize("reduction, expected", [("mean", 0.03), ("nonzero", 0.09)])
+def test_reduction_averages_over_all_pairs_or_the_nonzero_ones(reduction, expected):
+    # Same class at distance 0.3: loss 0.09; two negatives beyond the margin
+    # 0.5 (distances 1.0 and 0.7): loss 0.
+    embeddings = torch.tensor([[0.0], [0.3], [1.0]], requires_grad=True)
+    loss = ContrastiveLoss(margin=0.5, reduction=reduction)
+    value = loss(embeddings, torch.tensor([0, 0, 1]))
+    torch.testing.assert_close(value, torch.tensor(expected))
+
+
+def test_nonzero_reduction_of_satisfied_tuples_is_a_connected_zero():
+    embeddings = torch.tensor([[0.0], [0.0], [5.0]], requires_grad=True)
+    value = TripletMarginLoss(margin=0.2, reduction="nonzero")(
+        embeddings, torch.tensor([0, 0, 1])
+    )
+    value.backward()
+    assert value.item() == 0 and torch.equal(embeddings.grad, torch.zeros(3, 1))

@@ -2,7 +2,6 @@
 
 import copy
 import math
-import pickle
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
-from skmeta import EpisodeSampler, MAMLClassifier
+from skmeta import MAMLClassifier
 from skmeta.fewshot._gradient_based import GradientNetwork, sgd_steps
 from skmeta.fewshot.maml import MAMLNetwork
 from skmeta.model_selection import evaluate_episodes
@@ -200,45 +199,6 @@ def test_support_with_another_number_of_classes_gets_a_zero_head(fitted, digits)
         digits.X_novel[mask], digits.y_novel[mask]
     )
     assert set(clf.predict(digits.X_novel)) <= set(np.unique(digits.y_novel[mask]))
-
-
-def test_default_support_is_the_training_data(fitted, digits):
-    np.testing.assert_array_equal(fitted.classes_, np.unique(digits.y_base))
-    clf = clone(fitted).set_params(n_inner_steps_test=30, inner_lr=0.4)
-    assert (
-        clf.fit(digits.X_base, digits.y_base).score(digits.X_base, digits.y_base) > 0.8
-    )
-
-
-@pytest.mark.parametrize("n_way", [5, 3])
-def test_episode_accuracies_equal_adapting_a_copy_per_episode(fitted, digits, n_way):
-    kw = dict(n_way=n_way, k_shot=2, n_query=3, n_episodes=4, random_state=7)
-    before = _state(fitted)
-    scores = evaluate_episodes(fitted, digits.X_novel, digits.y_novel, **kw)
-    _assert_same_state(_state(fitted), before)
-    sampler = EpisodeSampler(n_way, 2, 3, 4, random_state=7)
-    slow = []
-    for support, query in sampler.split(y=digits.y_novel):
-        clf = copy.deepcopy(fitted).adapt(
-            digits.X_novel[support], digits.y_novel[support]
-        )
-        slow.append(clf.score(digits.X_novel[query], digits.y_novel[query]))
-    np.testing.assert_allclose(scores.accuracies, slow, atol=1e-6)
-
-
-def test_pickle_clone_and_seed(fitted, digits):
-    restored = pickle.loads(pickle.dumps(fitted))
-    np.testing.assert_array_equal(
-        restored.predict_proba(digits.X_novel), fitted.predict_proba(digits.X_novel)
-    )
-    again = clone(fitted).fit(digits.X_base, digits.y_base)
-    _assert_same_state(_state(again), _state(fitted))
-    other = clone(fitted).set_params(random_state=1).fit(digits.X_base, digits.y_base)
-    assert not torch.equal(
-        other.module_.params()["head.weight"],
-        fitted.module_.params()["head.weight"],
-    )
-    assert fitted.transform(digits.X_novel[:3]).shape == (3, 16)
 
 
 def test_first_order_trains(digits):

@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from skmeta.miners import (
+    PAIR_MINERS,
     TRIPLET_MINERS,
     AllPairsMiner,
     AllTripletsMiner,
     BatchHardMiner,
     PairMarginMiner,
     SemiHardMiner,
-    get_triplet_miner,
+    get_miner,
     pair_masks,
 )
 
@@ -152,25 +153,44 @@ def test_no_valid_triplet_gives_empty_indices():
         assert len(a) == len(p) == len(n) == 0
 
 
-def test_get_triplet_miner_by_name_and_callable():
-    assert set(TRIPLET_MINERS) == {"all", "hard", "semi-hard"}
-    assert isinstance(get_triplet_miner("all"), AllTripletsMiner)
-    assert isinstance(get_triplet_miner("hard"), BatchHardMiner)
-    semi = get_triplet_miner("semi-hard", margin=0.3)
-    assert isinstance(semi, SemiHardMiner)
-    assert semi.margin == 0.3
+def test_get_miner_builds_names_with_the_loss_margin():
+    assert isinstance(get_miner("all", TRIPLET_MINERS, 0.2), AllTripletsMiner)
+    assert isinstance(get_miner("hard", TRIPLET_MINERS, 0.2), BatchHardMiner)
+    semi = get_miner("semi-hard", TRIPLET_MINERS, 0.3)
+    assert isinstance(semi, SemiHardMiner) and semi.margin == 0.3
+    assert isinstance(get_miner("all", PAIR_MINERS, 0.5), AllPairsMiner)
+    pairs = get_miner("margin", PAIR_MINERS, 0.5)
+    assert isinstance(pairs, PairMarginMiner)
+    assert (pairs.pos_margin, pairs.neg_margin) == (0.0, 0.5)
 
     def custom(dist, labels):
         return dist, dist, dist
 
-    assert get_triplet_miner(custom) is custom
+    assert get_miner(custom, TRIPLET_MINERS, 0.2) is custom
 
 
-def test_get_triplet_miner_errors_name_the_parameter():
+def test_margin_miner_keeps_exactly_the_pairs_of_nonzero_contrastive_loss():
+    # Positives at 0 and 0.3, negatives at 0.4 and 0.9 (margin 0.5).
+    dist = torch.tensor(
+        [
+            [0.0, 0.0, 0.4, 0.9],
+            [0.0, 0.0, 0.9, 0.9],
+            [0.4, 0.9, 0.0, 0.3],
+            [0.9, 0.9, 0.3, 0.0],
+        ]
+    )
+    labels = torch.tensor([0, 0, 1, 1])
+    i, j = get_miner("margin", PAIR_MINERS, 0.5)(dist, labels)
+    assert list(zip(i.tolist(), j.tolist(), strict=True)) == [(0, 2), (2, 3)]
+
+
+def test_get_miner_errors_name_the_choices():
     with pytest.raises(ValueError, match=r"Unknown miner 'hardest'.*'semi-hard'"):
-        get_triplet_miner("hardest")
+        get_miner("hardest", TRIPLET_MINERS, 0.2)
+    with pytest.raises(ValueError, match=r"Unknown miner 'hard'.*\['all', 'margin'\]"):
+        get_miner("hard", PAIR_MINERS, 0.2)
     with pytest.raises(TypeError, match="miner must be .* got int"):
-        get_triplet_miner(3)
+        get_miner(3, TRIPLET_MINERS, 0.2)
 
 
 def test_miner_parameter_errors():

@@ -1,7 +1,5 @@
 """Specification of class-disjoint splitters and episodic evaluation."""
 
-import copy
-
 import numpy as np
 import pytest
 import torch
@@ -12,7 +10,7 @@ from sklearn.neighbors import NearestCentroid
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skmeta import EpisodeSampler, PrototypicalClassifier
+from skmeta import PrototypicalClassifier
 from skmeta.model_selection import (
     ClassKFold,
     ClassShuffleSplit,
@@ -88,43 +86,6 @@ def test_scores_report_mean_and_95_percent_ci_half_width(fitted, digits):
     # 15 queries in each of 5 classes: accuracies are multiples of 1/75.
     np.testing.assert_allclose(acc * 75, np.round(acc * 75), atol=1e-4)
     assert "5-way 1-shot" in str(scores)
-
-
-def test_evaluation_does_not_change_the_estimator(fitted, digits):
-    before = _snapshot(fitted)
-    evaluate_episodes(
-        fitted, digits.X_novel, digits.y_novel, n_episodes=20, random_state=0
-    )
-    EpisodicScorer(n_episodes=20)(fitted, digits.X_novel, digits.y_novel)
-    after = _snapshot(fitted)
-    np.testing.assert_array_equal(after[0], before[0])
-    np.testing.assert_array_equal(after[1], before[1])
-    for k, v in after[2].items():
-        torch.testing.assert_close(v, before[2][k], rtol=0, atol=0)
-
-
-def test_episode_accuracies_equal_adapting_a_copy_in_every_episode(fitted, digits):
-    # Embedding once must give exactly what the slow route gives: a copy of
-    # the estimator adapted to each episode's support set, then scored on its
-    # queries.
-    scores = evaluate_episodes(
-        fitted,
-        digits.X_novel,
-        digits.y_novel,
-        n_way=3,
-        k_shot=2,
-        n_query=4,
-        n_episodes=15,
-        random_state=7,
-    )
-    sampler = EpisodeSampler(3, 2, 4, 15, random_state=7)
-    slow = []
-    for support, query in sampler.split(y=digits.y_novel):
-        clf = copy.deepcopy(fitted).adapt(
-            digits.X_novel[support], digits.y_novel[support]
-        )
-        slow.append(clf.score(digits.X_novel[query], digits.y_novel[query]))
-    np.testing.assert_allclose(scores.accuracies, slow, atol=1e-6)
 
 
 def test_each_sample_is_embedded_once_per_evaluation(fitted, digits, monkeypatch):

@@ -6,7 +6,6 @@ import joblib
 import numpy as np
 import pytest
 import torch
-from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import NearestCentroid
@@ -79,16 +78,6 @@ def test_identity_embedding_with_manhattan_distance_is_nearest_mean_in_l1(digits
     )
 
 
-def test_adapt_sets_novel_classes_without_changing_weights(digits):
-    clf = PrototypicalClassifier(**FAST).fit(digits.X_base, digits.y_base)
-    before = _state(clf)
-    clf.adapt(digits.X_novel[::5], digits.y_novel[::5])
-    np.testing.assert_array_equal(clf.classes_, np.unique(digits.y_novel))
-    assert set(clf.predict(digits.X_novel)) <= set(digits.y_novel)
-    for k, v in clf.module_.state_dict().items():
-        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
-
-
 def test_meta_training_improves_novel_class_episodes_on_omniglot(omniglot_data_home):
     from skmeta.datasets import load_omniglot_minimal
     from skmeta.model_selection import evaluate_episodes
@@ -120,27 +109,11 @@ def test_meta_training_fits_held_out_samples_of_the_base_classes(digits):
     assert accuracy(2) > max(accuracy(0) + 0.02, 0.95)
 
 
-def test_training_data_is_the_default_support_set(fitted, digits):
-    assert fitted.score(digits.X_base, digits.y_base) > 0.9
-
-
 def test_string_labels_are_kept(digits):
     y = np.array(["zero", "one", "two", "three", "four"])[digits.y_base]
     clf = PrototypicalClassifier(**FAST).fit(digits.X_base, y)
     assert set(clf.predict(digits.X_base[:20])) <= set(y)
     np.testing.assert_array_equal(clf.classes_, np.unique(y))
-
-
-def test_same_seed_same_model_and_different_seed_different_model(digits):
-    a = PrototypicalClassifier(**FAST).fit(digits.X_base, digits.y_base)
-    b = PrototypicalClassifier(**FAST).fit(digits.X_base, digits.y_base)
-    c = PrototypicalClassifier(**{**FAST, "random_state": 1}).fit(
-        digits.X_base, digits.y_base
-    )
-    np.testing.assert_array_equal(
-        a.transform(digits.X_novel), b.transform(digits.X_novel)
-    )
-    assert not np.allclose(a.transform(digits.X_novel), c.transform(digits.X_novel))
 
 
 def test_fit_leaves_torch_global_rng_alone(digits):
@@ -173,14 +146,6 @@ def test_history_records_every_episode_and_learning_rate_halves(digits):
     # Halved after every second episode; skorch records the rate in use.
     lrs = [lr for epoch in clf.history_[:, "batches", :, "event_lr"] for lr in epoch]
     assert lrs == pytest.approx([1e-2, 1e-2, 5e-3, 5e-3, 2.5e-3, 2.5e-3])
-
-
-def test_max_epochs_zero_keeps_initial_weights(digits):
-    clf = PrototypicalClassifier(max_epochs=0, random_state=0).fit(
-        digits.X_base, digits.y_base
-    )
-    assert len(clf.history_) == 0
-    assert clf.predict(digits.X_base[:5]).shape == (5,)
 
 
 def test_user_callbacks_see_every_episode(digits):
@@ -232,12 +197,6 @@ def test_pickle_and_joblib_round_trips_keep_predictions(fitted, digits, tmp_path
     assert restored.score(digits.X_novel, digits.y_novel) > 0.5
 
 
-def test_clone_gives_the_same_unfitted_parameters(fitted):
-    twin = clone(fitted)
-    assert twin.get_params() == fitted.get_params()
-    assert not hasattr(twin, "module_")
-
-
 def test_custom_backbone_class_and_instance(digits):
     class Linear(nn.Module):
         def __init__(self, in_features, out_features):
@@ -284,11 +243,10 @@ def test_grid_search_over_embedding_dim_and_n_way(digits):
         error_score="raise",
     )
     search.fit(digits.X_base, digits.y_base)
-    assert search.best_params_["embedding_dim"] in (8, 16)
-    assert np.all(
-        (search.cv_results_["mean_test_score"] >= 0)
-        & (search.cv_results_["mean_test_score"] <= 1)
-    )
+    scores = search.cv_results_["mean_test_score"]
+    assert search.best_index_ == np.argmax(scores) and scores.min() > 0.5
+    best = search.best_params_["embedding_dim"]
+    assert search.best_estimator_.transform(digits.X_base[:1]).shape == (1, best)
 
 
 # Errors: each names the parameter, what was expected and what was given.
@@ -391,9 +349,7 @@ def test_cuda_without_cuda_is_a_clear_error(digits):
         PrototypicalClassifier(device="cuda", **FAST).fit(digits.X_base, digits.y_base)
 
 
-def test_prototypical_network_forward_hides_query_labels():
-    # The module sees -1 for query rows: changing the true query classes
-    # cannot change its logits.
+def test_forward_gives_negative_distances_of_the_query_rows_to_the_prototypes():
     net = PrototypicalNetwork(nn.Identity(), SquaredEuclidean())
     x = torch.tensor([[0.0, 0.0], [4.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
     y = torch.tensor([0, 1, -1, -1])

@@ -1,16 +1,15 @@
 """Specification of ReptileClassifier (Nichol et al., 2018)."""
 
 import copy
-import pickle
 
 import numpy as np
 import pytest
 import torch
-from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
-from skmeta import EpisodeSampler, ReptileClassifier
+from skmeta import ReptileClassifier
+from skmeta.datasets import load_omniglot_minimal
 from skmeta.fewshot._gradient_based import adam_state, optimizer_steps
 from skmeta.fewshot.reptile import ReptileNet, ReptileNetwork
 from skmeta.model_selection import evaluate_episodes
@@ -239,35 +238,6 @@ def test_adapt_keeps_the_meta_weights_and_is_deterministic(fitted, digits):
     assert not torch.equal(first["head.weight"], clf.module_.params()["head.weight"])
 
 
-@pytest.mark.parametrize("n_way", [5, 3])
-def test_episode_accuracies_equal_adapting_a_copy_per_episode(fitted, digits, n_way):
-    kw = dict(n_way=n_way, k_shot=1, n_query=3, n_episodes=3, random_state=3)
-    before = _state(fitted)
-    scores = evaluate_episodes(fitted, digits.X_novel, digits.y_novel, **kw)
-    _assert_same_state(_state(fitted), before)
-    slow = []
-    for support, query in EpisodeSampler(n_way, 1, 3, 3, 3).split(y=digits.y_novel):
-        clf = copy.deepcopy(fitted).adapt(
-            digits.X_novel[support], digits.y_novel[support]
-        )
-        slow.append(clf.score(digits.X_novel[query], digits.y_novel[query]))
-    np.testing.assert_allclose(scores.accuracies, slow, atol=1e-6)
-
-
-def test_pickle_clone_and_seed(fitted, digits):
-    restored = pickle.loads(pickle.dumps(fitted))
-    np.testing.assert_array_equal(
-        restored.predict_proba(digits.X_novel), fitted.predict_proba(digits.X_novel)
-    )
-    again = clone(fitted).fit(digits.X_base, digits.y_base)
-    _assert_same_state(_state(again), _state(fitted))
-    other = clone(fitted).set_params(random_state=1).fit(digits.X_base, digits.y_base)
-    assert not torch.equal(
-        other.module_.params()["head.weight"], fitted.module_.params()["head.weight"]
-    )
-    assert fitted.transform(digits.X_novel[:3]).shape == (3, 16)
-
-
 def test_errors(fitted, digits):
     with pytest.raises(NotFittedError):
         ReptileClassifier().predict(digits.X_novel)
@@ -302,3 +272,21 @@ def test_skorch_callbacks_and_progress_bar(digits, capsys):
     )
     assert count.batches == 4  # 2 epochs of 2 meta-updates
     assert "train_loss" in capsys.readouterr().out
+
+
+def test_meta_training_beats_the_untrained_model_on_novel_omniglot_classes():
+    data = load_omniglot_minimal()
+
+    def accuracy(max_epochs):
+        clf = ReptileClassifier(
+            max_epochs=max_epochs,
+            episodes_per_epoch=100,
+            n_inner_steps_test=10,
+            random_state=0,
+        ).fit(data.X_base, data.y_base)
+        return evaluate_episodes(
+            clf, data.X_novel, data.y_novel, n_query=5, n_episodes=40, random_state=0
+        ).mean
+
+    # Measured: 51.1% untrained, 59.8% after 100 tasks (20 meta-updates).
+    assert accuracy(1) > accuracy(0) + 0.04

@@ -1,80 +1,133 @@
-"""What every deep metric learning embedder shares.
+"""The generic deep metric learning embedder, and what every embedder shares.
 
 :class:`MetricEmbedder` validates the data, encodes the labels, builds the
-backbone, draws P x K batches and trains the network with skorch;
-:class:`MetricNetwork` is the torch side, a backbone and the loss that trains
-it. Each estimator module (``triplet.py``, ``contrastive.py``...) only says
-which loss it trains with and what that loss's parameters are.
+backbone and the loss, draws P x K batches and trains the network with
+skorch; :class:`MetricNetwork` is the torch side, a backbone and the loss that
+trains it. The presets (``triplet.py``, ``contrastive.py``...) only say which
+loss they train with and what its parameters are.
 """
 
 import copy
-from numbers import Integral
+import inspect
+from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import _fit_context
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils._param_validation import Interval, StrOptions
 from skorch.history import History
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import IterableDataset
 
-from .._base import TorchEstimator, resolve_device, seeded
-from .._docs import EMBEDDING, fill_doc
+from .._base import (
+    BACKBONE_PARAMETERS,
+    RUNTIME_PARAMETERS,
+    TorchEstimator,
+    changed,
+    registry_constraints,
+    resolve_device,
+    seeded,
+)
+from .._docs import EMBEDDING
+from .._params import Param, Parameters
+from .._sklearn import Interval, StrOptions, _fit_context
 from ..backbones import build_backbone
 from ..batches import ClassBalancedBatchSampler
-from ..distances import Mahalanobis
+from ..distances import DISTANCES, Mahalanobis
 from ..episodes import EpisodeSampler
+from ..losses import LOSSES, REDUCTIONS
 
 __all__ = ["MetricEmbedder", "MetricNetwork"]
 
-#: Docstring sections every embedder shares; :func:`_fill_doc` puts them in
-#: place of the ``{shared_parameters}`` and ``{shared_attributes}`` lines.
-_SHARED_DOCS = {
-    "{shared_parameters}": """\
-    embedding_dim : int, default=64
-        Output size of a built backbone (the MLP's output width, or the last
-        Conv4 block's filters).
-    n_classes_per_batch : int or None, default=None
-        Classes per training batch (P), at least 2. ``None`` means all
-        classes that can be drawn, at most :attr:`max_auto_classes` (16).
-    n_samples_per_class : int, default=4
-        Samples of each class in a training batch (K); see
-        :class:`skmeta.batches.ClassBalancedBatchSampler`.
-    batches_per_epoch : int, default=50
-        Training batches per epoch (a skorch epoch, for history and
-        callbacks).
-    max_epochs : int, default=20
-        Epochs of training; 0 keeps the initial weights.
-    lr : float, default=1e-3
-        Adam's learning rate, for the backbone and the loss's own parameters.
-    backbone : None, str, torch.nn.Module class or instance, default=None
-        ``None`` picks ``"conv4"`` for images and ``"mlp"`` for tabular X;
-        see :func:`skmeta.backbones.build_backbone`.
-    backbone_params : dict or None, default=None
-        Extra constructor arguments of the backbone.
-    small_classes : {"replace", "raise", "skip"}, default="replace"
-        A class with fewer than ``n_samples_per_class`` samples is drawn with
-        each of its samples once and random repeats of them in the other
+#: The P x K training of every embedder.
+BATCH_PARAMETERS = {
+    "n_classes_per_batch": Param(
+        "int or None",
+        None,
+        [Interval(Integral, 2, None, closed="left"), None],
+        """Classes per training batch (P), at least 2. ``None`` means all
+        classes that can be drawn, at most :attr:`max_auto_classes` (16).""",
+    ),
+    "n_samples_per_class": Param(
+        "int",
+        4,
+        [Interval(Integral, 2, None, closed="left")],
+        """Samples of each class in a training batch (K); see
+        :class:`skmeta.batches.ClassBalancedBatchSampler`.""",
+    ),
+    "small_classes": Param(
+        '{"replace", "raise", "skip"}',
+        "replace",
+        [StrOptions({"raise", "skip", "replace"})],
+        """A class with fewer than ``n_samples_per_class`` samples is drawn
+        with each of its samples once and random repeats of them in the other
         slots (``"replace"``, so that small data sets train with the
         defaults), raises a ``ValueError`` (``"raise"``), or is never drawn
-        (``"skip"``).
-    batch_size : int, default=256
-        Samples per forward pass in :meth:`transform`.
-    device : str or torch.device, default="cpu"
-        ``"cpu"``, ``"cuda"``, ``"cuda:1"``..., or ``"auto"``.
-    random_state : int, RandomState instance or None, default=None
-        Seeds batches and weight initialisation; the same int gives the same
-        embeddings on the CPU.
-    verbose : int, default=0
-        1 shows a progress bar and skorch's epoch log.
-    callbacks : list of skorch callbacks or None, default=None
-        Extra callbacks of the skorch net, e.g.
-        :class:`skmeta.callbacks.TimeLimit` or skorch's ``EarlyStopping``.
-    {training_parameters}
-""",
-    "{shared_attributes}": """\
+        (``"skip"``).""",
+    ),
+    "batches_per_epoch": Param(
+        "int",
+        50,
+        [Interval(Integral, 1, None, closed="left")],
+        "Training batches per epoch (a skorch epoch, for history and callbacks).",
+    ),
+    "max_epochs": Param(
+        "int",
+        20,
+        [Interval(Integral, 0, None, closed="left")],
+        "Epochs of training; 0 keeps the initial weights.",
+    ),
+    "lr": Param(
+        "float",
+        1e-3,
+        [Interval(Real, 0, None, closed="neither")],
+        "Adam's learning rate, for the backbone and the loss's own parameters.",
+    ),
+}
+
+#: ``normalize``, which every embedder has; its default depends on the loss.
+NORMALIZE = Param(
+    "bool",
+    True,
+    ["boolean"],
+    """L2-normalise embeddings, in training and in :meth:`transform`, so
+    distances and margins have a fixed scale.""",
+)
+
+
+#: ``distance`` of the presets whose loss compares by a distance.
+DISTANCE = Param(
+    "str or torch.nn.Module",
+    "euclidean",
+    registry_constraints(DISTANCES, nn.Module),
+    """:math:`d`: a name of :data:`skmeta.distances.DISTANCES` or a module
+    mapping ``(n, d)``, ``(m, d)`` to ``(n, m)`` distances.
+    ``"mahalanobis"`` learns :math:`M = L^T L` with the backbone, and
+    :meth:`transform` then returns ``z L^T``.""",
+)
+
+#: ``reduction`` of the presets whose loss is over mined tuples.
+REDUCTION = Param(
+    '{"mean", "nonzero"}',
+    "mean",
+    [StrOptions(set(REDUCTIONS))],
+    """The mean over all mined tuples, or over those of non-zero loss
+    (pytorch-metric-learning's ``AvgNonZeroReducer``).""",
+)
+
+
+def embedder_parameters(own, **changes):
+    """The parameters of an embedder: its ``own`` (the loss's) first.
+
+    ``changes`` are as for :func:`skmeta._base.episodic_parameters`. The
+    first parameter may be given by position, the others by keyword.
+    """
+    shared = own | BATCH_PARAMETERS | BACKBONE_PARAMETERS | RUNTIME_PARAMETERS
+    return Parameters(changed(shared, changes), positional=1)
+
+
+#: The Attributes every embedder shares.
+SHARED_ATTRIBUTES = """\
     module_ : MetricNetwork
         The trained network, on ``device_``: ``module_.backbone`` and the
         loss ``module_.loss`` with its parameters.
@@ -91,14 +144,7 @@ _SHARED_DOCS = {
         Shape of one sample in ``fit``.
     device_ : torch.device
         The device the module lives on.
-""",
-}
-
-
-def _fill_doc(**sections):
-    """Class decorator: the embedders' shared docstring sections in place."""
-    shared = {k.strip("{}"): v for k, v in _SHARED_DOCS.items()}
-    return fill_doc(EMBEDDING, **shared, **sections)
+"""
 
 
 class MetricNetwork(nn.Module):
@@ -165,71 +211,166 @@ class _BatchStream(IterableDataset):
 
 
 class MetricEmbedder(TorchEstimator):
-    """Base of the deep metric learning embedders. Not meant to be used directly.
+    r"""Embedding trained with any deep metric learning loss, as a transformer.
 
-    A subclass stores its own parameters (``margin``...) in ``__init__``,
-    declares them in ``_parameter_constraints`` and provides
-    ``_build_loss(embedding_dim, n_classes)``, which returns a loss module
-    called as ``loss(embeddings, labels)``.
+    A backbone maps samples to embeddings; training draws P x K batches
+    (:class:`skmeta.batches.ClassBalancedBatchSampler`) and minimises a loss
+    of :mod:`skmeta.losses` on their embeddings, composed as in
+    pytorch-metric-learning from four parts: the ``loss``, the ``miner`` that
+    picks its pairs or triplets, the ``distance`` it measures them with, and
+    the ``reduction`` of the per-tuple losses to one number.
+    :meth:`transform` returns the embeddings, float32 of shape
+    ``(n_samples, embedding_dim)``, for any downstream model: a
+    ``KNeighborsClassifier``, a clustering, a retrieval index.
+
+    :class:`TripletEmbedder`, :class:`ContrastiveEmbedder`,
+    :class:`NPairEmbedder`, :class:`ArcFaceEmbedder` and
+    :class:`CosFaceEmbedder` are presets of it, with each paper's defaults and
+    the loss's parameters as their own: ``TripletEmbedder(margin=0.1)`` trains
+    as ``MetricEmbedder("triplet", loss_params={"margin": 0.1},
+    miner="semi-hard")``.
+
+    The loss is built in ``fit`` from its class: ``loss_params`` are its
+    constructor's arguments, and ``n_classes`` (the training classes),
+    ``embedding_dim`` (the backbone's output size), ``distance``, ``miner``
+    and ``reduction`` are passed to the losses whose constructor takes them.
+    A loss of your own is a ``torch.nn.Module`` class called as
+    ``loss(embeddings, labels)`` that returns a scalar; register it in
+    :data:`skmeta.losses.LOSSES` to use it by name.
+
+    Parameters
+    ----------
+    {parameters}
+
+    Attributes
+    ----------
+    {shared_attributes}
+
+    Raises
+    ------
+    ValueError
+        In ``fit``, if ``miner``, ``distance`` or ``reduction`` is set for a
+        loss that does not take it, or if ``loss`` is a module and any of them
+        or ``loss_params`` is set.
+
+    See Also
+    --------
+    TripletEmbedder, ContrastiveEmbedder, NPairEmbedder, ArcFaceEmbedder,
+    CosFaceEmbedder : The presets.
+
+    References
+    ----------
+    .. [1] K. Musgrave, S. Belongie, S.-N. Lim. "A Metric Learning Reality
+       Check". ECCV 2020 (pytorch-metric-learning's loss, miner, distance and
+       reducer design).
+
+    Examples
+    --------
+    >>> from skmeta import MetricEmbedder
+    >>> from skmeta.datasets import load_digits_fewshot
+    >>> data = load_digits_fewshot()
+    >>> embedder = MetricEmbedder(
+    ...     "contrastive", loss_params={"margin": 0.5}, miner="margin",
+    ...     reduction="nonzero", embedding_dim=8, max_epochs=2, random_state=0,
+    ... )
+    >>> embedder.fit_transform(data.X_base, data.y_base).shape
+    (901, 8)
     """
 
-    _parameter_constraints: dict = {
-        **TorchEstimator._parameter_constraints,
-        "n_classes_per_batch": [Interval(Integral, 2, None, closed="left"), None],
-        "n_samples_per_class": [Interval(Integral, 2, None, closed="left")],
-        "batches_per_epoch": [Interval(Integral, 1, None, closed="left")],
-        "normalize": ["boolean"],
-        "small_classes": [StrOptions({"raise", "skip", "replace"})],
-    }
+    _parameters = embedder_parameters(
+        {
+            "loss": Param(
+                "str, torch.nn.Module class or instance",
+                "triplet",
+                registry_constraints(LOSSES, nn.Module, type),
+                """A name of :data:`skmeta.losses.LOSSES` (``"contrastive"``,
+                ``"triplet"``, ``"npair"``, ``"arcface"``, ``"cosface"``), a loss
+                class (built in ``fit`` as described above), or a loss module,
+                used as it is (a copy, so that ``fit`` never trains yours).""",
+            ),
+            "loss_params": Param(
+                "dict or None",
+                None,
+                [dict, None],
+                """Constructor arguments of the loss class, e.g.
+                ``{"margin": 0.1}``; ``None`` keeps its defaults.""",
+            ),
+            "miner": Param(
+                "str, callable or None",
+                None,
+                [str, callable, None],
+                """Which tuples of a batch train: a name the loss knows
+                (:data:`skmeta.miners.PAIR_MINERS` for ``"contrastive"``,
+                :data:`skmeta.miners.TRIPLET_MINERS` for ``"triplet"``) or a
+                callable ``miner(dist, labels)`` returning index tensors.
+                ``None`` keeps the loss's default (all tuples).""",
+            ),
+            "distance": Param(
+                "str, torch.nn.Module or None",
+                None,
+                registry_constraints(DISTANCES, nn.Module, None),
+                """A name of :data:`skmeta.distances.DISTANCES` or a distance
+                module, for losses over distances; ``None`` keeps the loss's
+                default (Euclidean). ``"mahalanobis"`` learns :math:`M = L^T L`
+                with the backbone, and :meth:`transform` then returns
+                ``z L^T``.""",
+            ),
+            "reduction": Param(
+                '{"mean", "nonzero"} or None',
+                None,
+                [StrOptions(set(REDUCTIONS)), None],
+                """How tuple losses reduce their per-tuple losses: the mean over
+                all mined tuples (``"mean"``), or over those of non-zero loss
+                (``"nonzero"``, pytorch-metric-learning's ``AvgNonZeroReducer``).
+                ``None`` keeps the loss's default (``"mean"``).""",
+            ),
+            "normalize": NORMALIZE,
+        }
+    )
+    _doc_values = EMBEDDING
+    _doc_sections = {"shared_attributes": SHARED_ATTRIBUTES}
 
     #: Classes per batch when ``n_classes_per_batch=None``, or all classes when
     #: there are fewer: with the default K = 4, batches of 64 samples.
     max_auto_classes = 16
 
-    def __init__(
-        self,
-        *,
-        embedding_dim=64,
-        normalize=True,
-        n_classes_per_batch=None,
-        n_samples_per_class=4,
-        batches_per_epoch=50,
-        max_epochs=20,
-        lr=1e-3,
-        backbone=None,
-        backbone_params=None,
-        small_classes="replace",
-        batch_size=256,
-        device="cpu",
-        random_state=None,
-        verbose=0,
-        callbacks=None,
-        early_stopping=False,
-        validation_fraction=None,
-        n_iter_no_change=10,
-    ):
-        self.embedding_dim = embedding_dim
-        self.normalize = normalize
-        self.n_classes_per_batch = n_classes_per_batch
-        self.n_samples_per_class = n_samples_per_class
-        self.batches_per_epoch = batches_per_epoch
-        self.max_epochs = max_epochs
-        self.lr = lr
-        self.backbone = backbone
-        self.backbone_params = backbone_params
-        self.small_classes = small_classes
-        self.batch_size = batch_size
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
-        self.callbacks = callbacks
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
+    #: The parts of a loss that are parameters of the estimator, where it has them.
+    _loss_parts = ("miner", "distance", "reduction")
+
+    def _loss_spec(self):
+        """``(loss, loss_params)``: a name, class or module, and a class's arguments.
+
+        Presets override this to map their own parameters.
+        """
+        return self.loss, dict(self.loss_params or {})
 
     def _build_loss(self, embedding_dim, n_classes):
-        """The loss module; ``n_classes`` is the number of classes of ``y``."""
-        raise NotImplementedError
+        """The loss module, for embeddings of ``embedding_dim`` and ``n_classes``."""
+        loss, kwargs = self._loss_spec()
+        parts = {name: getattr(self, name, None) for name in self._loss_parts}
+        given = sorted(name for name, value in parts.items() if value is not None)
+        if isinstance(loss, nn.Module):
+            if given or kwargs:
+                raise ValueError(
+                    f"loss is a module ({type(loss).__name__}), used as it is; "
+                    f"{', '.join(given + ['loss_params'] * bool(kwargs))} cannot "
+                    "change it. Build the module with them, or pass its class."
+                )
+            return copy.deepcopy(loss)
+        cls = LOSSES[loss] if isinstance(loss, str) else loss
+        accepted = inspect.signature(cls).parameters
+        for name in given:
+            if name not in accepted:
+                raise ValueError(
+                    f"loss={loss if isinstance(loss, str) else cls.__name__!r} "
+                    f"takes no {name}; leave {name}=None."
+                )
+            kwargs[name] = _copy_module(parts[name])
+        context = {"n_classes": n_classes, "embedding_dim": embedding_dim}
+        for name, value in context.items():
+            if name in accepted:
+                kwargs.setdefault(name, value)
+        return cls(**kwargs)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):

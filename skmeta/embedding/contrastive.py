@@ -1,18 +1,22 @@
 """ContrastiveEmbedder: the contrastive (Siamese) loss over pairs."""
 
+import dataclasses
 from numbers import Real
 
-from sklearn.utils._param_validation import Interval, StrOptions
-from torch import nn
-
-from ..distances import DISTANCES
-from ..losses import ContrastiveLoss
-from ._base import MetricEmbedder, _copy_module, _fill_doc
+from .._params import Param
+from .._sklearn import Interval, StrOptions
+from ..miners import PAIR_MINERS
+from ._base import (
+    DISTANCE,
+    NORMALIZE,
+    REDUCTION,
+    MetricEmbedder,
+    embedder_parameters,
+)
 
 __all__ = ["ContrastiveEmbedder"]
 
 
-@_fill_doc()
 class ContrastiveEmbedder(MetricEmbedder):
     r"""Embedding trained with the contrastive loss over pairs, as a transformer.
 
@@ -33,21 +37,7 @@ class ContrastiveEmbedder(MetricEmbedder):
 
     Parameters
     ----------
-    margin : float, default=1.0
-        The margin :math:`m` for pairs of different classes, >= 0, in units of
-        ``distance``. Unit-norm embeddings are at most 2 apart in Euclidean
-        distance, and random ones about :math:`\sqrt 2`: 1.0 pushes samples of
-        other classes at least 60 degrees apart.
-    distance : str or torch.nn.Module, default="euclidean"
-        :math:`D`: a name of :data:`skmeta.distances.DISTANCES` or a module
-        mapping ``(n, d)``, ``(m, d)`` to ``(n, m)`` distances. The loss
-        squares it, so ``"euclidean"`` gives the paper's loss.
-        ``"mahalanobis"`` learns :math:`M = L^T L` with the backbone, and
-        :meth:`transform` then returns ``z L^T``.
-    normalize : bool, default=True
-        L2-normalise embeddings, in training and in :meth:`transform`, so
-        distances and the margin have a fixed scale.
-    {shared_parameters}
+    {parameters}
 
     Attributes
     ----------
@@ -72,59 +62,39 @@ class ContrastiveEmbedder(MetricEmbedder):
     (901, 8)
     """
 
-    _parameter_constraints: dict = {
-        **MetricEmbedder._parameter_constraints,
-        "margin": [Interval(Real, 0, None, closed="left")],
-        "distance": [StrOptions(set(DISTANCES)), nn.Module],
-    }
+    _parameters = embedder_parameters(
+        {
+            "margin": Param(
+                "float",
+                1.0,
+                [Interval(Real, 0, None, closed="left")],
+                r"""The margin :math:`m` for pairs of different classes, >= 0, in
+                units of ``distance``. Unit-norm embeddings are at most 2 apart
+                in Euclidean distance, and random ones about :math:`\sqrt 2`: 1.0
+                pushes samples of other classes at least 60 degrees apart.""",
+            ),
+            "miner": Param(
+                '{"all", "margin"} or callable',
+                "all",
+                [StrOptions(set(PAIR_MINERS)), callable],
+                """Which pairs of a batch train: ``"all"``, every pair (the
+                paper's); ``"margin"``, the pairs of non-zero loss (positives
+                apart, negatives nearer than ``margin``;
+                :class:`skmeta.miners.PairMarginMiner`), which with
+                ``reduction="nonzero"`` averages over the pairs that still
+                teach. A callable ``miner(dist, labels) -> (i, j)`` is used as it
+                is.""",
+            ),
+            "distance": dataclasses.replace(
+                DISTANCE,
+                doc="""The :math:`D` of the loss, which squares it, so
+                ``"euclidean"`` gives the paper's loss. """
+                + DISTANCE.doc,
+            ),
+            "reduction": REDUCTION,
+            "normalize": NORMALIZE,
+        }
+    )
 
-    def __init__(
-        self,
-        margin=1.0,
-        distance="euclidean",
-        normalize=True,
-        embedding_dim=64,
-        n_classes_per_batch=None,
-        n_samples_per_class=4,
-        batches_per_epoch=50,
-        max_epochs=20,
-        lr=1e-3,
-        backbone=None,
-        backbone_params=None,
-        small_classes="replace",
-        batch_size=256,
-        device="cpu",
-        random_state=None,
-        verbose=0,
-        callbacks=None,
-        early_stopping=False,
-        validation_fraction=None,
-        n_iter_no_change=10,
-    ):
-        super().__init__(
-            embedding_dim=embedding_dim,
-            normalize=normalize,
-            n_classes_per_batch=n_classes_per_batch,
-            n_samples_per_class=n_samples_per_class,
-            batches_per_epoch=batches_per_epoch,
-            max_epochs=max_epochs,
-            lr=lr,
-            backbone=backbone,
-            backbone_params=backbone_params,
-            small_classes=small_classes,
-            batch_size=batch_size,
-            device=device,
-            random_state=random_state,
-            verbose=verbose,
-            callbacks=callbacks,
-            early_stopping=early_stopping,
-            validation_fraction=validation_fraction,
-            n_iter_no_change=n_iter_no_change,
-        )
-        self.margin = margin
-        self.distance = distance
-
-    def _build_loss(self, embedding_dim, n_classes):
-        return ContrastiveLoss(
-            self.margin, _copy_module(self.distance), embedding_dim=embedding_dim
-        )
+    def _loss_spec(self):
+        return "contrastive", {"margin": self.margin}

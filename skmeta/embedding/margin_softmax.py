@@ -4,51 +4,47 @@ Both train a weight vector per class (a proxy) with the backbone and compare
 embeddings with it by cosine; they differ only in where the margin goes.
 """
 
+import dataclasses
 import math
 from numbers import Integral, Real
 
-from sklearn.utils._param_validation import Interval
-
-from ..losses import ArcFaceLoss, CosFaceLoss
-from ._base import MetricEmbedder, _fill_doc
+from .._params import Param
+from .._sklearn import Interval
+from ._base import NORMALIZE, MetricEmbedder, embedder_parameters
 
 __all__ = ["ArcFaceEmbedder", "CosFaceEmbedder"]
 
-#: The parameters of the class-weight head, in both docstrings.
-_HEAD_DOC = """\
-    scale : float, default=64.0
-        The scale :math:`s` of the cosines, > 0: the logits lie in
-        :math:`[-s, s]`. 64 is the papers' value for thousands of classes;
-        with few classes a smaller scale (10 to 30) trains as well.
-    normalize : bool, default=True
-        L2-normalise the embeddings :meth:`transform` returns (the loss
-        normalises them in any case), so Euclidean distance ranks like cosine.
-"""
 
+def _head_parameters(margin):
+    """The parameters of ArcFace and CosFace, whose margins differ.
 
-class _MarginSoftmaxEmbedder(MetricEmbedder):
-    """Shared by ArcFace and CosFace: a classifier head of class weights.
-
-    The head is the loss's ``W`` (``module_.loss.W``, one row per class of
-    ``classes_``); it trains with the backbone and pickles with it. A batch
-    needs no positive pairs, so ``n_samples_per_class`` may be 1.
+    Both train a classifier head of class weights: the loss's ``W``
+    (``module_.loss.W``, one row per class of ``classes_``), which trains with
+    the backbone and pickles with it. A batch needs no positive pairs, so
+    ``n_samples_per_class`` may be 1.
     """
+    scale = Param(
+        "float",
+        64.0,
+        [Interval(Real, 0, None, closed="neither")],
+        """The scale :math:`s` of the cosines, > 0: the logits lie in
+        :math:`[-s, s]`. 64 is the papers' value for thousands of classes;
+        with few classes a smaller scale (10 to 30) trains as well.""",
+    )
+    normalize = dataclasses.replace(
+        NORMALIZE,
+        doc="""L2-normalise the embeddings :meth:`transform` returns (the loss
+        normalises them in any case), so Euclidean distance ranks like cosine.""",
+    )
+    return embedder_parameters(
+        {"margin": margin, "scale": scale, "normalize": normalize},
+        n_samples_per_class={
+            "constraints": [Interval(Integral, 1, None, closed="left")]
+        },
+    )
 
-    _parameter_constraints: dict = {
-        **MetricEmbedder._parameter_constraints,
-        "n_samples_per_class": [Interval(Integral, 1, None, closed="left")],
-        "scale": [Interval(Real, 0, None, closed="neither")],
-    }
 
-    #: The loss class, called as ``loss(n_classes, embedding_dim, scale, margin)``.
-    _loss = None
-
-    def _build_loss(self, embedding_dim, n_classes):
-        return self._loss(n_classes, embedding_dim, self.scale, self.margin)
-
-
-@_fill_doc(head_parameters=_HEAD_DOC)
-class ArcFaceEmbedder(_MarginSoftmaxEmbedder):
+class ArcFaceEmbedder(MetricEmbedder):
     r"""Embedding trained with ArcFace's additive angular margin, as a transformer.
 
     Each class :math:`j` has a trained weight vector :math:`W_j`; with
@@ -70,11 +66,7 @@ class ArcFaceEmbedder(_MarginSoftmaxEmbedder):
 
     Parameters
     ----------
-    margin : float, default=0.5
-        The angular margin :math:`m` in radians, in [0, pi): 0.5 (about 29
-        degrees) is the paper's value.
-    {head_parameters}
-    {shared_parameters}
+    {parameters}
 
     Attributes
     ----------
@@ -100,62 +92,21 @@ class ArcFaceEmbedder(_MarginSoftmaxEmbedder):
     torch.Size([5, 8])
     """
 
-    _parameter_constraints: dict = {
-        **_MarginSoftmaxEmbedder._parameter_constraints,
-        "margin": [Interval(Real, 0, math.pi, closed="left")],
-    }
-
-    _loss = ArcFaceLoss
-
-    def __init__(
-        self,
-        margin=0.5,
-        scale=64.0,
-        normalize=True,
-        embedding_dim=64,
-        n_classes_per_batch=None,
-        n_samples_per_class=4,
-        batches_per_epoch=50,
-        max_epochs=20,
-        lr=1e-3,
-        backbone=None,
-        backbone_params=None,
-        small_classes="replace",
-        batch_size=256,
-        device="cpu",
-        random_state=None,
-        verbose=0,
-        callbacks=None,
-        early_stopping=False,
-        validation_fraction=None,
-        n_iter_no_change=10,
-    ):
-        super().__init__(
-            embedding_dim=embedding_dim,
-            normalize=normalize,
-            n_classes_per_batch=n_classes_per_batch,
-            n_samples_per_class=n_samples_per_class,
-            batches_per_epoch=batches_per_epoch,
-            max_epochs=max_epochs,
-            lr=lr,
-            backbone=backbone,
-            backbone_params=backbone_params,
-            small_classes=small_classes,
-            batch_size=batch_size,
-            device=device,
-            random_state=random_state,
-            verbose=verbose,
-            callbacks=callbacks,
-            early_stopping=early_stopping,
-            validation_fraction=validation_fraction,
-            n_iter_no_change=n_iter_no_change,
+    _parameters = _head_parameters(
+        Param(
+            "float",
+            0.5,
+            [Interval(Real, 0, math.pi, closed="left")],
+            """The angular margin :math:`m` in radians, in [0, pi): 0.5 (about
+            29 degrees) is the paper's value.""",
         )
-        self.margin = margin
-        self.scale = scale
+    )
+
+    def _loss_spec(self):
+        return "arcface", {"scale": self.scale, "margin": self.margin}
 
 
-@_fill_doc(head_parameters=_HEAD_DOC)
-class CosFaceEmbedder(_MarginSoftmaxEmbedder):
+class CosFaceEmbedder(MetricEmbedder):
     r"""Embedding trained with CosFace's additive cosine margin, as a transformer.
 
     Each class :math:`j` has a trained weight vector :math:`W_j`; with
@@ -175,10 +126,7 @@ class CosFaceEmbedder(_MarginSoftmaxEmbedder):
 
     Parameters
     ----------
-    margin : float, default=0.35
-        The cosine margin :math:`m`, >= 0: 0.35 is the paper's value.
-    {head_parameters}
-    {shared_parameters}
+    {parameters}
 
     Attributes
     ----------
@@ -205,55 +153,14 @@ class CosFaceEmbedder(_MarginSoftmaxEmbedder):
     (901, 8)
     """
 
-    _parameter_constraints: dict = {
-        **_MarginSoftmaxEmbedder._parameter_constraints,
-        "margin": [Interval(Real, 0, None, closed="left")],
-    }
-
-    _loss = CosFaceLoss
-
-    def __init__(
-        self,
-        margin=0.35,
-        scale=64.0,
-        normalize=True,
-        embedding_dim=64,
-        n_classes_per_batch=None,
-        n_samples_per_class=4,
-        batches_per_epoch=50,
-        max_epochs=20,
-        lr=1e-3,
-        backbone=None,
-        backbone_params=None,
-        small_classes="replace",
-        batch_size=256,
-        device="cpu",
-        random_state=None,
-        verbose=0,
-        callbacks=None,
-        early_stopping=False,
-        validation_fraction=None,
-        n_iter_no_change=10,
-    ):
-        super().__init__(
-            embedding_dim=embedding_dim,
-            normalize=normalize,
-            n_classes_per_batch=n_classes_per_batch,
-            n_samples_per_class=n_samples_per_class,
-            batches_per_epoch=batches_per_epoch,
-            max_epochs=max_epochs,
-            lr=lr,
-            backbone=backbone,
-            backbone_params=backbone_params,
-            small_classes=small_classes,
-            batch_size=batch_size,
-            device=device,
-            random_state=random_state,
-            verbose=verbose,
-            callbacks=callbacks,
-            early_stopping=early_stopping,
-            validation_fraction=validation_fraction,
-            n_iter_no_change=n_iter_no_change,
+    _parameters = _head_parameters(
+        Param(
+            "float",
+            0.35,
+            [Interval(Real, 0, None, closed="left")],
+            "The cosine margin :math:`m`, >= 0: 0.35 is the paper's value.",
         )
-        self.margin = margin
-        self.scale = scale
+    )
+
+    def _loss_spec(self):
+        return "cosface", {"scale": self.scale, "margin": self.margin}

@@ -1,16 +1,15 @@
 """NPairEmbedder: the multi-class N-pair loss."""
 
+import dataclasses
 from numbers import Real
 
-from sklearn.utils._param_validation import Interval
-
-from ..losses import NPairLoss
-from ._base import MetricEmbedder, _fill_doc
+from .._params import Param
+from .._sklearn import Interval
+from ._base import NORMALIZE, MetricEmbedder, embedder_parameters
 
 __all__ = ["NPairEmbedder"]
 
 
-@_fill_doc()
 class NPairEmbedder(MetricEmbedder):
     r"""Embedding trained with the multi-class N-pair loss, as a transformer.
 
@@ -36,13 +35,7 @@ class NPairEmbedder(MetricEmbedder):
 
     Parameters
     ----------
-    l2_reg : float, default=0.002
-        The norm penalty :math:`\lambda`, >= 0 (Sohn uses 0.002).
-    normalize : bool, default=False
-        L2-normalise embeddings, in training and in :meth:`transform`. The
-        N-pair loss is meant for unnormalised embeddings: on the unit sphere
-        the logits lie in [-1, 1] and the softmax stays nearly flat.
-    {shared_parameters}
+    {parameters}
 
     Attributes
     ----------
@@ -67,54 +60,24 @@ class NPairEmbedder(MetricEmbedder):
     (901, 8)
     """
 
-    _parameter_constraints: dict = {
-        **MetricEmbedder._parameter_constraints,
-        "l2_reg": [Interval(Real, 0, None, closed="left")],
-    }
+    _parameters = embedder_parameters(
+        {
+            "l2_reg": Param(
+                "float",
+                0.002,
+                [Interval(Real, 0, None, closed="left")],
+                r"The norm penalty :math:`\lambda`, >= 0 (Sohn uses 0.002).",
+            ),
+            "normalize": dataclasses.replace(
+                NORMALIZE,
+                default=False,
+                doc="""L2-normalise embeddings, in training and in
+                :meth:`transform`. The N-pair loss is meant for unnormalised
+                embeddings: on the unit sphere the logits lie in [-1, 1] and the
+                softmax stays nearly flat.""",
+            ),
+        }
+    )
 
-    def __init__(
-        self,
-        l2_reg=0.002,
-        normalize=False,
-        embedding_dim=64,
-        n_classes_per_batch=None,
-        n_samples_per_class=4,
-        batches_per_epoch=50,
-        max_epochs=20,
-        lr=1e-3,
-        backbone=None,
-        backbone_params=None,
-        small_classes="replace",
-        batch_size=256,
-        device="cpu",
-        random_state=None,
-        verbose=0,
-        callbacks=None,
-        early_stopping=False,
-        validation_fraction=None,
-        n_iter_no_change=10,
-    ):
-        super().__init__(
-            embedding_dim=embedding_dim,
-            normalize=normalize,
-            n_classes_per_batch=n_classes_per_batch,
-            n_samples_per_class=n_samples_per_class,
-            batches_per_epoch=batches_per_epoch,
-            max_epochs=max_epochs,
-            lr=lr,
-            backbone=backbone,
-            backbone_params=backbone_params,
-            small_classes=small_classes,
-            batch_size=batch_size,
-            device=device,
-            random_state=random_state,
-            verbose=verbose,
-            callbacks=callbacks,
-            early_stopping=early_stopping,
-            validation_fraction=validation_fraction,
-            n_iter_no_change=n_iter_no_change,
-        )
-        self.l2_reg = l2_reg
-
-    def _build_loss(self, embedding_dim, n_classes):
-        return NPairLoss(self.l2_reg)
+    def _loss_spec(self):
+        return "npair", {"l2_reg": self.l2_reg}

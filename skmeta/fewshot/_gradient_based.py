@@ -19,19 +19,15 @@ module keeps what they share:
 """
 
 import math
-from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import (
-    check_is_fitted,
-)
+from sklearn.utils.validation import check_consistent_length, check_is_fitted
 from torch import nn
 from torch.func import functional_call
 from torch.utils.data import IterableDataset
 
-from .._base import EpisodicClassifier, _check_finite_output
+from .._base import EpisodicClassifier, _check_finite_output, check_labels
 
 __all__ = [
     "GradientBasedClassifier",
@@ -41,6 +37,10 @@ __all__ = [
     "optimizer_steps",
     "sgd_steps",
 ]
+
+
+#: torch's batch norms (lazy ones become these at their first forward pass).
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def batch_statistics_norm(module):
@@ -56,7 +56,7 @@ def batch_statistics_norm(module):
     Returns ``module``, changed in place.
     """
     for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        if isinstance(m, _BATCH_NORMS):
             m.track_running_stats = False
             m.running_mean = m.running_var = m.num_batches_tracked = None
     return module
@@ -317,16 +317,18 @@ class GradientBasedClassifier(EpisodicClassifier):
     current support set are ``adapted_params_``.
     """
 
-    _parameter_constraints: dict = {
-        **{
-            k: v
-            for k, v in EpisodicClassifier._parameter_constraints.items()
-            if k != "lr_step"
-        },
-        "n_inner_steps": [Interval(Integral, 1, None, closed="left")],
-        "n_inner_steps_test": [Interval(Integral, 0, None, closed="left")],
-        "inner_lr": [Interval(Real, 0, None, closed="neither")],
-        "meta_batch_size": [Interval(Integral, 1, None, closed="left")],
+    #: The documentation of ``n_way`` for both: the head's outputs.
+    n_way_change = {
+        "doc": """Classes per training episode and outputs of the head. ``None``
+        means 5, or all classes of ``y`` where it has fewer; a larger explicit
+        ``n_way`` than the classes of ``y`` is an error."""
+    }
+
+    #: Their backbones' batch norms (see :func:`batch_statistics_norm`).
+    backbone_change = {
+        "doc": """``None`` picks ``"conv4"`` for images and ``"mlp"`` for
+        tabular X; see :func:`skmeta.backbones.build_backbone`. Its batch norms
+        always use the current batch's statistics (see Notes)."""
     }
 
     def adapt(self, X_support, y_support):
@@ -434,18 +436,24 @@ class GradientBasedClassifier(EpisodicClassifier):
         logits = self._predict_logits(self.adapted_params_, X)
         return _check_finite_output(logits, self, "scores").cpu().numpy()
 
-    def _episode_scores(self, X, y, sampler):
+    def score_episodes(self, X, y, episodes):
         """Query log-loss and accuracy of each episode, fine-tuning a copy of ``θ``.
 
-        Each episode's support labels are encoded in sorted order, as
-        :meth:`adapt` does, so an episode scores exactly as a copy of the
-        estimator adapted to its support set; the estimator does not change.
-        Returns two float64 arrays of shape ``(n_episodes,)``.
+        See :meth:`EpisodicClassifier.score_episodes
+        <skmeta._base.EpisodicClassifier.score_episodes>`: each episode's
+        support labels are encoded in sorted order, as :meth:`adapt` does, so
+        an episode scores exactly as a copy of the estimator adapted to its
+        support set; the estimator does not change. One fine-tuning per
+        episode.
         """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        y = check_labels(y)
+        check_consistent_length(X, y)
         module = self.module_
         device = next(module.parameters()).device
         losses, accuracies = [], []
-        for support, query in sampler.split(y=y):
+        for support, query in episodes.split(y=y):
             classes, y_s = np.unique(y[support], return_inverse=True)
             params = self._adapted(
                 torch.from_numpy(X[support]).to(device),

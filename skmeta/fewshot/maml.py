@@ -1,8 +1,13 @@
 """Model-Agnostic Meta-Learning (Finn, Abbeel & Levine, 2017)."""
 
+from numbers import Integral, Real
+
 import torch
 
-from .._docs import META_BATCHES, fill_doc
+from .._base import episodic_parameters
+from .._docs import META_BATCHES
+from .._params import Param
+from .._sklearn import Interval
 from ._gradient_based import GradientBasedClassifier, GradientNetwork, sgd_steps
 
 __all__ = ["MAMLClassifier", "MAMLNetwork"]
@@ -80,7 +85,6 @@ class MAMLNetwork(GradientNetwork):
         return torch.cat(logits)
 
 
-@fill_doc(META_BATCHES)
 class MAMLClassifier(GradientBasedClassifier):
     """Few-shot classifier of Model-Agnostic Meta-Learning (MAML).
 
@@ -105,67 +109,7 @@ class MAMLClassifier(GradientBasedClassifier):
 
     Parameters
     ----------
-    n_way : int or None, default=None
-        Classes per training episode and outputs of the head. ``None`` means
-        5, or all classes of ``y`` where it has fewer; a larger explicit
-        ``n_way`` than the classes of ``y`` is an error.
-    k_shot : int, default=1
-        Support samples per class in training episodes (the inner loop's data).
-    n_query : int or None, default=None
-        Query samples per class in training episodes (the outer loss's
-        data). ``None`` means 5, or fewer (at least 1) where the ``n_way``-th
-        largest class has fewer than ``k_shot + 5`` samples, so that small
-        data sets train with the defaults; a class with fewer than
-        ``k_shot + n_query`` samples is never drawn into an episode.
-    episodes_per_epoch : int, default=100
-        Training episodes (tasks) per epoch; they form
-        ``ceil(episodes_per_epoch / meta_batch_size)`` outer steps.
-    max_epochs : int, default=25
-        Epochs of meta-training; 0 keeps the initial weights.
-    lr : float, default=1e-3
-        Adam's learning rate ``β`` of the outer loop (the paper's).
-    n_inner_steps : int, default=1
-        Inner SGD steps per task in training (1 for 5-way Omniglot in the
-        paper; 5 for 20-way and miniImageNet).
-    inner_lr : float, default=0.4
-        Inner step size ``α``, in training and at adaptation (the paper's
-        Omniglot value; it uses 0.1 for 20-way, 0.01 for miniImageNet).
-    n_inner_steps_test : int, default=3
-        SGD steps of :meth:`adapt`, of ``fit``'s default support and of each
-        evaluation episode (3 for 5-way Omniglot in the paper). 0 predicts
-        with ``θ`` as it is.
-    meta_batch_size : int, default=32
-        Tasks per outer step (32 for 5-way Omniglot in the paper).
-    first_order : bool, default=False
-        First-order MAML: treat the inner gradients as constants.
-    embedding_dim : int, default=64
-        Output size of a built backbone (the features the head reads).
-    backbone : None, str, torch.nn.Module class or instance, default=None
-        ``None`` picks ``"conv4"`` for images and ``"mlp"`` for tabular X;
-        see :func:`skmeta.backbones.build_backbone`. Its batch norms always
-        use the current batch's statistics (see Notes).
-    backbone_params : dict or None, default=None
-        Extra constructor arguments of the backbone.
-    rotations : bool, default=False
-        Add the 90, 180 and 270-degree rotations of each training class as
-        new classes. Images only.
-    augment : {"auto", "affine"}, callable or None, default="auto"
-        Augmentation of training episode inputs, as in
-        :class:`~skmeta.PrototypicalClassifier`.
-    batch_size : int, default=256
-        Samples per forward pass when predicting and in ``transform``.
-    device : str or torch.device, default="cpu"
-        ``"cpu"``, ``"cuda"``, ``"cuda:1"``..., or ``"auto"``.
-    random_state : int, RandomState instance or None, default=None
-        Seeds episodes, augmentation and weight initialisation; the same int
-        gives the same model on the CPU.
-    verbose : int, default=0
-        1 shows a progress bar and skorch's epoch log.
-    callbacks : list of skorch callbacks or None, default=None
-        Extra callbacks of the skorch net, e.g.
-        :class:`skmeta.callbacks.TimeLimit` or skorch's ``Checkpoint``
-        (validation scores need ``validation_fraction``).
-    {training_parameters}
+    {parameters}
 
     Attributes
     ----------
@@ -232,63 +176,59 @@ class MAMLClassifier(GradientBasedClassifier):
     """
 
     _learning_rates = ("lr", "inner_lr")
+    _doc_values = META_BATCHES
 
-    _parameter_constraints: dict = {
-        **GradientBasedClassifier._parameter_constraints,
-        "first_order": ["boolean"],
-    }
-
-    def __init__(
-        self,
-        n_way=None,
-        k_shot=1,
-        n_query=None,
-        episodes_per_epoch=100,
-        max_epochs=25,
-        lr=1e-3,
-        n_inner_steps=1,
-        inner_lr=0.4,
-        n_inner_steps_test=3,
-        meta_batch_size=32,
-        first_order=False,
-        embedding_dim=64,
-        backbone=None,
-        backbone_params=None,
-        rotations=False,
-        augment="auto",
-        batch_size=256,
-        device="cpu",
-        random_state=None,
-        verbose=0,
-        callbacks=None,
-        early_stopping=False,
-        validation_fraction=None,
-        n_iter_no_change=10,
-    ):
-        self.n_way = n_way
-        self.k_shot = k_shot
-        self.n_query = n_query
-        self.episodes_per_epoch = episodes_per_epoch
-        self.max_epochs = max_epochs
-        self.lr = lr
-        self.n_inner_steps = n_inner_steps
-        self.inner_lr = inner_lr
-        self.n_inner_steps_test = n_inner_steps_test
-        self.meta_batch_size = meta_batch_size
-        self.first_order = first_order
-        self.embedding_dim = embedding_dim
-        self.backbone = backbone
-        self.backbone_params = backbone_params
-        self.rotations = rotations
-        self.augment = augment
-        self.batch_size = batch_size
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
-        self.callbacks = callbacks
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
+    _parameters = episodic_parameters(
+        {
+            "n_inner_steps": Param(
+                "int",
+                1,
+                [Interval(Integral, 1, None, closed="left")],
+                """Inner SGD steps per task in training (1 for 5-way Omniglot in
+                the paper; 5 for 20-way and miniImageNet).""",
+            ),
+            "inner_lr": Param(
+                "float",
+                0.4,
+                [Interval(Real, 0, None, closed="neither")],
+                """Inner step size ``α``, in training and at adaptation (the
+                paper's Omniglot value; it uses 0.1 for 20-way, 0.01 for
+                miniImageNet).""",
+            ),
+            "n_inner_steps_test": Param(
+                "int",
+                3,
+                [Interval(Integral, 0, None, closed="left")],
+                """SGD steps of :meth:`adapt`, of ``fit``'s default support and
+                of each evaluation episode (3 for 5-way Omniglot in the paper).
+                0 predicts with ``θ`` as it is.""",
+            ),
+            "meta_batch_size": Param(
+                "int",
+                32,
+                [Interval(Integral, 1, None, closed="left")],
+                "Tasks per outer step (32 for 5-way Omniglot in the paper).",
+            ),
+            "first_order": Param(
+                "bool",
+                False,
+                ["boolean"],
+                "First-order MAML: treat the inner gradients as constants.",
+            ),
+        },
+        n_way=GradientBasedClassifier.n_way_change,
+        backbone=GradientBasedClassifier.backbone_change,
+        k_shot={
+            "doc": """Support samples per class in training episodes (the inner
+            loop's data)."""
+        },
+        episodes_per_epoch={
+            "doc": """Training episodes (tasks) per epoch; they form
+            ``ceil(episodes_per_epoch / meta_batch_size)`` outer steps."""
+        },
+        lr={"doc": "Adam's learning rate ``β`` of the outer loop (the paper's)."},
+        lr_step=None,
+    )
 
     def _build_module(self, backbone, embedding_dim):
         return MAMLNetwork(

@@ -6,12 +6,17 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 from torch.nn import functional as F
 
-from .._base import EpisodicClassifier, EpisodicNetwork
-from .._docs import EPISODIC, fill_doc
+from .._base import (
+    EpisodicClassifier,
+    EpisodicNetwork,
+    episodic_parameters,
+    registry_constraints,
+)
+from .._params import Param
+from .._sklearn import Interval
 from ..distances import DISTANCES, get_distance
 
 __all__ = [
@@ -197,7 +202,6 @@ class MatchingNetwork(EpisodicNetwork):
         return p.clamp_min(torch.finfo(p.dtype).tiny).log()
 
 
-@fill_doc(EPISODIC)
 class MatchingClassifier(EpisodicClassifier):
     r"""Few-shot classifier of Matching Networks, meta-trained on episodes.
 
@@ -226,78 +230,7 @@ class MatchingClassifier(EpisodicClassifier):
 
     Parameters
     ----------
-    n_way : int or None, default=None
-        Classes per training episode. ``None`` means all classes of ``y``,
-        at most 60.
-    k_shot : int, default=1
-        Support samples per class in training episodes.
-    {n_query_parameter}
-    episodes_per_epoch : int, default=100
-        Training episodes per epoch (a skorch epoch, for history and callbacks).
-    max_epochs : int, default=25
-        Epochs of meta-training; 0 keeps the initial weights.
-    lr : float, default=1e-3
-        Adam's learning rate.
-    lr_step : int or None, default=1000
-        Halve the learning rate every ``lr_step`` episodes; ``None`` keeps it.
-    fce : bool, default=False
-        Full context embeddings: the support set's embeddings pass through a
-        bidirectional LSTM (:class:`SupportSetLSTM`, in the order the support
-        samples are given) and each query's through an attention LSTM over
-        them (:class:`AttentionLSTM`). Needs a backbone with trainable
-        parameters or LSTMs to train; adds ``O(d²)`` parameters.
-    fce_steps : int, default=5
-        Processing steps ``K`` of the attention LSTM (``fce=True`` only; the
-        paper does not give its value).
-    temperature : float, default=0.1
-        Divides the cosine similarities before the softmax. The paper's
-        attention is ``temperature=1``, but cosines lie in [-1, 1] (in
-        [0, 1] after a ReLU backbone), so its softmax stays nearly uniform
-        and learns slowly: on Omniglot minimal, after 60 training episodes,
-        5-way 1-shot novel accuracy was 64% with 1 and 82% with 0.1 (the
-        scale 10 of cosine classifiers). Smaller values sharpen the
-        attention toward the nearest support samples. Use 1 with
-        ``distance="sqeuclidean"``, whose distances are not bounded.
-    distance : str or torch.nn.Module, default="cosine"
-        What ``c`` compares: ``"cosine"`` is the paper's cosine similarity;
-        another name of :data:`skmeta.distances.DISTANCES` (or a module
-        mapping ``(n, d)`` and ``(m, d)`` to ``(n, m)`` distances) gives
-        ``c = -d``. ``"sqeuclidean"`` with ``temperature=1`` is the Matching
-        Network with Euclidean distance of Snell et al. (2017, §2.4 and
-        Fig. 2), which they found better than the cosine; with one shot per
-        class it equals Prototypical Networks (compare them on your data:
-        the methods guide has both on Omniglot).
-    embedding_dim : int, default=64
-        Output size of a built backbone (the last Conv4 block's filters, or
-        the MLP's output width).
-    backbone : None, str, torch.nn.Module class or instance, default=None
-        ``None`` picks ``"conv4"`` (the paper's encoder) for images and
-        ``"mlp"`` for tabular X; see :func:`skmeta.backbones.build_backbone`.
-    backbone_params : dict or None, default=None
-        Extra constructor arguments of the backbone.
-    rotations : bool, default=False
-        Add the 90, 180 and 270-degree rotations of each training class as
-        new classes. Images only.
-    augment : {"auto", "affine"}, callable or None, default="auto"
-        Augmentation of training episode inputs: ``"affine"`` applies
-        :class:`skmeta.augmentation.RandomAffine`, ``"auto"`` does so for
-        images and nothing for tabular data; a callable maps a batch tensor
-        to a batch tensor.
-    batch_size : int, default=256
-        Samples per forward pass when embedding, and queries per attention
-        pass, for prediction.
-    device : str or torch.device, default="cpu"
-        ``"cpu"``, ``"cuda"``, ``"cuda:1"``..., or ``"auto"``.
-    random_state : int, RandomState instance or None, default=None
-        Seeds episodes, augmentation and weight initialisation; the same int
-        gives the same model on the CPU.
-    verbose : int, default=0
-        1 shows a progress bar and skorch's epoch log.
-    callbacks : list of skorch callbacks or None, default=None
-        Extra callbacks of the skorch net, e.g.
-        :class:`skmeta.callbacks.TimeLimit` or skorch's ``Checkpoint``
-        (validation scores need ``validation_fraction``).
-    {training_parameters}
+    {parameters}
 
     Attributes
     ----------
@@ -362,68 +295,63 @@ class MatchingClassifier(EpisodicClassifier):
     array([1., 1., 1., 1., 1.], dtype=float32)
     """
 
-    _parameter_constraints: dict = {
-        **EpisodicClassifier._parameter_constraints,
-        "fce": ["boolean"],
-        "fce_steps": [Interval(Integral, 1, None, closed="left")],
-        "temperature": [Interval(Real, 0, None, closed="neither")],
-        "distance": [StrOptions(set(DISTANCES)), nn.Module],
-    }
+    _parameters = episodic_parameters(
+        {
+            "fce": Param(
+                "bool",
+                False,
+                ["boolean"],
+                """Full context embeddings: the support set's embeddings pass
+                through a bidirectional LSTM (:class:`SupportSetLSTM`, in the
+                order the support samples are given) and each query's through an
+                attention LSTM over them (:class:`AttentionLSTM`). Needs a
+                backbone with trainable parameters or LSTMs to train; adds
+                ``O(d²)`` parameters.""",
+            ),
+            "fce_steps": Param(
+                "int",
+                5,
+                [Interval(Integral, 1, None, closed="left")],
+                """Processing steps ``K`` of the attention LSTM (``fce=True``
+                only; the paper does not give its value).""",
+            ),
+            "temperature": Param(
+                "float",
+                0.1,
+                [Interval(Real, 0, None, closed="neither")],
+                """Divides the cosine similarities before the softmax. The
+                paper's attention is ``temperature=1``, but cosines lie in
+                [-1, 1] (in [0, 1] after a ReLU backbone), so its softmax stays
+                nearly uniform and learns slowly: on Omniglot minimal, after 60
+                training episodes, 5-way 1-shot novel accuracy was 64% with 1
+                and 82% with 0.1 (the scale 10 of cosine classifiers). Smaller
+                values sharpen the attention toward the nearest support
+                samples. Use 1 with ``distance="sqeuclidean"``, whose distances
+                are not bounded.""",
+            ),
+            "distance": Param(
+                "str or torch.nn.Module",
+                "cosine",
+                registry_constraints(DISTANCES, nn.Module),
+                """What ``c`` compares: ``"cosine"`` is the paper's cosine
+                similarity; another name of :data:`skmeta.distances.DISTANCES`
+                (or a module mapping ``(n, d)`` and ``(m, d)`` to ``(n, m)``
+                distances) gives ``c = -d``. ``"sqeuclidean"`` with
+                ``temperature=1`` is the Matching Network with Euclidean
+                distance of Snell et al. (2017, §2.4 and Fig. 2), which they
+                found better than the cosine; with one shot per class it equals
+                Prototypical Networks (compare them on your data: the methods
+                guide has both on Omniglot).""",
+            ),
+        },
+        batch_size={
+            "doc": """Samples per forward pass when embedding, and queries per
+            attention pass, outside training."""
+        },
+    )
 
     #: The module returns log-probabilities: NLL is the paper's loss.
     _criterion = nn.NLLLoss
-
-    def __init__(
-        self,
-        n_way=None,
-        k_shot=1,
-        n_query=None,
-        episodes_per_epoch=100,
-        max_epochs=25,
-        lr=1e-3,
-        lr_step=1000,
-        fce=False,
-        fce_steps=5,
-        temperature=0.1,
-        distance="cosine",
-        embedding_dim=64,
-        backbone=None,
-        backbone_params=None,
-        rotations=False,
-        augment="auto",
-        batch_size=256,
-        device="cpu",
-        random_state=None,
-        verbose=0,
-        callbacks=None,
-        early_stopping=False,
-        validation_fraction=None,
-        n_iter_no_change=10,
-    ):
-        self.n_way = n_way
-        self.k_shot = k_shot
-        self.n_query = n_query
-        self.episodes_per_epoch = episodes_per_epoch
-        self.max_epochs = max_epochs
-        self.lr = lr
-        self.lr_step = lr_step
-        self.fce = fce
-        self.fce_steps = fce_steps
-        self.temperature = temperature
-        self.distance = distance
-        self.embedding_dim = embedding_dim
-        self.backbone = backbone
-        self.backbone_params = backbone_params
-        self.rotations = rotations
-        self.augment = augment
-        self.batch_size = batch_size
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
-        self.callbacks = callbacks
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
 
     def _build_module(self, backbone, embedding_dim):
         # A distance module is copied: fitting must not train the caller's.

@@ -4,11 +4,15 @@ import copy
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import StrOptions
 from torch import nn
 
-from .._base import EpisodicClassifier, EpisodicNetwork
-from .._docs import EPISODIC, fill_doc
+from .._base import (
+    EpisodicClassifier,
+    EpisodicNetwork,
+    episodic_parameters,
+    registry_constraints,
+)
+from .._params import Param
 from ..distances import DISTANCES, get_distance
 from ._segments import class_counts, class_sums
 
@@ -68,7 +72,6 @@ class PrototypicalNetwork(EpisodicNetwork):
         return -self.distance(z_query, prototypes)
 
 
-@fill_doc(EPISODIC)
 class PrototypicalClassifier(EpisodicClassifier):
     """Few-shot classifier of Prototypical Networks, meta-trained on episodes.
 
@@ -82,55 +85,7 @@ class PrototypicalClassifier(EpisodicClassifier):
 
     Parameters
     ----------
-    n_way : int or None, default=None
-        Classes per training episode. ``None`` means all classes of ``y``,
-        at most 60: the paper trains Omniglot with 60-way episodes, wider than
-        at test time.
-    k_shot : int, default=1
-        Support samples per class in training episodes.
-    {n_query_parameter}
-    episodes_per_epoch : int, default=100
-        Training episodes per epoch (a skorch epoch, for history and callbacks).
-    max_epochs : int, default=25
-        Epochs of meta-training; 0 keeps the initial weights.
-    lr : float, default=1e-3
-        Adam's learning rate.
-    lr_step : int or None, default=1000
-        Halve the learning rate every ``lr_step`` episodes; ``None`` keeps it.
-    distance : str or torch.nn.Module, default="sqeuclidean"
-        One of ``"sqeuclidean"`` (the paper's), ``"euclidean"``, ``"cosine"``,
-        ``"manhattan"``, ``"mahalanobis"`` (learned), or a module mapping
-        ``(n, d)``, ``(m, d)`` to ``(n, m)`` distances.
-    embedding_dim : int, default=64
-        Output size of a built backbone (the last Conv4 block's filters, or
-        the MLP's output width).
-    backbone : None, str, torch.nn.Module class or instance, default=None
-        ``None`` picks ``"conv4"`` for images and ``"mlp"`` for tabular X;
-        see :func:`skmeta.backbones.build_backbone`.
-    backbone_params : dict or None, default=None
-        Extra constructor arguments of the backbone.
-    rotations : bool, default=False
-        Add the 90, 180 and 270-degree rotations of each training class as
-        new classes (the paper's Omniglot augmentation). Images only.
-    augment : {"auto", "affine"}, callable or None, default="auto"
-        Augmentation of training episode inputs: ``"affine"`` applies
-        :class:`skmeta.augmentation.RandomAffine`, ``"auto"`` does so for
-        images and nothing for tabular data; a callable maps a batch tensor
-        to a batch tensor.
-    batch_size : int, default=256
-        Samples per forward pass when embedding for prediction.
-    device : str or torch.device, default="cpu"
-        ``"cpu"``, ``"cuda"``, ``"cuda:1"``..., or ``"auto"``.
-    random_state : int, RandomState instance or None, default=None
-        Seeds episodes, augmentation and weight initialisation; the same int
-        gives the same model on the CPU.
-    verbose : int, default=0
-        1 shows a progress bar and skorch's epoch log.
-    callbacks : list of skorch callbacks or None, default=None
-        Extra callbacks of the skorch net, e.g.
-        :class:`skmeta.callbacks.TimeLimit` or skorch's ``Checkpoint``
-        (validation scores need ``validation_fraction``).
-    {training_parameters}
+    {parameters}
 
     Attributes
     ----------
@@ -173,56 +128,18 @@ class PrototypicalClassifier(EpisodicClassifier):
     (5,)
     """
 
-    _parameter_constraints: dict = {
-        **EpisodicClassifier._parameter_constraints,
-        "distance": [StrOptions(set(DISTANCES)), nn.Module],
-    }
-
-    def __init__(
-        self,
-        n_way=None,
-        k_shot=1,
-        n_query=None,
-        episodes_per_epoch=100,
-        max_epochs=25,
-        lr=1e-3,
-        lr_step=1000,
-        distance="sqeuclidean",
-        embedding_dim=64,
-        backbone=None,
-        backbone_params=None,
-        rotations=False,
-        augment="auto",
-        batch_size=256,
-        device="cpu",
-        random_state=None,
-        verbose=0,
-        callbacks=None,
-        early_stopping=False,
-        validation_fraction=None,
-        n_iter_no_change=10,
-    ):
-        self.n_way = n_way
-        self.k_shot = k_shot
-        self.n_query = n_query
-        self.episodes_per_epoch = episodes_per_epoch
-        self.max_epochs = max_epochs
-        self.lr = lr
-        self.lr_step = lr_step
-        self.distance = distance
-        self.embedding_dim = embedding_dim
-        self.backbone = backbone
-        self.backbone_params = backbone_params
-        self.rotations = rotations
-        self.augment = augment
-        self.batch_size = batch_size
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
-        self.callbacks = callbacks
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
+    _parameters = episodic_parameters(
+        {
+            "distance": Param(
+                "str or torch.nn.Module",
+                "sqeuclidean",
+                registry_constraints(DISTANCES, nn.Module),
+                """One of ``"sqeuclidean"`` (the paper's), ``"euclidean"``,
+                ``"cosine"``, ``"manhattan"``, ``"mahalanobis"`` (learned), or a
+                module mapping ``(n, d)``, ``(m, d)`` to ``(n, m)`` distances.""",
+            )
+        }
+    )
 
     def _build_module(self, backbone, embedding_dim):
         # A distance module is copied: fitting must not train the caller's.

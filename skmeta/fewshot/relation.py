@@ -4,13 +4,13 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
-from .._base import EpisodicClassifier, EpisodicNetwork
-from .._docs import EPISODIC, fill_doc
+from .._base import EpisodicClassifier, EpisodicNetwork, episodic_parameters
+from .._params import Param
+from .._sklearn import Interval, StrOptions
 from ..backbones import build_backbone, conv_block
 from ._segments import class_counts, class_sums
 
@@ -314,7 +314,6 @@ class RelationLoss(nn.Module):
         return F.binary_cross_entropy(scores, target)
 
 
-@fill_doc(EPISODIC)
 class RelationClassifier(EpisodicClassifier):
     r"""Few-shot classifier of Relation Networks, meta-trained on episodes.
 
@@ -343,63 +342,7 @@ class RelationClassifier(EpisodicClassifier):
 
     Parameters
     ----------
-    n_way : int or None, default=None
-        Classes per training episode. ``None`` means all classes of ``y``,
-        at most 20 (the paper's widest Omniglot episodes). Each episode
-        scores ``n_way² x n_query`` pairs with the relation module (its first
-        layer runs once per class and per query, the rest once per pair), so
-        wide episodes cost more than for prototype methods.
-    k_shot : int, default=1
-        Support samples per class in training episodes. A support set with
-        another number of shots per class has its class sums rescaled to
-        ``k_shot`` shots (see :func:`class_features`).
-    {n_query_parameter}
-    episodes_per_epoch : int, default=100
-        Training episodes per epoch (a skorch epoch, for history and callbacks).
-    max_epochs : int, default=25
-        Epochs of meta-training; 0 keeps the initial weights.
-    lr : float, default=1e-3
-        Adam's learning rate (the paper's).
-    lr_step : int or None, default=1000
-        Halve the learning rate every ``lr_step`` episodes; ``None`` keeps it.
-    loss : {"mse", "bce"}, default="mse"
-        Loss of the relation scores against one-hot targets: the paper's
-        mean squared error, or binary cross-entropy (:class:`RelationLoss`).
-    relation_dim : int, default=8
-        Units of the relation module's hidden linear layer (8 in the paper).
-    embedding_dim : int, default=64
-        Output size of a built backbone: the channels of the feature maps
-        (images) or the MLP's output width (tabular).
-    backbone : None, str, torch.nn.Module class or instance, default=None
-        ``None`` picks :class:`RelationEncoder` for images and ``"mlp"`` for
-        tabular X; otherwise see :func:`skmeta.backbones.build_backbone`
-        (``"conv4"`` gives flat embeddings and the MLP relation module).
-    backbone_params : dict or None, default=None
-        Extra constructor arguments of the backbone (for the default image
-        encoder: ``hidden_channels``).
-    rotations : bool, default=False
-        Add the 90, 180 and 270-degree rotations of each training class as
-        new classes. Images only.
-    augment : {"auto", "affine"}, callable or None, default="auto"
-        Augmentation of training episode inputs: ``"affine"`` applies
-        :class:`skmeta.augmentation.RandomAffine`, ``"auto"`` does so for
-        images and nothing for tabular data; a callable maps a batch tensor
-        to a batch tensor.
-    batch_size : int, default=256
-        Samples per forward pass when embedding for prediction; relation
-        pairs are scored ``max(batch_size, n_classes)`` at a time.
-    device : str or torch.device, default="cpu"
-        ``"cpu"``, ``"cuda"``, ``"cuda:1"``..., or ``"auto"``.
-    random_state : int, RandomState instance or None, default=None
-        Seeds episodes, augmentation and weight initialisation; the same int
-        gives the same model on the CPU.
-    verbose : int, default=0
-        1 shows a progress bar and skorch's epoch log.
-    callbacks : list of skorch callbacks or None, default=None
-        Extra callbacks of the skorch net, e.g.
-        :class:`skmeta.callbacks.TimeLimit` or skorch's ``Checkpoint``
-        (validation scores need ``validation_fraction``).
-    {training_parameters}
+    {parameters}
 
     Attributes
     ----------
@@ -463,63 +406,56 @@ class RelationClassifier(EpisodicClassifier):
     (5,)
     """
 
-    _parameter_constraints: dict = {
-        **EpisodicClassifier._parameter_constraints,
-        "loss": [StrOptions({"mse", "bce"})],
-        "relation_dim": [Interval(Integral, 1, None, closed="left")],
-    }
+    _parameters = episodic_parameters(
+        {
+            "loss": Param(
+                '{"mse", "bce"}',
+                "mse",
+                [StrOptions({"mse", "bce"})],
+                """Loss of the relation scores against one-hot targets: the
+                paper's mean squared error, or binary cross-entropy
+                (:class:`RelationLoss`).""",
+            ),
+            "relation_dim": Param(
+                "int",
+                8,
+                [Interval(Integral, 1, None, closed="left")],
+                "Units of the relation module's hidden linear layer (8 in the paper).",
+            ),
+        },
+        n_way={
+            "doc": """Classes per training episode. ``None`` means all classes of
+            ``y``, at most 20 (the paper's widest Omniglot episodes). Each
+            episode scores ``n_way² x n_query`` pairs with the relation module
+            (its first layer runs once per class and per query, the rest once
+            per pair), so wide episodes cost more than for prototype methods."""
+        },
+        k_shot={
+            "doc": """Support samples per class in training episodes. A support
+            set with another number of shots per class has its class sums
+            rescaled to ``k_shot`` shots (see :func:`class_features`)."""
+        },
+        lr={"doc": "Adam's learning rate (the paper's)."},
+        embedding_dim={
+            "doc": """Output size of a built backbone: the channels of the
+            feature maps (images) or the MLP's output width (tabular)."""
+        },
+        backbone={
+            "doc": """``None`` picks :class:`RelationEncoder` for images and
+            ``"mlp"`` for tabular X; otherwise see
+            :func:`skmeta.backbones.build_backbone` (``"conv4"`` gives flat
+            embeddings and the MLP relation module)."""
+        },
+        batch_size={
+            "doc": """Samples per forward pass when embedding outside training;
+            relation pairs are scored ``max(batch_size, n_classes)`` at a
+            time."""
+        },
+    )
 
     #: Episode width used when ``n_way=None``: the 20-way training episodes
     #: of Sung et al. (2018) on Omniglot, or all classes when there are fewer.
     max_auto_way = 20
-
-    def __init__(
-        self,
-        n_way=None,
-        k_shot=1,
-        n_query=None,
-        episodes_per_epoch=100,
-        max_epochs=25,
-        lr=1e-3,
-        lr_step=1000,
-        loss="mse",
-        relation_dim=8,
-        embedding_dim=64,
-        backbone=None,
-        backbone_params=None,
-        rotations=False,
-        augment="auto",
-        batch_size=256,
-        device="cpu",
-        random_state=None,
-        verbose=0,
-        callbacks=None,
-        early_stopping=False,
-        validation_fraction=None,
-        n_iter_no_change=10,
-    ):
-        self.n_way = n_way
-        self.k_shot = k_shot
-        self.n_query = n_query
-        self.episodes_per_epoch = episodes_per_epoch
-        self.max_epochs = max_epochs
-        self.lr = lr
-        self.lr_step = lr_step
-        self.loss = loss
-        self.relation_dim = relation_dim
-        self.embedding_dim = embedding_dim
-        self.backbone = backbone
-        self.backbone_params = backbone_params
-        self.rotations = rotations
-        self.augment = augment
-        self.batch_size = batch_size
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
-        self.callbacks = callbacks
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
 
     @property
     def _criterion(self):

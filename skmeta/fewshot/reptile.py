@@ -3,13 +3,15 @@
 from numbers import Integral, Real
 
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
 from skorch import NeuralNet
 from skorch.callbacks import LRScheduler
 from skorch.dataset import unpack_data
 from torch import nn
 
-from .._docs import META_BATCHES, fill_doc
+from .._base import episodic_parameters
+from .._docs import META_BATCHES
+from .._params import Param
+from .._sklearn import Interval, StrOptions
 from ._gradient_based import (
     GradientBasedClassifier,
     GradientNetwork,
@@ -167,7 +169,6 @@ class _Linear:
         return 1.0 + (self.final - 1.0) * min(step, self.n_steps) / self.n_steps
 
 
-@fill_doc(META_BATCHES)
 class ReptileClassifier(GradientBasedClassifier):
     """Few-shot classifier of Reptile, a first-order meta-learner.
 
@@ -199,79 +200,7 @@ class ReptileClassifier(GradientBasedClassifier):
 
     Parameters
     ----------
-    n_way : int or None, default=None
-        Classes per training episode and outputs of the head. ``None`` means
-        5, or all classes of ``y`` where it has fewer; a larger explicit
-        ``n_way`` than the classes of ``y`` is an error.
-    k_shot : int or None, default=None
-        With ``n_query``: samples per class of a training task. ``None``
-        means 5, or fewer (at least 1) where the ``n_way``-th largest class
-        has fewer than ``5 + n_query`` samples.
-    n_query : int or None, default=None
-        With ``k_shot``: samples per class of a training task (10 in all with
-        the defaults, the paper's training shots on Omniglot). ``None`` means
-        5, or fewer (at least 1) where the ``n_way``-th largest class has
-        fewer than ``k_shot + 5`` samples; a class with fewer than
-        ``k_shot + n_query`` samples is never drawn into a task.
-    episodes_per_epoch : int, default=100
-        Training tasks per epoch; they form
-        ``ceil(episodes_per_epoch / meta_batch_size)`` meta-updates.
-    max_epochs : int, default=25
-        Epochs of meta-training; 0 keeps the initial weights.
-    meta_step_size : float, default=1.0
-        ``ε`` of the first meta-update.
-    meta_step_size_final : float, default=0.0
-        ``ε`` reached, linearly, at the end of training; equal to
-        ``meta_step_size`` for a constant ``ε``.
-    inner_optimizer : {"adam", "sgd"}, default="adam"
-        Optimizer of the inner loop and of adaptation; Adam has ``β1 = 0``
-        and fresh state for each task.
-    inner_lr : float, default=1e-3
-        Its learning rate.
-    n_inner_steps : int, default=5
-        Inner steps per training task.
-    inner_batch_size : int or None, default=10
-        Samples per inner minibatch, in training and at adaptation (at most
-        the task's or support set's size); ``None`` for full batches.
-    n_inner_steps_test : int, default=50
-        Steps of :meth:`adapt`, of ``fit``'s default support and of each
-        evaluation episode. 0 predicts with ``θ`` as it is.
-    reset_inner_optimizer : bool, default=False
-        Give each task a fresh Adam state. By default, as in the authors'
-        code, meta-training keeps one running Adam state (the step count and
-        second moments ``v``) from task to task, and each adaptation starts
-        from a copy of it (the meta-trained state does not change). With a
-        fresh state, Adam's first step moves every weight by ``±inner_lr``
-        whatever the size of its gradient. Ignored by SGD.
-    meta_batch_size : int, default=5
-        Tasks averaged per meta-update.
-    embedding_dim : int, default=64
-        Output size of a built backbone (the features the head reads).
-    backbone : None, str, torch.nn.Module class or instance, default=None
-        ``None`` picks ``"conv4"`` for images and ``"mlp"`` for tabular X.
-        Its batch norms always use the current batch's statistics.
-    backbone_params : dict or None, default=None
-        Extra constructor arguments of the backbone.
-    rotations : bool, default=False
-        Add the 90, 180 and 270-degree rotations of each training class as
-        new classes. Images only.
-    augment : {"auto", "affine"}, callable or None, default="auto"
-        Augmentation of training episode inputs, as in
-        :class:`~skmeta.PrototypicalClassifier`.
-    batch_size : int, default=256
-        Samples per forward pass when predicting and in ``transform``.
-    device : str or torch.device, default="cpu"
-        ``"cpu"``, ``"cuda"``, ``"cuda:1"``..., or ``"auto"``.
-    random_state : int, RandomState instance or None, default=None
-        Seeds episodes, inner minibatches, augmentation and weight
-        initialisation; the same int gives the same model on the CPU.
-    verbose : int, default=0
-        1 shows a progress bar and skorch's epoch log.
-    callbacks : list of skorch callbacks or None, default=None
-        Extra callbacks of the skorch net, e.g.
-        :class:`skmeta.callbacks.TimeLimit` or skorch's ``Checkpoint``
-        (validation scores need ``validation_fraction``).
-    {training_parameters}
+    {parameters}
 
     Attributes
     ----------
@@ -327,81 +256,104 @@ class ReptileClassifier(GradientBasedClassifier):
     default_k_shot = 5
 
     _learning_rates = ("meta_step_size", "inner_lr")
+    _doc_values = META_BATCHES
 
-    _parameter_constraints: dict = {
-        **{
-            k: v
-            for k, v in GradientBasedClassifier._parameter_constraints.items()
-            if k != "lr"
+    _parameters = episodic_parameters(
+        {
+            "meta_step_size": Param(
+                "float",
+                1.0,
+                [Interval(Real, 0, None, closed="neither")],
+                "``ε`` of the first meta-update.",
+            ),
+            "meta_step_size_final": Param(
+                "float",
+                0.0,
+                [Interval(Real, 0, None, closed="left")],
+                """``ε`` reached, linearly, at the end of training; equal to
+                ``meta_step_size`` for a constant ``ε``.""",
+            ),
+            "inner_optimizer": Param(
+                '{"adam", "sgd"}',
+                "adam",
+                [StrOptions({"adam", "sgd"})],
+                """Optimizer of the inner loop and of adaptation; Adam has
+                ``β1 = 0``.""",
+            ),
+            "inner_lr": Param(
+                "float",
+                1e-3,
+                [Interval(Real, 0, None, closed="neither")],
+                "Its learning rate.",
+            ),
+            "n_inner_steps": Param(
+                "int",
+                5,
+                [Interval(Integral, 1, None, closed="left")],
+                "Inner steps per training task.",
+            ),
+            "inner_batch_size": Param(
+                "int or None",
+                10,
+                [Interval(Integral, 1, None, closed="left"), None],
+                """Samples per inner minibatch, in training and at adaptation
+                (at most the task's or support set's size); ``None`` for full
+                batches.""",
+            ),
+            "n_inner_steps_test": Param(
+                "int",
+                50,
+                [Interval(Integral, 0, None, closed="left")],
+                """Steps of :meth:`adapt`, of ``fit``'s default support and of
+                each evaluation episode. 0 predicts with ``θ`` as it is.""",
+            ),
+            "reset_inner_optimizer": Param(
+                "bool",
+                False,
+                ["boolean"],
+                """Give each task a fresh Adam state. By default, as in the
+                authors' code, meta-training keeps one running Adam state (the
+                step count and second moments ``v``) from task to task, and each
+                adaptation starts from a copy of it (the meta-trained state does
+                not change). With a fresh state, Adam's first step moves every
+                weight by ``±inner_lr`` whatever the size of its gradient.
+                Ignored by SGD.""",
+            ),
+            "meta_batch_size": Param(
+                "int",
+                5,
+                [Interval(Integral, 1, None, closed="left")],
+                "Tasks averaged per meta-update.",
+            ),
         },
-        "k_shot": [Interval(Integral, 1, None, closed="left"), None],
-        "meta_step_size": [Interval(Real, 0, None, closed="neither")],
-        "meta_step_size_final": [Interval(Real, 0, None, closed="left")],
-        "inner_optimizer": [StrOptions({"adam", "sgd"})],
-        "inner_batch_size": [Interval(Integral, 1, None, closed="left"), None],
-        "reset_inner_optimizer": ["boolean"],
-    }
+        n_way=GradientBasedClassifier.n_way_change,
+        backbone=GradientBasedClassifier.backbone_change,
+        k_shot={
+            "type": "int or None",
+            "default": None,
+            "constraints": [Interval(Integral, 1, None, closed="left"), None],
+            "doc": """With ``n_query``: samples per class of a training task.
+            ``None`` means 5, or fewer (at least 1) where the ``n_way``-th
+            largest class has fewer than ``5 + n_query`` samples.""",
+        },
+        n_query={
+            "doc": """With ``k_shot``: samples per class of a training task (10
+            in all with the defaults, the paper's training shots on Omniglot).
+            ``None`` means 5, or fewer (at least 1) where the ``n_way``-th
+            largest class has fewer than ``k_shot + 5`` samples; a class with
+            fewer than ``k_shot + n_query`` samples is never drawn into a
+            task."""
+        },
+        episodes_per_epoch={
+            "doc": """Training tasks per epoch; they form
+            ``ceil(episodes_per_epoch / meta_batch_size)`` meta-updates."""
+        },
+        lr=None,
+        lr_step=None,
+    )
 
     _net_class = ReptileNet
     _optimizer = torch.optim.SGD
-
-    def __init__(
-        self,
-        n_way=None,
-        k_shot=None,
-        n_query=None,
-        episodes_per_epoch=100,
-        max_epochs=25,
-        meta_step_size=1.0,
-        meta_step_size_final=0.0,
-        inner_optimizer="adam",
-        inner_lr=1e-3,
-        n_inner_steps=5,
-        inner_batch_size=10,
-        n_inner_steps_test=50,
-        reset_inner_optimizer=False,
-        meta_batch_size=5,
-        embedding_dim=64,
-        backbone=None,
-        backbone_params=None,
-        rotations=False,
-        augment="auto",
-        batch_size=256,
-        device="cpu",
-        random_state=None,
-        verbose=0,
-        callbacks=None,
-        early_stopping=False,
-        validation_fraction=None,
-        n_iter_no_change=10,
-    ):
-        self.n_way = n_way
-        self.k_shot = k_shot
-        self.n_query = n_query
-        self.episodes_per_epoch = episodes_per_epoch
-        self.max_epochs = max_epochs
-        self.meta_step_size = meta_step_size
-        self.meta_step_size_final = meta_step_size_final
-        self.inner_optimizer = inner_optimizer
-        self.inner_lr = inner_lr
-        self.n_inner_steps = n_inner_steps
-        self.inner_batch_size = inner_batch_size
-        self.n_inner_steps_test = n_inner_steps_test
-        self.reset_inner_optimizer = reset_inner_optimizer
-        self.meta_batch_size = meta_batch_size
-        self.embedding_dim = embedding_dim
-        self.backbone = backbone
-        self.backbone_params = backbone_params
-        self.rotations = rotations
-        self.augment = augment
-        self.batch_size = batch_size
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
-        self.callbacks = callbacks
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
 
     def _build_module(self, backbone, embedding_dim):
         return ReptileNetwork(
