@@ -23,8 +23,8 @@ import torch
 from _common import machine
 
 from skmeta.callbacks import TimeLimit
-from skmeta.cli import METHODS
 from skmeta.datasets import load_omniglot_minimal
+from skmeta.fewshot import CLASSIFIERS
 from skmeta.model_selection import evaluate_episodes
 
 TARGETS = {"matching": 95.0, "relation": 95.0, "maml": 90.0, "reptile": 90.0}
@@ -83,7 +83,7 @@ def main(argv=None):
     for name in args.runs:
         method, settings = RUNS[name]
         settings = {"max_epochs": 10_000, **settings}  # or the time budget
-        clf = METHODS[method](
+        clf = CLASSIFIERS[method](
             rotations=True,
             callbacks=[TimeLimit(args.budget)],
             device=args.device,

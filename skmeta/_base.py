@@ -42,7 +42,7 @@ from ._docs import EPISODIC, fill_doc
 from ._params import Param, Parameters, build_estimator_class
 from ._sklearn import Interval, StrOptions, _fit_context
 from .augmentation import RandomAffine, rotations_as_classes
-from .backbones import BACKBONES, build_backbone
+from .backbones import BACKBONES, build_backbone, embedding_size
 from .callbacks import TimeLimit
 from .episodes import EpisodeSampler
 
@@ -917,7 +917,8 @@ class _EpisodeStream(IterableDataset):
 class EpisodicClassifier(ClassifierMixin, TorchEstimator):
     """Base of few-shot classifiers meta-trained on N-way K-shot episodes.
 
-    A subclass provides ``_build_module(backbone, embedding_dim)``, returning
+    A subclass provides ``_build_module(backbone, features)`` (``features``
+    is what :meth:`_features` gives: the embedding size), returning
     a module with ``embed(x)``, ``encode_support(z_support, y_support)`` and
     ``query_logits(support_state, z_query)``; its ``forward(x, y)`` takes an
     episode as :class:`_EpisodeStream` yields it and returns query logits of
@@ -987,6 +988,7 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
         n_way, k_shot, n_query = self._episode_shape(
             np.repeat(counts, 4) if self.rotations else counts
         )
+        self.n_way_, self.k_shot_, self.n_query_ = n_way, k_shot, n_query
         self.device_ = resolve_device(self.device)
         sampler = EpisodeSampler(
             n_way,
@@ -1018,7 +1020,8 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
 
     def _build_network(self):
         """The untrained module for samples of ``input_shape_``."""
-        return self._build_module(*self._build_backbone(self.input_shape_))
+        backbone = self._new_backbone(self.input_shape_)
+        return self._build_module(backbone, self._features(backbone))
 
     def _validation(self, X_valid, y_valid, shape):
         """What scores the module in training on held-out classes (X_valid, y_valid).
@@ -1104,14 +1107,15 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
             return RandomAffine()
         return self.augment
 
-    def _build_backbone(self, input_shape):
-        """The backbone and the size of its embeddings."""
-        backbone = build_backbone(
+    def _new_backbone(self, input_shape):
+        """The untrained backbone for samples of ``input_shape``."""
+        return build_backbone(
             self.backbone, input_shape, self.embedding_dim, self.backbone_params
         )
-        with torch.no_grad():
-            embedding_dim = backbone.eval()(torch.zeros(1, *input_shape)).shape[1]
-        return backbone.train(), embedding_dim
+
+    def _features(self, backbone):
+        """What ``_build_module`` needs of the backbone's output: its size ``d``."""
+        return embedding_size(backbone, self.input_shape_)
 
     #: The skorch net class and the meta-optimizer that meta-train the module.
     _net_class = NeuralNet
@@ -1174,9 +1178,16 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
     def adapt(self, X_support, y_support):
         """Take a new support set, for instance of novel classes.
 
-        The meta-learned weights do not change: the support set is embedded
-        and becomes what queries are compared with. ``classes_`` become the
-        classes of ``y_support``.
+        ``classes_`` become the classes of ``y_support``, in sorted order, and
+        ``predict``, ``predict_proba``, ``decision_function`` and ``score``
+        work over them. The meta-learned weights never change. Metric-based
+        classifiers embed the support set, which queries are then compared
+        with. MAML and Reptile fine-tune a copy of the weights on it (their
+        test-time steps, kept in ``adapted_params_``): from the meta-learned
+        head when the support set has ``n_way`` classes (class ``classes_[j]``
+        gets output ``j``), from a zero-initialised head of one output per
+        class otherwise (every class starts equal; the common "zero head"
+        practice for MAML-style methods).
 
         Parameters
         ----------

@@ -6,28 +6,43 @@ A docstring holds a line ``    {name}`` where a shared section goes;
 
 __all__ = ["fill_doc"]
 
-#: What every torch-backed estimator records of its training (``steps``: what
-#: one training step is).
+#: What every torch-backed estimator records of its training and its data
+#: (``steps``: what one training step is).
 TRAINING_ATTRIBUTES = """\
-    n_steps_ : int
+{episode_attributes}    n_steps_ : int
         Training steps run: {steps}.
     stop_reason_ : str
         Why training ended: ``"max_epochs"``, ``"time_limit"`` (a
         :class:`skmeta.callbacks.TimeLimit`), ``"early_stopping"`` or
         ``"interrupted"`` (a ``KeyboardInterrupt``, with a warning).
+    n_features_in_ : int
+        Features (tabular) or channels (images) of X in ``fit``.
+    input_shape_ : tuple of int
+        Shape of one sample in ``fit``.
+    device_ : torch.device
+        The device the module lives on.
+"""
+
+#: The shape of the training episodes, which ``None`` parameters leave to fit.
+EPISODE_ATTRIBUTES = """\
+    n_way_, k_shot_, n_query_ : int
+        The shape of the training episodes: ``n_way``, ``k_shot`` and
+        ``n_query``, or what ``None`` resolved to on the data of ``fit``.
 """
 
 EPISODIC = {
     "validation_what": "the same 100 validation episodes",
     "steps": "episodes",
+    "episode_attributes": EPISODE_ATTRIBUTES,
 }
 META_BATCHES = {
-    "validation_what": "the same 100 validation episodes",
+    **EPISODIC,
     "steps": "meta-batches of ``meta_batch_size`` tasks",
 }
 EMBEDDING = {
     "validation_what": "the same 100 nearest-prototype episodes",
     "steps": "P x K batches",
+    "episode_attributes": "",
 }
 
 

@@ -15,8 +15,9 @@ when the class is created (:func:`build_estimator_class`):
 - ``_parameter_constraints``, read each time parameters are validated, so that
   a constraint naming a registry (backbones, distances, losses) sees the
   entries registered after import;
-- the ``{parameters}`` line of the docstring, replaced by one numpydoc entry
-  per parameter, in signature order, with the default as declared.
+- the ``{parameters}`` line of the docstring, replaced by the Parameters
+  section: one numpydoc entry per parameter, in signature order, with the
+  default as declared.
 
 Groups of parameters that several estimators share are plain dicts of
 :class:`Param`; ``dict | dict`` composes them, and a class changes one shared
@@ -131,10 +132,11 @@ class Parameters(Mapping):
         }
 
     def docs(self, values=None):
-        """The numpydoc entries of every parameter, in order."""
-        return "".join(
+        """The numpydoc Parameters section: its heading, then each entry in order."""
+        entries = "".join(
             param.entry(name, values) for name, param in self._params.items()
         )
+        return f"    Parameters\n    ----------\n{entries}"
 
 
 def _make_init(parameters):

@@ -13,7 +13,15 @@ import inspect
 import torch
 from torch import nn
 
-__all__ = ["BACKBONES", "MLP", "Conv4", "build_backbone", "conv_block"]
+__all__ = [
+    "embedding_size",
+    "output_shape",
+    "BACKBONES",
+    "MLP",
+    "Conv4",
+    "build_backbone",
+    "conv_block",
+]
 
 
 def conv_block(in_channels, out_channels, pool=True, stride=1):
@@ -157,6 +165,42 @@ def _shape_kwargs(cls, input_shape, embedding_dim):
         "out_features": embedding_dim,
     }
     return {name: value for name, value in candidates.items() if name in accepted}
+
+
+def output_shape(backbone, input_shape):
+    """Shape of the output of ``backbone`` for one sample, without the batch axis.
+
+    One forward pass of a zero sample of ``input_shape``, in eval mode (batch
+    norm needs no batch statistics) and without gradient; the module's mode
+    is restored.
+
+    Returns
+    -------
+    tuple of int
+        ``(d,)`` for flat embeddings, ``(c, h, w)`` for feature maps.
+    """
+    training = backbone.training
+    with torch.no_grad():
+        shape = tuple(backbone.eval()(torch.zeros(1, *input_shape)).shape[1:])
+    backbone.train(training)
+    return shape
+
+
+def embedding_size(backbone, input_shape):
+    """The ``d`` of a backbone that maps samples to flat embeddings ``(batch, d)``.
+
+    Raises
+    ------
+    ValueError
+        If the backbone's output for one sample is not 1-D.
+    """
+    shape = output_shape(backbone, input_shape)
+    if len(shape) != 1:
+        raise ValueError(
+            "The backbone must give embeddings of shape (batch, d); got one of "
+            f"shape {(1, *shape)}. End it with torch.nn.Flatten() to use it here."
+        )
+    return shape[0]
 
 
 #: Smallest image side Conv4 takes: four 2x2 poolings (or stride-2 convolutions).

@@ -14,6 +14,7 @@ Run ``skmeta --help`` for every option.
 """
 
 import argparse
+import inspect
 import os
 import sys
 import time
@@ -26,36 +27,15 @@ from torch import nn
 from . import __version__
 from ._base import resolve_device
 from .callbacks import TimeLimit
-from .datasets import load_digits_fewshot, load_omniglot_minimal
-from .fewshot import (
-    MAMLClassifier,
-    MatchingClassifier,
-    PrototypicalClassifier,
-    RelationClassifier,
-    ReptileClassifier,
-)
+from .datasets import FEWSHOT_DATASETS
+from .fewshot import CLASSIFIERS, PrototypicalClassifier
 from .model_selection import evaluate_episodes
 from .persistence import save
 
-__all__ = ["DATASETS", "METHODS", "main"]
+__all__ = ["main"]
 
-#: Few-shot methods by name. A new method is one entry here: a class taking
-#: (some of) ``max_epochs``, ``episodes_per_epoch``, ``rotations``, ``device``,
-#: ``random_state`` and ``verbose``, and accepted by :func:`evaluate_episodes`.
-METHODS = {
-    "prototypical": PrototypicalClassifier,
-    "matching": MatchingClassifier,
-    "relation": RelationClassifier,
-    "maml": MAMLClassifier,
-    "reptile": ReptileClassifier,
-}
-
-#: Data sets by name: whether they are images (rotations apply) and the
-#: default N of N-way meta-test episodes.
-DATASETS = {
-    "omniglot": {"images": True, "n_way": [5, 20]},
-    "digits": {"images": False, "n_way": [5]},
-}
+#: N of the N-way meta-test episodes by default: those the novel classes allow.
+DEFAULT_N_WAYS = (5, 20)
 
 #: Default limit of meta-training, in seconds: the whole default command, with
 #: start-up and the evaluation of three models, then ends within 3 minutes on
@@ -125,7 +105,7 @@ def build_parser():
     )
     parser.add_argument(
         "--dataset",
-        choices=list(DATASETS),
+        choices=list(FEWSHOT_DATASETS),
         default="omniglot",
         help="omniglot: 'Omniglot minimal', embedded in skmeta: base "
         "background_small1 (136 characters), novel the 3 alphabets only in "
@@ -143,7 +123,7 @@ def build_parser():
     )
     parser.add_argument(
         "--method",
-        choices=sorted(METHODS),
+        choices=sorted(CLASSIFIERS),
         default="prototypical",
         help="few-shot method (default: prototypical)",
     )
@@ -256,31 +236,30 @@ def build_parser():
 
 def _load(args):
     """Return the dataset's FewShotSplit; raise _UsageError on missing data."""
-    if args.dataset == "digits":
-        if args.data_home is not None:
-            raise _UsageError(
-                "--data-home applies to omniglot only; digits ships with scikit-learn."
-            )
-        return load_digits_fewshot()
+    loader = FEWSHOT_DATASETS[args.dataset]
     if args.data_home is None:
-        return load_omniglot_minimal()  # the embedded copy
+        return loader()  # the embedded or bundled copy
+    if "data_home" not in inspect.signature(loader).parameters:
+        raise _UsageError(
+            f"--data-home does not apply to {args.dataset}, which ships with "
+            "skmeta or scikit-learn."
+        )
     data_home = args.data_home.expanduser()
     if not data_home.is_dir():
         raise _UsageError(
             f"--data-home {data_home}: no such folder. Point it to the folder "
-            "holding omniglot/images_background_small1.zip and "
-            "omniglot/images_background_small2.zip, or leave it out to use the "
-            "copy embedded in skmeta."
+            f"holding the archives skmeta.datasets.{loader.__name__} reads, or "
+            "leave it out to use the copy embedded in skmeta."
         )
     try:
-        return load_omniglot_minimal(data_home=data_home)
+        return loader(data_home=data_home)
     except OSError as exc:  # FileNotFoundError, download or checksum failure
-        raise _UsageError(f"could not load Omniglot: {exc}") from exc
+        raise _UsageError(f"could not load {args.dataset}: {exc}") from exc
 
 
 def _make_estimator(args, images):
     """The method's estimator, with the options the command sets."""
-    cls = METHODS[args.method]
+    cls = CLASSIFIERS[args.method]
     rotations = images if args.rotations is None else args.rotations
     if rotations and not images:
         raise _UsageError(
@@ -360,8 +339,8 @@ def _training_report(estimator, seconds, args):
 
 def _accuracy_table(models, split, args):
     """Rows of mean ± 95% CI accuracy (%), and notes on skipped settings."""
-    n_ways = args.n_way or DATASETS[args.dataset]["n_way"]
     classes, counts = np.unique(split.y_novel, return_counts=True)
+    n_ways = args.n_way or [n for n in DEFAULT_N_WAYS if n <= len(classes)]
     widths = [15] + [max(16, len(name) + 2) for name in models]
 
     def row(cells):
@@ -399,11 +378,7 @@ def _accuracy_table(models, split, args):
                     random_state=args.seed,
                 )
                 cells.append(f"{100 * scores.mean:.2f} ± {100 * scores.ci95:.2f}")
-            lines.append(
-                "".join(
-                    f"{c:<{w}}" for c, w in zip(cells, widths, strict=True)
-                ).rstrip()
-            )
+            lines.append(row(cells).rstrip())
     return lines if len(lines) > 1 else [], notes
 
 
@@ -412,18 +387,23 @@ def _run(args):
         device = resolve_device(args.device)
     except (ValueError, RuntimeError) as exc:
         raise _UsageError(f"--device {args.device}: {exc}") from exc
-    images = DATASETS[args.dataset]["images"]
-    estimator = _make_estimator(args, images)
     if args.save is not None:
         _check_save_path(args.save)
     split = _load(args)
-    embedded = args.dataset == "omniglot" and args.data_home is None
+    estimator = _make_estimator(args, images=split.X_base.ndim == 4)
+    loader = FEWSHOT_DATASETS[args.dataset]
+    embedded = args.data_home is None and (
+        "data_home" in inspect.signature(loader).parameters
+    )
     print(_summary(split, embedded, estimator.get_params().get("rotations")))
     limit = f", time limit {args.time_limit:g} s" if args.time_limit else ""
     print(f"meta-training {args.method} on {device}{limit}", flush=True)
 
     start = time.perf_counter()
-    estimator.fit(split.X_base, split.y_base)
+    try:
+        estimator.fit(split.X_base, split.y_base)
+    except ValueError as exc:  # the data or a diverged run: the message says
+        raise _UsageError(str(exc)) from exc
     if estimator.stop_reason_ == "interrupted":
         print(f"{_PROG}: meta-training was interrupted", file=sys.stderr)
         return 130  # as a shell reports SIGINT; nothing is saved or evaluated
@@ -487,7 +467,6 @@ def main(argv=None):
         return exc.code if isinstance(exc.code, int) else 2
     try:
         return _run(args)
-    except (_UsageError, ValueError) as exc:
-        # ValueError: an estimator's parameter or input check, with its message.
+    except _UsageError as exc:
         print(f"{_PROG}: error: {exc}", file=sys.stderr)
         return 2

@@ -34,7 +34,7 @@ __all__ = ["load", "save"]
 FORMAT = 1
 
 #: Private fitted state that a network is rebuilt from.
-_PRIVATE = ("_n_way_fitted", "_n_loss_classes")
+_PRIVATE = ("_n_loss_classes",)
 
 
 def _estimator_classes():

@@ -198,14 +198,14 @@ def test_missing_data_home_exits_2_with_a_message(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert f"--data-home {missing}: no such folder" in captured.err
-    assert "images_background_small1.zip" in captured.err
+    assert "skmeta.datasets.load_omniglot_minimal reads" in captured.err
     assert "Traceback" not in captured.err
     assert not missing.exists()
 
 
 def test_data_home_with_digits_exits_2(tmp_path, capsys):
     assert main([*DIGITS, "--data-home", str(tmp_path)]) == 2
-    assert "--data-home applies to omniglot only" in capsys.readouterr().err
+    assert "--data-home does not apply to digits" in capsys.readouterr().err
 
 
 def test_rotations_on_tabular_digits_exits_2(capsys):
@@ -258,3 +258,12 @@ def test_python_dash_m_skmeta_help():
     assert result.stdout.startswith("usage: skmeta")
     for option in ("--dataset", "--data-home", "--time-limit", "--save"):
         assert option in result.stdout
+
+
+def test_an_internal_error_is_raised_not_reported_as_a_usage_error(monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("a bug in the evaluation")
+
+    monkeypatch.setattr(cli, "evaluate_episodes", broken)
+    with pytest.raises(ValueError, match="a bug in the evaluation"):
+        main(DIGITS)

@@ -283,3 +283,13 @@ def test_a_backbone_registered_after_import_is_a_valid_name(digits, monkeypatch)
     assert isinstance(clf.module_.backbone, Narrow)
     with pytest.raises(ValueError, match="'backbone' parameter .*'narrow'"):
         PrototypicalClassifier(backbone="wide").fit(digits.X_base, digits.y_base)
+
+
+def test_the_shape_of_the_training_episodes_is_recorded(fitted, digits):
+    # Digits' 5 base classes of about 180 samples: None resolves to all 5
+    # classes, the default shots (5 for Reptile, 1 for the others) and queries.
+    k_shot = 5 if isinstance(fitted, ReptileClassifier) else 1
+    assert (fitted.n_way_, fitted.k_shot_, fitted.n_query_) == (5, k_shot, 5)
+    narrow = clone(fitted).set_params(n_way=3, n_query=2, max_epochs=0)
+    narrow.fit(digits.X_base, digits.y_base)
+    assert (narrow.n_way_, narrow.n_query_) == (3, 2)

@@ -50,7 +50,7 @@ def test_class_feature_is_the_sum_of_the_shot_features():
     assert sums.shape == (3, 2, 3, 3)
     torch.testing.assert_close(sums[0], maps[1] + maps[4])
     # The module's support encoding is that sum.
-    net = RelationNetwork(nn.Identity(), MLPRelation(4), k_shot=2)
+    net = RelationNetwork(nn.Identity(), MLPRelation(4), (2, 3, 3), k_shot=2)
     torch.testing.assert_close(net.encode_support(z, y), expected)
 
 
@@ -70,7 +70,7 @@ def test_relation_module_reads_class_features_and_query_embeddings():
             seen.append((class_features, z_query))
             return z_query[:, :1] - class_features[:, 0]
 
-    net = RelationNetwork(nn.Identity(), Record())
+    net = RelationNetwork(nn.Identity(), Record(), (2,))
     classes = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
     queries = torch.tensor([[5.0, 6.0], [7.0, 8.0], [9.0, 0.0]])
     logits = net.relation_logits(classes, queries)

@@ -13,7 +13,16 @@ from ._digits import load_digits_fewshot
 from ._omniglot import get_data_home, load_omniglot, load_omniglot_minimal
 from ._split import FewShotSplit
 
+#: The few-shot data sets of the ``skmeta`` command, by name: loaders that
+#: return a :class:`FewShotSplit`; those with a ``data_home`` parameter read
+#: archives from there, and otherwise use their embedded or bundled copy.
+FEWSHOT_DATASETS = {
+    "omniglot": load_omniglot_minimal,
+    "digits": load_digits_fewshot,
+}
+
 __all__ = [
+    "FEWSHOT_DATASETS",
     "FewShotSplit",
     "get_data_home",
     "load_digits_fewshot",

@@ -31,7 +31,7 @@ from .._base import (
 from .._docs import EMBEDDING
 from .._params import Param, Parameters
 from .._sklearn import Interval, StrOptions, _fit_context
-from ..backbones import build_backbone
+from ..backbones import build_backbone, embedding_size
 from ..batches import ClassBalancedBatchSampler
 from ..distances import DISTANCES, Mahalanobis
 from ..episodes import EpisodeSampler
@@ -126,8 +126,10 @@ def embedder_parameters(own, **changes):
     return Parameters(changed(shared, changes), positional=1)
 
 
-#: The Attributes every embedder shares.
+#: The Attributes section of every embedder.
 SHARED_ATTRIBUTES = """\
+    Attributes
+    ----------
     module_ : MetricNetwork
         The trained network, on ``device_``: ``module_.backbone`` and the
         loss ``module_.loss`` with its parameters.
@@ -138,12 +140,6 @@ SHARED_ATTRIBUTES = """\
     classes_ : ndarray of shape (n_classes,)
         The labels of ``y`` in ``fit``; training sees their index.
     {training_attributes}
-    n_features_in_ : int
-        Features (tabular) or channels (images) of X in ``fit``.
-    input_shape_ : tuple of int
-        Shape of one sample in ``fit``.
-    device_ : torch.device
-        The device the module lives on.
 """
 
 
@@ -238,12 +234,8 @@ class MetricEmbedder(TorchEstimator):
     ``loss(embeddings, labels)`` that returns a scalar; register it in
     :data:`skmeta.losses.LOSSES` to use it by name.
 
-    Parameters
-    ----------
     {parameters}
 
-    Attributes
-    ----------
     {shared_attributes}
 
     Raises
@@ -482,10 +474,8 @@ class MetricEmbedder(TorchEstimator):
         backbone = build_backbone(
             self.backbone, shape, self.embedding_dim, self.backbone_params
         )
-        with torch.no_grad():
-            out = backbone.eval()(torch.zeros(1, *shape)).shape[1]
-        loss = self._build_loss(out, self._n_loss_classes)
-        return MetricNetwork(backbone.train(), loss, self.normalize)
+        loss = self._build_loss(embedding_size(backbone, shape), self._n_loss_classes)
+        return MetricNetwork(backbone, loss, self.normalize)
 
     def _batch_sampler(self, y_enc):
         """The P x K sampler for encoded labels, P chosen if left to None."""

@@ -35,12 +35,8 @@ class ContrastiveEmbedder(MetricEmbedder):
     returns the embeddings, float32 of shape ``(n_samples, embedding_dim)``.
     See :class:`skmeta.losses.ContrastiveLoss` for the reduction.
 
-    Parameters
-    ----------
     {parameters}
 
-    Attributes
-    ----------
     {shared_attributes}
 
     See Also

@@ -64,12 +64,8 @@ class ArcFaceEmbedder(MetricEmbedder):
     :class:`skmeta.losses.ArcFaceLoss` for the behaviour past
     :math:`\theta + m > \pi`.
 
-    Parameters
-    ----------
     {parameters}
 
-    Attributes
-    ----------
     {shared_attributes}
 
     See Also
@@ -124,12 +120,8 @@ class CosFaceEmbedder(MetricEmbedder):
     returns the embeddings, float32 of shape ``(n_samples, embedding_dim)``;
     the weights are ``module_.loss.W``.
 
-    Parameters
-    ----------
     {parameters}
 
-    Attributes
-    ----------
     {shared_attributes}
 
     See Also

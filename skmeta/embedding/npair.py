@@ -33,12 +33,8 @@ class NPairEmbedder(MetricEmbedder):
     or cosine distance. See :class:`skmeta.losses.NPairLoss` for which pairs
     are used.
 
-    Parameters
-    ----------
     {parameters}
 
-    Attributes
-    ----------
     {shared_attributes}
 
     See Also

@@ -33,12 +33,8 @@ class TripletEmbedder(MetricEmbedder):
     downstream model: a ``KNeighborsClassifier``, a clustering, a retrieval
     index. See :class:`skmeta.losses.TripletMarginLoss` for the reduction.
 
-    Parameters
-    ----------
     {parameters}
 
-    Attributes
-    ----------
     {shared_attributes}
 
     See Also

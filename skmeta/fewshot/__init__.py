@@ -6,7 +6,18 @@ from .prototypical import PrototypicalClassifier
 from .relation import RelationClassifier
 from .reptile import ReptileClassifier
 
+#: The few-shot classifiers by the name the ``skmeta`` command and the
+#: benchmarks know them by. A new method is one class and its entry here.
+CLASSIFIERS = {
+    "prototypical": PrototypicalClassifier,
+    "matching": MatchingClassifier,
+    "relation": RelationClassifier,
+    "maml": MAMLClassifier,
+    "reptile": ReptileClassifier,
+}
+
 __all__ = [
+    "CLASSIFIERS",
     "MAMLClassifier",
     "MatchingClassifier",
     "PrototypicalClassifier",

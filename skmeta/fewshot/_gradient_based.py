@@ -331,53 +331,9 @@ class GradientBasedClassifier(EpisodicClassifier):
         always use the current batch's statistics (see Notes)."""
     }
 
-    def adapt(self, X_support, y_support):
-        """Fine-tune a copy of the meta-learned weights on a support set.
-
-        Starting from the meta-learned weights ``θ`` (which do not change),
-        the method's test-time steps run on the whole support set; the
-        adapted weights are kept in ``adapted_params_`` and used by
-        ``predict``, ``predict_proba``, ``decision_function`` and ``score``.
-        ``classes_`` become the classes of ``y_support``, in sorted order.
-
-        When the support set has ``n_way`` classes, the meta-learned head is
-        the starting point: class ``classes_[j]`` gets output ``j``. With
-        another number of classes the head is replaced by a zero-initialised
-        one with an output per support class (weights and bias 0: every class
-        starts equal, and the first steps train the head), the common "zero
-        head" practice for MAML-style methods.
-
-        Parameters
-        ----------
-        X_support : array-like of shape (n_support, ...)
-            Support samples, of the shape seen in ``fit``.
-        y_support : array-like of shape (n_support,)
-            Their labels; any number of shots per class.
-
-        Returns
-        -------
-        self : object
-
-        Raises
-        ------
-        ValueError
-            If X_support has another sample shape than in ``fit``, or NaN/inf.
-        sklearn.exceptions.NotFittedError
-            If the estimator is not fitted.
-        """
-        return super().adapt(X_support, y_support)
-
     #: Head width when ``n_way=None``: the 5-way tasks of MAML and Reptile on
     #: Omniglot, or all classes when there are fewer.
     max_auto_way = 5
-
-    def _build_module(self, backbone, embedding_dim):
-        return GradientNetwork(backbone, embedding_dim, self._n_way_fitted)
-
-    def _n_way(self, n_classes):
-        # Remember the head's width, known only once fit has seen y.
-        self._n_way_fitted = super()._n_way(n_classes)
-        return self._n_way_fitted
 
     def _training_batches(self, stream):
         return _MetaBatchStream(stream, self.meta_batch_size)

@@ -107,8 +107,6 @@ class MAMLClassifier(GradientBasedClassifier):
     changes after ``fit``. ``evaluate_episodes`` does the same for each
     episode (slower than metric-based methods: one fine-tuning per episode).
 
-    Parameters
-    ----------
     {parameters}
 
     Attributes
@@ -125,12 +123,6 @@ class MAMLClassifier(GradientBasedClassifier):
         skorch's record of meta-training: the mean query loss after
         adaptation of each meta-batch, epoch times.
     {training_attributes}
-    n_features_in_ : int
-        Features (tabular) or channels (images) of X in ``fit``.
-    input_shape_ : tuple of int
-        Shape of one sample in ``fit``.
-    device_ : torch.device
-        The device the module lives on.
 
     See Also
     --------
@@ -234,7 +226,7 @@ class MAMLClassifier(GradientBasedClassifier):
         return MAMLNetwork(
             backbone,
             embedding_dim,
-            self._n_way_fitted,
+            self.n_way_,
             self.n_inner_steps,
             self.inner_lr,
             self.first_order,

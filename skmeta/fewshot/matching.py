@@ -228,8 +228,6 @@ class MatchingClassifier(EpisodicClassifier):
     the weights. Unlike a prototype method, every support sample is kept:
     predicting costs ``O(n_support)`` per query.
 
-    Parameters
-    ----------
     {parameters}
 
     Attributes
@@ -247,12 +245,6 @@ class MatchingClassifier(EpisodicClassifier):
         skorch's record of meta-training: loss and learning rate of every
         episode (``history_[:, "batches", :, "train_loss"]``), epoch times.
     {training_attributes}
-    n_features_in_ : int
-        Features (tabular) or channels (images) of X in ``fit``.
-    input_shape_ : tuple of int
-        Shape of one sample in ``fit``.
-    device_ : torch.device
-        The device the module lives on.
 
     See Also
     --------

@@ -83,8 +83,6 @@ class PrototypicalClassifier(EpisodicClassifier):
     paper); the training data is then the support set. :meth:`adapt` takes
     the support set of novel classes without changing the weights.
 
-    Parameters
-    ----------
     {parameters}
 
     Attributes
@@ -99,12 +97,6 @@ class PrototypicalClassifier(EpisodicClassifier):
         skorch's record of meta-training: loss and learning rate of every
         episode (``history_[:, "batches", :, "train_loss"]``), epoch times.
     {training_attributes}
-    n_features_in_ : int
-        Features (tabular) or channels (images) of X in ``fit``.
-    input_shape_ : tuple of int
-        Shape of one sample in ``fit``.
-    device_ : torch.device
-        The device the module lives on.
 
     See Also
     --------

@@ -11,7 +11,7 @@ from torch.nn import functional as F
 from .._base import EpisodicClassifier, EpisodicNetwork, episodic_parameters
 from .._params import Param
 from .._sklearn import Interval, StrOptions
-from ..backbones import build_backbone, conv_block
+from ..backbones import conv_block, output_shape
 from ._segments import class_counts, class_sums
 
 __all__ = [
@@ -234,14 +234,17 @@ class RelationNetwork(EpisodicNetwork):
         gives the relation logits ``(n_query, n_way)`` of every concatenated
         pair ``C(class, query)``, as :class:`ConvRelation` and
         :class:`MLPRelation` do.
+    feature_shape : tuple of int
+        Shape of one embedding of the backbone, ``(d,)`` or ``(c, h, w)``.
     k_shot : int, default=1
         Shots per class in training episodes (see :func:`class_features`).
     """
 
-    def __init__(self, backbone, relation, k_shot=1):
+    def __init__(self, backbone, relation, feature_shape, k_shot=1):
         super().__init__()
         self.backbone = backbone
         self.relation = relation
+        self.feature_shape = tuple(feature_shape)
         self.k_shot = k_shot
 
     def encode_support(self, z_support, y_support, n_way=None):
@@ -340,8 +343,6 @@ class RelationClassifier(EpisodicClassifier):
     episodes); the training data is then the support set. :meth:`adapt` takes
     the support set of novel classes without changing the weights.
 
-    Parameters
-    ----------
     {parameters}
 
     Attributes
@@ -359,12 +360,6 @@ class RelationClassifier(EpisodicClassifier):
         skorch's record of meta-training: loss and learning rate of every
         episode (``history_[:, "batches", :, "train_loss"]``), epoch times.
     {training_attributes}
-    n_features_in_ : int
-        Features (tabular) or channels (images) of X in ``fit``.
-    input_shape_ : tuple of int
-        Shape of one sample in ``fit``.
-    device_ : torch.device
-        The device the module lives on.
 
     See Also
     --------
@@ -462,27 +457,30 @@ class RelationClassifier(EpisodicClassifier):
         """The loss of the base class's skorch net: a :class:`RelationLoss`."""
         return RelationLoss(self.loss)
 
-    def _build_backbone(self, input_shape):
-        """The backbone and the shape of one of its embeddings."""
+    def _new_backbone(self, input_shape):
         if self.backbone is None and len(input_shape) == 3:
-            backbone = RelationEncoder(
+            return RelationEncoder(
                 in_channels=input_shape[0],
                 out_channels=self.embedding_dim,
                 **(self.backbone_params or {}),
             )
-        else:
-            backbone = build_backbone(
-                self.backbone, input_shape, self.embedding_dim, self.backbone_params
-            )
-        with torch.no_grad():
-            shape = tuple(backbone.eval()(torch.zeros(1, *input_shape)).shape[1:])
+        return super()._new_backbone(input_shape)
+
+    def _features(self, backbone):
+        """The shape of one embedding: flat, or feature maps."""
+        shape = output_shape(backbone, self.input_shape_)
         if len(shape) not in (1, 3):
             raise ValueError(
                 "The backbone must give embeddings of shape (batch, d) or feature "
                 f"maps (batch, c, h, w); got one of shape {(1, *shape)}."
             )
-        self.feature_shape_ = shape
-        return backbone.train(), shape
+        return shape
+
+    @property
+    def feature_shape_(self):
+        """Shape of one embedding, ``(d,)`` or ``(c, h, w)``, of the fitted module."""
+        check_is_fitted(self)
+        return self.module_.feature_shape
 
     def _episode_shape(self, counts):
         # One class gives one-way episodes: every pair matches, nothing to
@@ -499,7 +497,7 @@ class RelationClassifier(EpisodicClassifier):
             relation = ConvRelation(feature_shape, self.relation_dim)
         else:
             relation = MLPRelation(feature_shape[0], self.relation_dim)
-        return RelationNetwork(backbone, relation, self.k_shot)
+        return RelationNetwork(backbone, relation, feature_shape, self.k_shot)
 
     def _set_support(self, z_support, y_support):
         y = torch.from_numpy(np.asarray(y_support)).to(z_support.device)

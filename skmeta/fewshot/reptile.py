@@ -198,8 +198,6 @@ class ReptileClassifier(GradientBasedClassifier):
     steps at test time; and, as in the authors' code, one Adam state carried
     from task to task (see ``reset_inner_optimizer``).
 
-    Parameters
-    ----------
     {parameters}
 
     Attributes
@@ -215,12 +213,6 @@ class ReptileClassifier(GradientBasedClassifier):
         skorch's record of meta-training: mean inner loss and ``ε`` (as
         ``lr``) of each meta-update, epoch times.
     {training_attributes}
-    n_features_in_ : int
-        Features (tabular) or channels (images) of X in ``fit``.
-    input_shape_ : tuple of int
-        Shape of one sample in ``fit``.
-    device_ : torch.device
-        The device the module lives on.
 
     See Also
     --------
@@ -359,7 +351,7 @@ class ReptileClassifier(GradientBasedClassifier):
         return ReptileNetwork(
             backbone,
             embedding_dim,
-            self._n_way_fitted,
+            self.n_way_,
             self.n_inner_steps,
             self.inner_lr,
             self.inner_optimizer,
