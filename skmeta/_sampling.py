@@ -7,9 +7,43 @@ to the largest class would cost ``n_classes * largest`` (one class of
 100,000 samples among 1000 of 100: 800 MB of int64).
 """
 
-import numpy as np
+import inspect
 
-__all__ = ["ClassIndex"]
+import numpy as np
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import column_or_1d
+
+__all__ = ["ClassIndex", "ClassSampler"]
+
+
+class ClassSampler:
+    """Base of the samplers: draws of classes, then of samples within each.
+
+    A scikit-learn splitter (``split``, ``get_n_splits``). A subclass sets
+    ``_n_draws`` (draws per :meth:`split` call), and provides
+    ``_class_index(y)``, returning a :class:`ClassIndex` and the classes a
+    draw may pick (raising the ``ValueError`` its ``split`` documents), and
+    ``_draw(index, drawable, rng)``, returning one draw's indices.
+    """
+
+    def get_n_splits(self, X=None, y=None, groups=None):
+        """Return the number of draws one ``split`` call yields."""
+        return self._n_draws
+
+    def _draws(self, y):
+        """The draws of one ``split`` call over labels ``y``."""
+        if y is None:
+            name = type(self).__name__
+            raise ValueError(f"{name}.split needs the labels y; got None.")
+        index, drawable = self._class_index(column_or_1d(y, warn=False))
+        rng = check_random_state(self.random_state)
+        for _ in range(self._n_draws):
+            yield self._draw(index, drawable, rng)
+
+    def __repr__(self):
+        params = inspect.signature(type(self)).parameters
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in params)
+        return f"{type(self).__name__}({shown})"
 
 
 class ClassIndex:

@@ -11,16 +11,14 @@ scikit-learn splitter does, so it serves any data container.
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils import check_random_state
-from sklearn.utils.validation import column_or_1d
 
-from ._sampling import ClassIndex
+from ._sampling import ClassIndex, ClassSampler
 from ._sklearn import Interval, StrOptions, validate_params
 
 __all__ = ["ClassBalancedBatchSampler"]
 
 
-class ClassBalancedBatchSampler:
+class ClassBalancedBatchSampler(ClassSampler):
     """Draw batches of P classes x K samples per class from a label array.
 
     Each batch picks ``n_classes_per_batch`` (P) distinct classes uniformly
@@ -98,21 +96,13 @@ class ClassBalancedBatchSampler:
         self.small_classes = small_classes
         self.random_state = random_state
 
-    def __repr__(self):
-        return (
-            f"{type(self).__name__}(n_classes_per_batch={self.n_classes_per_batch}, "
-            f"n_samples_per_class={self.n_samples_per_class}, "
-            f"n_batches={self.n_batches}, small_classes={self.small_classes!r}, "
-            f"random_state={self.random_state!r})"
-        )
-
     @property
     def batch_size(self):
         """Samples per batch, ``P * K``."""
         return self.n_classes_per_batch * self.n_samples_per_class
 
-    def get_n_splits(self, X=None, y=None, groups=None):
-        """Return the number of batches one :meth:`split` call yields."""
+    @property
+    def _n_draws(self):
         return self.n_batches
 
     def split(self, X=None, y=None, groups=None):
@@ -142,14 +132,7 @@ dtype int64
             drawn (classes with at least K samples, or all classes with
             ``small_classes="replace"``).
         """
-        if y is None:
-            raise ValueError(
-                "ClassBalancedBatchSampler.split needs the labels y; got None."
-            )
-        index, drawable = self._class_index(column_or_1d(y, warn=False))
-        rng = check_random_state(self.random_state)
-        for _ in range(self.n_batches):
-            yield self._draw(index, drawable, rng)
+        return self._draws(y)
 
     def _class_index(self, y):
         """The samples of each class, and the classes a batch may draw.

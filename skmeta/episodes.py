@@ -11,16 +11,14 @@ any data container.
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils import check_random_state
-from sklearn.utils.validation import column_or_1d
 
-from ._sampling import ClassIndex
+from ._sampling import ClassIndex, ClassSampler
 from ._sklearn import Interval, validate_params
 
 __all__ = ["EpisodeSampler"]
 
 
-class EpisodeSampler:
+class EpisodeSampler(ClassSampler):
     """Draw N-way K-shot episodes with Q queries per class from a label array.
 
     Each episode picks ``n_way`` distinct classes uniformly among the classes
@@ -83,15 +81,8 @@ class EpisodeSampler:
         self.n_episodes = n_episodes
         self.random_state = random_state
 
-    def __repr__(self):
-        return (
-            f"{type(self).__name__}(n_way={self.n_way}, k_shot={self.k_shot}, "
-            f"n_query={self.n_query}, n_episodes={self.n_episodes}, "
-            f"random_state={self.random_state!r})"
-        )
-
-    def get_n_splits(self, X=None, y=None, groups=None):
-        """Return the number of episodes one :meth:`split` call yields."""
+    @property
+    def _n_draws(self):
         return self.n_episodes
 
     def split(self, X=None, y=None, groups=None):
@@ -121,12 +112,7 @@ class EpisodeSampler:
             If ``y`` is missing or not 1-D, or if fewer than ``n_way`` classes
             have at least ``k_shot + n_query`` samples.
         """
-        if y is None:
-            raise ValueError("EpisodeSampler.split needs the labels y; got None.")
-        index, eligible = self._class_index(column_or_1d(y, warn=False))
-        rng = check_random_state(self.random_state)
-        for _ in range(self.n_episodes):
-            yield self._draw(index, eligible, rng)
+        return self._draws(y)
 
     def _class_index(self, y):
         """The samples of each class, and the classes an episode may draw.

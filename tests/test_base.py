@@ -10,41 +10,23 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import EMBEDDERS, FEW_SHOT, short
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from skorch.callbacks import Callback, Checkpoint, EarlyStopping
 
 from skmeta import (
-    ArcFaceEmbedder,
-    ContrastiveEmbedder,
-    CosFaceEmbedder,
     EpisodeSampler,
     MAMLClassifier,
-    MatchingClassifier,
-    NPairEmbedder,
     PrototypicalClassifier,
-    RelationClassifier,
     ReptileClassifier,
     TripletEmbedder,
 )
 from skmeta._base import _EpisodeStream
 from skmeta.model_selection import evaluate_episodes
 
-EPISODIC = dict(max_epochs=2, episodes_per_epoch=4, random_state=0)
-GRADIENT = dict(EPISODIC, n_way=3, meta_batch_size=2)
-EMBEDDER = dict(max_epochs=2, batches_per_epoch=4, embedding_dim=8, random_state=0)
-ESTIMATORS = [
-    PrototypicalClassifier(**EPISODIC),
-    MatchingClassifier(**EPISODIC),
-    RelationClassifier(**EPISODIC),
-    MAMLClassifier(**GRADIENT),
-    ReptileClassifier(**GRADIENT),
-    TripletEmbedder(**EMBEDDER),
-    ContrastiveEmbedder(**EMBEDDER),
-    NPairEmbedder(**EMBEDDER),
-    ArcFaceEmbedder(**EMBEDDER),
-    CosFaceEmbedder(**EMBEDDER),
-]
+ESTIMATORS = [short(cls) for cls in FEW_SHOT]
+ESTIMATORS += [short(cls, embedding_dim=8) for cls in EMBEDDERS]
 every_estimator = pytest.mark.parametrize(
     "estimator", ESTIMATORS, ids=lambda e: type(e).__name__
 )
@@ -280,9 +262,8 @@ def test_a_progress_bar_and_colours_on_a_terminal_only(
 ):
     for stream in (sys.stdout, sys.stderr):
         monkeypatch.setattr(stream, "isatty", lambda: terminal)
-    PrototypicalClassifier(
-        verbose=1, validation_fraction=0.4, **dict(EPISODIC, episodes_per_epoch=10)
-    ).fit(digits.X_base, digits.y_base)
+    model = short(PrototypicalClassifier, verbose=1, validation_fraction=0.4)
+    model.set_params(episodes_per_epoch=10).fit(digits.X_base, digits.y_base)
     captured = capsys.readouterr()
     assert "train_loss" in captured.out and "valid_acc" in captured.out  # epoch log
     assert ("/10 [" in captured.err) == terminal  # tqdm's bar over 10 episodes
@@ -309,10 +290,13 @@ class _NaNAfter(torch.nn.Module):
 @pytest.mark.parametrize(
     "estimator, rates",
     [
-        (PrototypicalClassifier(**EPISODIC), "lr=0.001"),
-        (MAMLClassifier(**GRADIENT), "lr=0.001, inner_lr=0.4"),
-        (ReptileClassifier(**GRADIENT), "meta_step_size=1.0, inner_lr=0.001"),
-        (TripletEmbedder(**EMBEDDER), "lr=0.001"),
+        (short(PrototypicalClassifier), "lr=0.001"),
+        (short(MAMLClassifier, n_way=3, meta_batch_size=2), "lr=0.001, inner_lr=0.4"),
+        (
+            short(ReptileClassifier, n_way=3, meta_batch_size=2),
+            "meta_step_size=1.0, inner_lr=0.001",
+        ),
+        (short(TripletEmbedder), "lr=0.001"),
     ],
     ids=lambda e: type(e).__name__ if not isinstance(e, str) else "",
 )
@@ -351,7 +335,7 @@ def test_a_failed_refit_leaves_the_previous_model_whole(estimator, tagged):
 
 
 def test_an_interrupted_adapt_leaves_the_previous_support_whole(digits):
-    clf = PrototypicalClassifier(**EPISODIC).fit(digits.X_base, digits.y_base)
+    clf = short(PrototypicalClassifier).fit(digits.X_base, digits.y_base)
     proba = clf.predict_proba(digits.X_base[:10])
     classes = clf.classes_
 
@@ -367,7 +351,7 @@ def test_an_interrupted_adapt_leaves_the_previous_support_whole(digits):
 
 
 def test_no_prediction_takes_an_argmax_over_nan(digits):
-    clf = PrototypicalClassifier(**EPISODIC).fit(digits.X_base, digits.y_base)
+    clf = short(PrototypicalClassifier).fit(digits.X_base, digits.y_base)
     with torch.no_grad():
         next(clf.module_.parameters()).fill_(float("inf"))
     for method in (clf.predict, clf.predict_proba, clf.transform):
@@ -421,7 +405,7 @@ def test_labels_that_cannot_be_classes_are_named(labels, message, digits):
 
 
 def test_samples_of_another_dimension_at_predict_are_named(digits):
-    clf = PrototypicalClassifier(**EPISODIC).fit(digits.X_base, digits.y_base)
+    clf = short(PrototypicalClassifier).fit(digits.X_base, digits.y_base)
     with pytest.raises(ValueError, match=r"X must be 2-D, samples of shape \(64,\)"):
         clf.predict(digits.X_novel[:4].reshape(4, 8, 8))
 

@@ -13,24 +13,20 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from helpers import EMBEDDERS, FEW_SHOT, assert_same_weights, weights
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
+from skorch.callbacks import Callback
 from torch import nn
 
 from skmeta import (
-    ArcFaceEmbedder,
-    ContrastiveEmbedder,
-    CosFaceEmbedder,
     EpisodeSampler,
     MAMLClassifier,
     MatchingClassifier,
-    MetricEmbedder,
-    NPairEmbedder,
     PrototypicalClassifier,
     RelationClassifier,
     ReptileClassifier,
-    TripletEmbedder,
 )
 from skmeta.backbones import BACKBONES, MLP
 from skmeta.model_selection import ClassKFold, EpisodicScorer, evaluate_episodes
@@ -45,15 +41,7 @@ CLASSIFIERS = {
     "maml": MAMLClassifier(meta_batch_size=4, **FAST),
     "reptile": ReptileClassifier(meta_batch_size=2, n_inner_steps_test=10, **FAST),
 }
-EMBEDDERS = [
-    TripletEmbedder,
-    ContrastiveEmbedder,
-    NPairEmbedder,
-    ArcFaceEmbedder,
-    CosFaceEmbedder,
-    MetricEmbedder,
-]
-ESTIMATORS = [type(clf) for clf in CLASSIFIERS.values()] + EMBEDDERS
+ESTIMATORS = FEW_SHOT + EMBEDDERS
 
 
 @pytest.fixture(scope="module", params=list(CLASSIFIERS))
@@ -61,33 +49,14 @@ def fitted(request, digits):
     return clone(CLASSIFIERS[request.param]).fit(digits.X_base, digits.y_base)
 
 
-def _weights(module):
-    return {k: v.clone() for k, v in module.state_dict().items()}
-
-
-def _assert_same_weights(module, weights):
-    for name, value in module.state_dict().items():
-        torch.testing.assert_close(value, weights[name], rtol=0, atol=0)
-
-
 # Episodes.
 
 
 def test_episode_scores_equal_adapting_a_copy_in_every_episode(fitted, digits):
-    scores = evaluate_episodes(
-        fitted,
-        digits.X_novel,
-        digits.y_novel,
-        n_way=3,
-        k_shot=2,
-        n_query=4,
-        n_episodes=8,
-        random_state=7,
-    )
+    shape = dict(n_way=3, k_shot=2, n_query=4, n_episodes=8, random_state=7)
+    scores = evaluate_episodes(fitted, digits.X_novel, digits.y_novel, **shape)
     slow = []
-    for support, query in EpisodeSampler(3, 2, 4, 8, random_state=7).split(
-        y=digits.y_novel
-    ):
+    for support, query in EpisodeSampler(**shape).split(y=digits.y_novel):
         twin = copy.deepcopy(fitted).adapt(
             digits.X_novel[support], digits.y_novel[support]
         )
@@ -111,25 +80,25 @@ def test_episode_losses_are_the_log_loss_of_predict_proba(fitted, digits):
 
 
 def test_evaluation_does_not_change_the_estimator(fitted, digits):
-    weights = _weights(fitted.module_)
+    state = weights(fitted.module_)
     before = fitted.predict_proba(digits.X_base[:20])
     evaluate_episodes(
         fitted, digits.X_novel, digits.y_novel, n_episodes=4, random_state=0
     )
-    _assert_same_weights(fitted.module_, weights)
+    assert_same_weights(fitted.module_, state)
     np.testing.assert_array_equal(fitted.classes_, np.unique(digits.y_base))
     np.testing.assert_array_equal(fitted.predict_proba(digits.X_base[:20]), before)
 
 
 def test_adapt_takes_novel_classes_and_keeps_the_meta_learned_weights(fitted, digits):
     twin = copy.deepcopy(fitted)
-    weights = _weights(twin.module_)
+    state = weights(twin.module_)
     labels = np.array(list("abcde"))[digits.y_novel - 5]
     twin.adapt(digits.X_novel[::5], labels[::5])
     np.testing.assert_array_equal(twin.classes_, list("abcde"))
     assert set(twin.predict(digits.X_novel)) <= set("abcde")
     assert twin.predict_proba(digits.X_novel).shape == (len(labels), 5)
-    _assert_same_weights(twin.module_, weights)
+    assert_same_weights(twin.module_, state)
 
 
 def test_the_training_data_is_the_default_support_set(fitted, digits):
@@ -162,7 +131,7 @@ def test_max_epochs_zero_keeps_the_initial_weights(name, digits):
     clf.fit(digits.X_base, digits.y_base)
     torch.manual_seed(clf._seed())  # the initialisation fit draws from its seed
     fresh = clf._build_network()
-    _assert_same_weights(clf.module_, _weights(fresh))
+    assert_same_weights(clf.module_, weights(fresh))
     assert clf.n_steps_ == 0 and clf.stop_reason_ == "max_epochs"
 
 
@@ -293,3 +262,25 @@ def test_the_shape_of_the_training_episodes_is_recorded(fitted, digits):
     narrow = clone(fitted).set_params(n_way=3, n_query=2, max_epochs=0)
     narrow.fit(digits.X_base, digits.y_base)
     assert (narrow.n_way_, narrow.n_query_) == (3, 2)
+
+
+class _CountSteps(Callback):
+    def initialize(self):
+        self.steps = 0
+        return self
+
+    def on_batch_end(self, net, **kwargs):
+        self.steps += 1
+
+
+@pytest.mark.parametrize("name", list(CLASSIFIERS))
+def test_skorch_callbacks_see_every_step_and_verbose_prints_the_epoch_log(
+    name, digits, capsys
+):
+    count = _CountSteps()
+    clf = clone(CLASSIFIERS[name]).set_params(verbose=1, callbacks=[count])
+    clf.fit(digits.X_base, digits.y_base)
+    # One step per episode, or per meta-batch for MAML and Reptile.
+    per_step = getattr(clf, "meta_batch_size", 1)
+    assert count.steps == clf.n_steps_ == 2 * -(-10 // per_step)
+    assert "train_loss" in capsys.readouterr().out

@@ -10,6 +10,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from helpers import EMBEDDERS
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, train_test_split
@@ -39,14 +40,6 @@ from skmeta.metrics import mean_average_precision_at_r, retrieval_scorer
 from skmeta.miners import BatchHardMiner
 from skmeta.model_selection import ClassKFold
 
-EMBEDDERS = [
-    TripletEmbedder,
-    ContrastiveEmbedder,
-    NPairEmbedder,
-    ArcFaceEmbedder,
-    CosFaceEmbedder,
-    MetricEmbedder,
-]
 FAST = dict(max_epochs=3, batches_per_epoch=10, embedding_dim=16, random_state=0)
 
 embedders = pytest.mark.parametrize("cls", EMBEDDERS, ids=lambda c: c.__name__)

@@ -1,47 +1,18 @@
 """scikit-learn's own estimator checks, on every estimator of skmeta."""
 
+from helpers import EMBEDDERS, FEW_SHOT
 from sklearn.utils.estimator_checks import parametrize_with_checks
-
-from skmeta import (
-    ArcFaceEmbedder,
-    ContrastiveEmbedder,
-    CosFaceEmbedder,
-    MAMLClassifier,
-    MatchingClassifier,
-    NPairEmbedder,
-    PrototypicalClassifier,
-    RelationClassifier,
-    ReptileClassifier,
-    TripletEmbedder,
-)
 
 # Every estimator with its default parameters; only the length of training is
 # lowered (and the seed fixed, so that a run repeats). The checks fit dozens of
 # times on small data with classes of 3 to 5 samples and 2 to 4 classes: the
 # defaults must cope (n_way=None, n_query=None, k_shot=None for Reptile,
 # small_classes="replace" for the embedders).
-FEW_SHOT = dict(max_epochs=2, episodes_per_epoch=5, random_state=0)
-EMBEDDER = dict(max_epochs=1, batches_per_epoch=3, random_state=0)
-
 ESTIMATORS = [
-    cls(**FEW_SHOT)
-    for cls in (
-        PrototypicalClassifier,
-        MatchingClassifier,
-        RelationClassifier,
-        MAMLClassifier,
-        ReptileClassifier,
-    )
+    cls(max_epochs=2, episodes_per_epoch=5, random_state=0) for cls in FEW_SHOT
 ]
 ESTIMATORS += [
-    cls(**EMBEDDER)
-    for cls in (
-        TripletEmbedder,
-        ContrastiveEmbedder,
-        NPairEmbedder,
-        ArcFaceEmbedder,
-        CosFaceEmbedder,
-    )
+    cls(max_epochs=1, batches_per_epoch=3, random_state=0) for cls in EMBEDDERS
 ]
 
 # Expected failures, each with its reason.

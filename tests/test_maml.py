@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import assert_same_weights, weights
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from torch import nn
@@ -29,16 +30,6 @@ FAST = dict(
 @pytest.fixture(scope="module")
 def fitted(digits):
     return MAMLClassifier(**FAST).fit(digits.X_base, digits.y_base)
-
-
-def _state(clf):
-    return {k: v.clone() for k, v in clf.module_.state_dict().items()}
-
-
-def _assert_same_state(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
 
 
 def _tiny_task(seed=0, n_in=3, n_way=2):
@@ -170,12 +161,12 @@ def test_history_has_one_step_per_meta_batch(fitted):
 
 def test_adapt_fine_tunes_a_copy_and_keeps_the_meta_weights(fitted, digits):
     clf = copy.deepcopy(fitted)
-    before = _state(clf)
+    before = weights(clf.module_)
     X_s, y_s = digits.X_novel[:25], digits.y_novel[:25]
     clf.adapt(X_s, y_s)
     clf.predict(digits.X_novel)
     evaluate_episodes(clf, digits.X_novel, digits.y_novel, n_episodes=3)
-    _assert_same_state(_state(clf), before)
+    assert_same_weights(clf.module_, before)
     np.testing.assert_array_equal(clf.classes_, np.unique(y_s))
     # The adapted weights are n_inner_steps_test SGD steps from theta.
     x = torch.from_numpy(X_s)
@@ -240,22 +231,3 @@ def test_errors(fitted, digits):
     ):
         with pytest.raises(ValueError, match=next(iter(bad))):
             MAMLClassifier(**bad).fit(digits.X_base, digits.y_base)
-
-
-def test_skorch_callbacks_and_progress_bar(digits, capsys):
-    from skorch.callbacks import Callback
-
-    class Count(Callback):
-        def initialize(self):
-            self.batches = 0
-            return self
-
-        def on_batch_end(self, net, **kwargs):
-            self.batches += 1
-
-    count = Count()
-    MAMLClassifier(**dict(FAST, verbose=1, callbacks=[count])).fit(
-        digits.X_base, digits.y_base
-    )
-    assert count.batches == 4  # 2 epochs of 2 meta-batches
-    assert "train_loss" in capsys.readouterr().out

@@ -114,17 +114,9 @@ def test_same_seed_same_episodes(fitted, digits):
 
 
 def test_scorer_returns_the_mean_accuracy(fitted, digits):
-    scorer = EpisodicScorer(n_way=4, k_shot=3, n_query=5, n_episodes=25, random_state=1)
-    expected = evaluate_episodes(
-        fitted,
-        digits.X_novel,
-        digits.y_novel,
-        n_way=4,
-        k_shot=3,
-        n_query=5,
-        n_episodes=25,
-        random_state=1,
-    ).mean
+    shape = dict(n_way=4, k_shot=3, n_query=5, n_episodes=25, random_state=1)
+    scorer = EpisodicScorer(**shape)
+    expected = evaluate_episodes(fitted, digits.X_novel, digits.y_novel, **shape).mean
     assert scorer(fitted, digits.X_novel, digits.y_novel) == expected
     assert "n_way=4" in repr(scorer)
 

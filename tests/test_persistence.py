@@ -6,31 +6,19 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from helpers import FEW_SHOT, short
 from sklearn.base import clone
 
 from skmeta import (
     ArcFaceEmbedder,
-    MAMLClassifier,
-    MatchingClassifier,
     PrototypicalClassifier,
-    RelationClassifier,
-    ReptileClassifier,
     TripletEmbedder,
 )
 from skmeta.persistence import load, save
 
-EPISODIC = dict(max_epochs=1, episodes_per_epoch=3, random_state=0)
-ESTIMATORS = [
-    PrototypicalClassifier(**EPISODIC, validation_fraction=0.4),
-    MatchingClassifier(**EPISODIC),
-    RelationClassifier(**EPISODIC),
-    MAMLClassifier(**EPISODIC),
-    ReptileClassifier(**EPISODIC),
-    TripletEmbedder(max_epochs=1, batches_per_epoch=3, random_state=0),
-    ArcFaceEmbedder(
-        max_epochs=1, batches_per_epoch=3, validation_fraction=0.4, random_state=0
-    ),
-]
+ESTIMATORS = [short(cls) for cls in FEW_SHOT]
+ESTIMATORS[0].set_params(validation_fraction=0.4)  # a history with valid_loss
+ESTIMATORS += [short(TripletEmbedder), short(ArcFaceEmbedder, validation_fraction=0.4)]
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
@@ -62,13 +50,13 @@ def test_a_saved_estimator_loads_and_predicts_the_same(estimator, digits, tmp_pa
 
 
 def test_the_file_holds_data_only(digits, tmp_path):
-    model = PrototypicalClassifier(**EPISODIC).fit(digits.X_base, digits.y_base)
+    model = short(PrototypicalClassifier).fit(digits.X_base, digits.y_base)
     path = save(model, tmp_path / "model.skmeta")
     with zipfile.ZipFile(path) as archive:
         assert sorted(archive.namelist()) == ["estimator.json", "tensors.pt"]
         document = json.loads(archive.read("estimator.json"))
     assert document["class"] == "PrototypicalClassifier"
-    assert document["params"]["max_epochs"] == 1
+    assert document["params"]["max_epochs"] == 2
     # torch's weights-only loader takes it: tensors and plain containers only.
     with zipfile.ZipFile(path) as archive, archive.open("tensors.pt") as f:
         tensors = torch.load(f, weights_only=True)

@@ -148,22 +148,6 @@ def test_history_records_every_episode_and_learning_rate_halves(digits):
     assert lrs == pytest.approx([1e-2, 1e-2, 5e-3, 5e-3, 2.5e-3, 2.5e-3])
 
 
-def test_user_callbacks_see_every_episode(digits):
-    class CountEpisodes(Callback):
-        def initialize(self):
-            self.n = 0
-            return self
-
-        def on_batch_end(self, net, **kwargs):
-            self.n += 1
-
-    counter = CountEpisodes()
-    PrototypicalClassifier(callbacks=[counter], **FAST).fit(
-        digits.X_base, digits.y_base
-    )
-    assert counter.n == 20
-
-
 def test_images_get_conv4_and_rotations_make_four_times_the_classes(tiny_images):
     X, y = tiny_images
     seen = []

@@ -5,6 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from helpers import assert_same_weights, weights
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
@@ -30,16 +31,6 @@ FAST = dict(
 @pytest.fixture(scope="module")
 def fitted(digits):
     return ReptileClassifier(**FAST).fit(digits.X_base, digits.y_base)
-
-
-def _state(clf):
-    return {k: v.clone() for k, v in clf.module_.state_dict().items()}
-
-
-def _assert_same_state(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
 
 
 def _net(meta_step_size, inner_optimizer="adam"):
@@ -226,12 +217,12 @@ def test_meta_step_size_is_annealed_linearly(fitted):
 
 def test_adapt_keeps_the_meta_weights_and_is_deterministic(fitted, digits):
     clf = copy.deepcopy(fitted)
-    before = _state(clf)
+    before = weights(clf.module_)
     clf.adapt(digits.X_novel[:25], digits.y_novel[:25])
     first = {n: p.clone() for n, p in clf.adapted_params_.items()}
     clf.predict(digits.X_novel)
     evaluate_episodes(clf, digits.X_novel, digits.y_novel, n_episodes=3)
-    _assert_same_state(_state(clf), before)
+    assert_same_weights(clf.module_, before)
     clf.adapt(digits.X_novel[:25], digits.y_novel[:25])
     for n, p in clf.adapted_params_.items():
         torch.testing.assert_close(p, first[n], rtol=0, atol=0)
@@ -253,25 +244,6 @@ def test_errors(fitted, digits):
     ):
         with pytest.raises(ValueError, match=next(iter(bad))):
             ReptileClassifier(**bad).fit(digits.X_base, digits.y_base)
-
-
-def test_skorch_callbacks_and_progress_bar(digits, capsys):
-    from skorch.callbacks import Callback
-
-    class Count(Callback):
-        def initialize(self):
-            self.batches = 0
-            return self
-
-        def on_batch_end(self, net, **kwargs):
-            self.batches += 1
-
-    count = Count()
-    ReptileClassifier(**dict(FAST, verbose=1, callbacks=[count])).fit(
-        digits.X_base, digits.y_base
-    )
-    assert count.batches == 4  # 2 epochs of 2 meta-updates
-    assert "train_loss" in capsys.readouterr().out
 
 
 def test_meta_training_beats_the_untrained_model_on_novel_omniglot_classes():

@@ -12,7 +12,18 @@ from .margin_softmax import ArcFaceEmbedder, CosFaceEmbedder
 from .npair import NPairEmbedder
 from .triplet import TripletEmbedder
 
+#: The embedders by name: the presets, then the generic one.
+EMBEDDERS = {
+    "triplet": TripletEmbedder,
+    "contrastive": ContrastiveEmbedder,
+    "npair": NPairEmbedder,
+    "arcface": ArcFaceEmbedder,
+    "cosface": CosFaceEmbedder,
+    "metric": MetricEmbedder,
+}
+
 __all__ = [
+    "EMBEDDERS",
     "ArcFaceEmbedder",
     "ContrastiveEmbedder",
     "CosFaceEmbedder",

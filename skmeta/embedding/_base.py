@@ -8,8 +8,9 @@ loss they train with and what its parameters are.
 """
 
 import copy
+import dataclasses
 import inspect
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from torch.utils.data import IterableDataset
 
 from .._base import (
     BACKBONE_PARAMETERS,
+    META_TRAINING_PARAMETERS,
     RUNTIME_PARAMETERS,
     TorchEstimator,
     changed,
@@ -71,17 +73,14 @@ BATCH_PARAMETERS = {
         [Interval(Integral, 1, None, closed="left")],
         "Training batches per epoch (a skorch epoch, for history and callbacks).",
     ),
-    "max_epochs": Param(
-        "int",
-        20,
-        [Interval(Integral, 0, None, closed="left")],
-        "Epochs of training; 0 keeps the initial weights.",
+    "max_epochs": dataclasses.replace(
+        META_TRAINING_PARAMETERS["max_epochs"],
+        default=20,
+        doc="Epochs of training; 0 keeps the initial weights.",
     ),
-    "lr": Param(
-        "float",
-        1e-3,
-        [Interval(Real, 0, None, closed="neither")],
-        "Adam's learning rate, for the backbone and the loss's own parameters.",
+    "lr": dataclasses.replace(
+        META_TRAINING_PARAMETERS["lr"],
+        doc="Adam's learning rate, for the backbone and the loss's own parameters.",
     ),
 }
 

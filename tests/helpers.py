@@ -1,0 +1,38 @@
+"""What several test modules share: the estimators and weight comparisons.
+
+Importable as ``helpers`` because pytest puts this folder on ``sys.path``.
+"""
+
+import torch
+
+from skmeta.embedding import EMBEDDERS as _EMBEDDERS
+from skmeta.fewshot import CLASSIFIERS
+
+#: Every few-shot classifier class, in the registry's order.
+FEW_SHOT = list(CLASSIFIERS.values())
+
+#: Every embedder class: the presets, then the generic one.
+EMBEDDERS = list(_EMBEDDERS.values())
+
+#: The training lengths of the suite, short enough for 2 CPU cores.
+FEW_SHOT_SHORT = dict(max_epochs=2, episodes_per_epoch=4, random_state=0)
+EMBEDDER_SHORT = dict(max_epochs=2, batches_per_epoch=4, random_state=0)
+
+
+def short(cls, **params):
+    """An estimator of ``cls`` with the suite's short training and ``params``."""
+    base = FEW_SHOT_SHORT if cls in FEW_SHOT else EMBEDDER_SHORT
+    return cls(**{**base, **params})
+
+
+def weights(module):
+    """A copy of the state of ``module``, to compare with later."""
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def assert_same_weights(module, expected):
+    """The state of ``module`` is exactly ``expected`` (no tolerance)."""
+    state = module.state_dict()
+    assert state.keys() == expected.keys()
+    for name, value in state.items():
+        torch.testing.assert_close(value, expected[name], rtol=0, atol=0)
