@@ -56,6 +56,16 @@ __all__ = [
 ]
 
 
+def trains(module, max_epochs):
+    """Whether fit has anything to train: epochs, and a trainable parameter.
+
+    A fixed embedding (``backbone="identity"`` on features computed
+    beforehand) with a parameter-free comparison has nothing to learn, and
+    ``fit`` then draws no episode or batch, so it needs no minimum class size.
+    """
+    return max_epochs > 0 and any(p.requires_grad for p in module.parameters())
+
+
 def registry_constraints(registry, *others):
     """Constraints accepting a name of ``registry`` (a dict), or any of ``others``.
 
@@ -1005,13 +1015,17 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
             y_t = torch.from_numpy(y_train).to(self.device_)
             if self.rotations:
                 X_t, y_t = rotations_as_classes(X_t, y_t, n_train_classes)
-            # Fail on too-small classes before building anything.
-            sampler._class_index(y_t.cpu().numpy())
-            module = self._build_network()
-            stream = _EpisodeStream(
-                X_t, y_t, sampler, self._augmentation(X.ndim), self.device_
-            )
-            module, history, stop_reason = self._meta_train(module, stream, validation)
+            module = self._build_network().to(self.device_)
+            if trains(module, self.max_epochs):
+                sampler._class_index(y_t.cpu().numpy())  # too-small classes
+                stream = _EpisodeStream(
+                    X_t, y_t, sampler, self._augmentation(X.ndim), self.device_
+                )
+                module, history, stop_reason = self._meta_train(
+                    module, stream, validation
+                )
+            else:  # nothing to train: no episode is drawn
+                history, stop_reason = History(), "max_epochs"
         self.module_ = module
         self._record_training(history, stop_reason)
         self.classes_ = encoder.classes_
@@ -1125,18 +1139,11 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
         """Train ``module`` on the episode stream with skorch.
 
         Returns the trained module, skorch's history and why training
-        stopped (see :meth:`TorchEstimator._train_net`). A module with no
-        trainable parameters (e.g. a fixed ``nn.Identity`` embedding) is
-        returned as it is, with an empty history. Subclasses change the
+        stopped (see :meth:`TorchEstimator._train_net`). Subclasses change the
         training through the hooks ``_training_batches``, ``_meta_lr``,
         ``_schedule``, ``_net_kwargs`` and the attributes ``_net_class``,
         ``_optimizer`` and ``_criterion``.
         """
-        module = module.to(self.device_)
-        if self.max_epochs == 0 or not any(
-            p.requires_grad for p in module.parameters()
-        ):
-            return module, History(), "max_epochs"
         batches = self._training_batches(stream)
         return self._train_net(
             module,

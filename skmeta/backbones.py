@@ -152,7 +152,9 @@ class MLP(nn.Module):
 
 
 #: Backbones by the name estimators accept for their ``backbone`` parameter.
-BACKBONES = {"conv4": Conv4, "mlp": MLP}
+#: ``"identity"`` passes the input through: for features computed beforehand
+#: (a pretrained model's embeddings), with nothing to train.
+BACKBONES = {"conv4": Conv4, "mlp": MLP, "identity": nn.Identity}
 
 
 def _shape_kwargs(cls, input_shape, embedding_dim):

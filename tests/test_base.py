@@ -425,3 +425,22 @@ def test_the_episode_stream_hides_the_query_labels_from_the_module():
         # The targets are the episode classes of the query rows, in order.
         episode_class = {int(c): i for i, c in enumerate(y[support])}
         assert y_query.tolist() == [episode_class[int(c)] for c in y[query]]
+
+
+def test_features_computed_beforehand_need_no_training_and_no_class_size(digits):
+    # One sample per class: no episode could be drawn, and none is needed.
+    X, y = digits.X_base[:5], digits.y_base[:5]
+    clf = PrototypicalClassifier(backbone="identity").fit(X, y)
+    np.testing.assert_array_equal(clf.prototypes_, X[np.argsort(y)])
+    assert clf.n_steps_ == 0 and clf.stop_reason_ == "max_epochs"
+    np.testing.assert_array_equal(clf.predict(X), y)
+    embedder = TripletEmbedder(backbone="identity").fit(X, y)
+    norms = np.linalg.norm(embedder.transform(X), axis=1)
+    np.testing.assert_allclose(norms, 1, rtol=1e-6)  # normalised input
+    assert embedder.n_steps_ == 0
+
+
+def test_max_epochs_zero_draws_no_episode(digits):
+    X, y = digits.X_base[:10], digits.y_base[:10]  # two samples per class
+    clf = PrototypicalClassifier(max_epochs=0).fit(X, y)
+    assert clf.n_steps_ == 0 and clf.predict(X).shape == (10,)

@@ -29,6 +29,7 @@ from .._base import (
     registry_constraints,
     resolve_device,
     seeded,
+    trains,
 )
 from .._docs import EMBEDDING
 from .._params import Param, Parameters
@@ -403,18 +404,21 @@ class MetricEmbedder(TorchEstimator):
             y_train = LabelEncoder().fit_transform(y_enc[~held_out])
             validation = self._validation(X[held_out], y_enc[held_out])
         self.device_ = resolve_device(self.device)
-        sampler = self._batch_sampler(y_train)
-        sampler._class_index(y_train)  # fail on too-small classes before training
         # The loss may hold a weight per training class (ArcFace, CosFace).
         self._n_loss_classes = int(y_train.max()) + 1
         with seeded(self._seed(), self.device_):
-            module = self._build_network()
-            stream = _BatchStream(
-                torch.from_numpy(X_train).to(self.device_),
-                torch.from_numpy(y_train).to(self.device_),
-                sampler,
-            )
-            module, history, stop_reason = self._train(module, stream, validation)
+            module = self._build_network().to(self.device_)
+            if trains(module, self.max_epochs):
+                sampler = self._batch_sampler(y_train)
+                sampler._class_index(y_train)  # too-small classes
+                stream = _BatchStream(
+                    torch.from_numpy(X_train).to(self.device_),
+                    torch.from_numpy(y_train).to(self.device_),
+                    sampler,
+                )
+                module, history, stop_reason = self._train(module, stream, validation)
+            else:  # nothing to train: no batch is drawn
+                history, stop_reason = History(), "max_epochs"
         self.module_ = module
         self._record_training(history, stop_reason)
         self.classes_ = encoder.classes_
@@ -515,9 +519,6 @@ class MetricEmbedder(TorchEstimator):
         its parameters are in the optimizer once. Returns the trained module,
         skorch's history and why training stopped.
         """
-        module = module.to(self.device_)
-        if self.max_epochs == 0:
-            return module, History(), "max_epochs"
         return self._train_net(
             module,
             stream,

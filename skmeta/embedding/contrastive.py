@@ -3,8 +3,9 @@
 import dataclasses
 from numbers import Real
 
+from .._base import registry_constraints
 from .._params import Param
-from .._sklearn import Interval, StrOptions
+from .._sklearn import Interval
 from ..miners import PAIR_MINERS
 from ._base import (
     DISTANCE,
@@ -72,7 +73,7 @@ class ContrastiveEmbedder(MetricEmbedder):
             "miner": Param(
                 '{"all", "margin"} or callable',
                 "all",
-                [StrOptions(set(PAIR_MINERS)), callable],
+                registry_constraints(PAIR_MINERS, callable),
                 """Which pairs of a batch train: ``"all"``, every pair (the
                 paper's); ``"margin"``, the pairs of non-zero loss (positives
                 apart, negatives nearer than ``margin``;
@@ -83,9 +84,11 @@ class ContrastiveEmbedder(MetricEmbedder):
             ),
             "distance": dataclasses.replace(
                 DISTANCE,
-                doc="""The :math:`D` of the loss, which squares it, so
-                ``"euclidean"`` gives the paper's loss. """
-                + DISTANCE.doc,
+                doc=""":math:`D`, which the loss squares, so ``"euclidean"`` gives
+                the paper's loss: a name of :data:`skmeta.distances.DISTANCES` or
+                a module mapping ``(n, d)``, ``(m, d)`` to ``(n, m)`` distances.
+                ``"mahalanobis"`` learns :math:`M = L^T L` with the backbone, and
+                :meth:`transform` then returns ``z L^T``.""",
             ),
             "reduction": REDUCTION,
             "normalize": NORMALIZE,

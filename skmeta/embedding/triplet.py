@@ -2,8 +2,9 @@
 
 from numbers import Real
 
+from .._base import registry_constraints
 from .._params import Param
-from .._sklearn import Interval, StrOptions
+from .._sklearn import Interval
 from ..miners import TRIPLET_MINERS
 from ._base import (
     DISTANCE,
@@ -77,7 +78,7 @@ class TripletEmbedder(MetricEmbedder):
             "miner": Param(
                 '{"semi-hard", "hard", "all"} or callable',
                 "semi-hard",
-                [StrOptions(set(TRIPLET_MINERS)), callable],
+                registry_constraints(TRIPLET_MINERS, callable),
                 """Which triplets of a batch train: ``"semi-hard"``, those with
                 :math:`d(a,p) < d(a,n) < d(a,p) + m` (Schroff et al., 2015);
                 ``"hard"``, each anchor's farthest positive and nearest negative
