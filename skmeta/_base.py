@@ -48,6 +48,7 @@ from .episodes import EpisodeSampler
 
 __all__ = [
     "EpisodicClassifier",
+    "FewShotClassifier",
     "check_labels",
     "EpisodicNetwork",
     "TorchEstimator",
@@ -924,13 +925,330 @@ class _EpisodeStream(IterableDataset):
             yield {"x": x, "y": self.y_episode}, self.y_query
 
 
-class EpisodicClassifier(ClassifierMixin, TorchEstimator):
+class FewShotClassifier(ClassifierMixin, TorchEstimator):
+    """Base of the few-shot classifiers: a support set, and queries compared with it.
+
+    What every few-shot classifier does once its network is trained, however
+    it was trained: :meth:`adapt` to a support set, ``predict``,
+    ``predict_proba``, ``decision_function``, ``score``, and
+    :meth:`score_episodes`, the protocol of
+    :func:`~skmeta.model_selection.evaluate_episodes`. A subclass provides
+    ``_build_module(backbone, features)`` (``features`` is what
+    :meth:`_features` gives: the embedding size), returning a module with
+    ``embed(x)``, ``encode_support(z_support, y_support)`` and
+    ``query_logits(support_state, z_query)``, and trains it in ``fit``.
+    """
+
+    def _build_network(self):
+        """The untrained module for samples of ``input_shape_``."""
+        backbone = self._new_backbone(self.input_shape_)
+        return self._build_module(backbone, self._features(backbone))
+
+    def _validation(self, X_valid, y_valid, shape):
+        """What scores the module in training on held-out classes (X_valid, y_valid).
+
+        Fixed episodes (the same every epoch) of up to ``shape.n_way`` classes
+        with the training ``k_shot`` and ``n_query`` of ``shape`` (an
+        :class:`EpisodeSampler`), scored exactly as
+        :func:`~skmeta.model_selection.evaluate_episodes` scores a fitted
+        estimator: ``(valid_loss, valid_acc)`` are the mean query log-loss of
+        the probabilities ``predict_proba`` would give, and the mean accuracy.
+        """
+        per_class = shape.k_shot + shape.n_query
+        counts = np.bincount(y_valid)
+        eligible = int(np.sum(counts >= per_class))
+        if eligible < 2:
+            raise ValueError(
+                f"The {np.count_nonzero(counts)} held-out validation classes need "
+                f"k_shot + n_query = {per_class} samples each, "
+                f"and only {eligible} have them; validation episodes need 2. "
+                "Raise validation_fraction or lower k_shot or n_query."
+            )
+        sampler = EpisodeSampler(
+            min(shape.n_way, eligible),
+            shape.k_shot,
+            shape.n_query,
+            self.n_validation_episodes,
+            random_state=self._seed(),
+        )
+
+        def score(module):
+            view = copy.copy(self)  # the estimator, scoring the module in training
+            view.module_ = module
+            losses, accuracies = view.score_episodes(X_valid, y_valid, sampler)
+            return float(losses.mean()), float(accuracies.mean())
+
+        return score
+
+    def _augmentation(self, ndim):
+        if self.augment == "auto":
+            return RandomAffine() if ndim == 4 else None
+        if self.augment == "affine":
+            if ndim != 4:
+                raise ValueError(
+                    "augment='affine' needs images X of shape (n_samples, channels, "
+                    "height, width); use augment=None for tabular data."
+                )
+            return RandomAffine()
+        return self.augment
+
+    def _new_backbone(self, input_shape):
+        """The untrained backbone for samples of ``input_shape``."""
+        return build_backbone(
+            self.backbone, input_shape, self.embedding_dim, self.backbone_params
+        )
+
+    def _features(self, backbone):
+        """What ``_build_module`` needs of the backbone's output: its size ``d``."""
+        return embedding_size(backbone, self.input_shape_)
+
+    def adapt(self, X_support, y_support):
+        """Take a new support set, for instance of novel classes.
+
+        ``classes_`` become the classes of ``y_support``, in sorted order, and
+        ``predict``, ``predict_proba``, ``decision_function`` and ``score``
+        work over them. The meta-learned weights never change. Metric-based
+        classifiers embed the support set, which queries are then compared
+        with. MAML and Reptile fine-tune a copy of the weights on it (their
+        test-time steps, kept in ``adapted_params_``): from the meta-learned
+        head when the support set has ``n_way`` classes (class ``classes_[j]``
+        gets output ``j``), from a zero-initialised head of one output per
+        class otherwise (every class starts equal; the common "zero head"
+        practice for MAML-style methods).
+
+        Parameters
+        ----------
+        X_support : array-like of shape (n_support, ...)
+            Support samples, of the shape seen in ``fit``.
+        y_support : array-like of shape (n_support,)
+            Their labels; any number of shots per class.
+
+        Returns
+        -------
+        self : object
+
+        Raises
+        ------
+        ValueError
+            If X_support has another sample shape than in ``fit``, or NaN/inf.
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        """
+        check_is_fitted(self)
+        return self._atomically("_adapt", X_support, y_support)
+
+    def _adapt(self, X_support, y_support):
+        X_support = self._validate_X(X_support, reset=False)
+        y_support = check_labels(y_support, "y_support")
+        check_consistent_length(X_support, y_support)
+        encoder = LabelEncoder().fit(y_support)
+        self.classes_ = encoder.classes_
+        self._take_support(X_support, encoder.transform(y_support))
+
+    def _logits(self, X):
+        """Query logits (n_samples, n_classes) of X against the support set."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        with eval_mode(self.module_), torch.inference_mode():
+            logits = self._support_logits(self._comparison_space(self._embed(X)))
+        return _check_finite_output(logits, self, "scores").cpu().numpy()
+
+    def decision_function(self, X):
+        """Score every class for each sample: the query logits.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
+            Queries, of the sample shape seen in ``fit``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes), dtype float32
+            Larger means more likely; column ``j`` is ``classes_[j]``. With two
+            classes, as scikit-learn's binary convention asks, shape
+            ``(n_samples,)``: the logit of ``classes_[1]`` minus that of
+            ``classes_[0]``.
+        """
+        logits = self._logits(X)
+        return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy on (X, y), whose classes must be in the support set.
+
+        Few-shot classifiers predict among the classes of the current support
+        set (``classes_``); accuracy on other classes would be 0 whatever
+        the model. To score on classes never seen in training, as
+        ``cross_validate`` with a :class:`~skmeta.model_selection.ClassKFold`
+        does, use ``scoring=EpisodicScorer(...)``, which adapts to each
+        episode's support set.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+        y : array-like of shape (n_samples,)
+            True labels, among ``classes_``.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        float
+            The mean accuracy, in [0, 1].
+
+        Raises
+        ------
+        ValueError
+            If ``y`` holds a class outside ``classes_``.
+        """
+        check_is_fitted(self)
+        y = check_labels(y)
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if unknown.size:
+            raise ValueError(
+                f"y holds {unknown.size} classes outside the support set "
+                f"(classes_), e.g. {unknown[:3].tolist()}: plain accuracy on them "
+                "is 0 whatever the model. adapt() to a support set of those "
+                "classes first, or score class-disjoint splits with "
+                "skmeta.model_selection.EpisodicScorer (scoring=EpisodicScorer())."
+            )
+        return super().score(X, y, sample_weight=sample_weight)
+
+    def predict_proba(self, X):
+        """Class probabilities: the softmax of the query logits.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes), dtype float32
+            Column ``j`` is ``classes_[j]``; rows sum to 1.
+        """
+        return torch.from_numpy(self._logits(X)).softmax(dim=1).numpy()
+
+    def predict(self, X):
+        """The most likely class of the support set for each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        best = self._logits(X).argmax(axis=1)
+        return self.classes_[best]
+
+    def _take_support(self, X, y_enc):
+        """Make validated (X, y_enc) the support set: ``fit`` and ``adapt``."""
+        self._set_support(self._comparison_space(self._embed(X)), y_enc)
+
+    def _fit_comparison_space(self, X_base):
+        """Fit what :meth:`_comparison_space` needs, on the base classes' X.
+
+        With ``normalization="centered-l2"`` (a parameter of the classifiers
+        that have it): the mean embedding of the base classes,
+        ``feature_mean_``.
+        """
+        if getattr(self, "normalization", None) == "centered-l2":
+            self.feature_mean_ = self._embed(X_base).mean(0).cpu().numpy()
+
+    def _comparison_space(self, z):
+        """Embeddings ``(n, d)`` as support and queries are compared in.
+
+        As they are, unless the classifier has a ``normalization``
+        parameter: ``"l2"`` scales each to unit norm, ``"centered-l2"``
+        subtracts ``feature_mean_`` first (SimpleShot's CL2N, Wang et al.,
+        2019).
+        """
+        how = getattr(self, "normalization", None)
+        if how is None:
+            return z
+        if how == "centered-l2":
+            z = z - torch.from_numpy(self.feature_mean_).to(z.device, z.dtype)
+        return F.normalize(z, dim=1)
+
+    def _episode_logits(self, z_support, y_support, z_query):
+        """Query logits of one episode, its support classes 0 .. n_way - 1."""
+        state = self.module_.encode_support(z_support, y_support)
+        return self.module_.query_logits(state, z_query)
+
+    def _set_support(self, z_support, y_support):
+        """Keep what predictions need of the embedded support set."""
+        raise NotImplementedError
+
+    def _support_logits(self, z_query):
+        """Logits of embedded queries against the kept support set."""
+        raise NotImplementedError
+
+    def score_episodes(self, X, y, episodes):
+        """Query log-loss and accuracy in each episode, without changing the estimator.
+
+        The episode-scoring protocol of
+        :func:`~skmeta.model_selection.evaluate_episodes`: each episode's
+        support set is taken as :meth:`adapt` would take it (classes in
+        sorted order) and its queries are scored as :meth:`predict_proba`
+        would score them, but X is embedded once for all episodes. Any
+        estimator with this method takes part in ``evaluate_episodes`` and
+        :class:`~skmeta.model_selection.EpisodicScorer`; one without it, but
+        with ``adapt`` and ``predict``, is scored by adapting a copy to each
+        episode.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Samples, of the sample shape seen in ``fit``.
+        y : ndarray of shape (n_samples,)
+            Their labels, checked (see :func:`check_labels`).
+        episodes : skmeta.episodes.EpisodeSampler
+            The episodes: ``episodes.split(y=y)`` yields (support, query)
+            index arrays, ``n_way`` classes of ``k_shot`` and ``n_query``
+            samples each, support and query grouped by episode class.
+
+        Returns
+        -------
+        losses : ndarray of shape (n_episodes,), dtype float64
+            Mean cross-entropy of the query logits (the log-loss of
+            ``predict_proba``).
+        accuracies : ndarray of shape (n_episodes,), dtype float64
+            Query accuracy, in [0, 1].
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If X has another sample shape than in ``fit``, or NaN or inf, or
+            if an episode's scores are not finite.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        y = check_labels(y)
+        check_consistent_length(X, y)
+        z = self._comparison_space(self._embed(X))
+        k, q = episodes.k_shot, episodes.n_query
+        classes = torch.arange(episodes.n_way, device=z.device)
+        y_s, y_q = classes.repeat_interleave(k), classes.repeat_interleave(q)
+        losses, accuracies = [], []
+        with eval_mode(self.module_), torch.inference_mode():
+            for support, query in episodes.split(y=y):
+                logits = self._episode_logits(z[support], y_s, z[query]).float()
+                _check_finite_output(logits, self, "scores")
+                losses.append(F.cross_entropy(logits, y_q))
+                accuracies.append((logits.argmax(1) == y_q).float().mean())
+        return tuple(
+            torch.stack(values).cpu().numpy().astype(np.float64)
+            for values in (losses, accuracies)
+        )
+
+
+class EpisodicClassifier(FewShotClassifier):
     """Base of few-shot classifiers meta-trained on N-way K-shot episodes.
 
-    A subclass provides ``_build_module(backbone, features)`` (``features``
-    is what :meth:`_features` gives: the embedding size), returning
-    a module with ``embed(x)``, ``encode_support(z_support, y_support)`` and
-    ``query_logits(support_state, z_query)``; its ``forward(x, y)`` takes an
+    The module of a subclass (see :class:`FewShotClassifier`) also has a
+    ``forward(x, y)`` that takes an
     episode as :class:`_EpisodeStream` yields it and returns query logits of
     shape ``(n_query_rows, n_way)``, trained with ``_criterion``
     (cross-entropy unless a subclass sets another).
@@ -1029,49 +1347,9 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
         self.module_ = module
         self._record_training(history, stop_reason)
         self.classes_ = encoder.classes_
+        self._fit_comparison_space(X_train)
         self._take_support(X, y_enc)
         return self
-
-    def _build_network(self):
-        """The untrained module for samples of ``input_shape_``."""
-        backbone = self._new_backbone(self.input_shape_)
-        return self._build_module(backbone, self._features(backbone))
-
-    def _validation(self, X_valid, y_valid, shape):
-        """What scores the module in training on held-out classes (X_valid, y_valid).
-
-        Fixed episodes (the same every epoch) of up to ``shape.n_way`` classes
-        with the training ``k_shot`` and ``n_query`` of ``shape`` (an
-        :class:`EpisodeSampler`), scored exactly as
-        :func:`~skmeta.model_selection.evaluate_episodes` scores a fitted
-        estimator: ``(valid_loss, valid_acc)`` are the mean query log-loss of
-        the probabilities ``predict_proba`` would give, and the mean accuracy.
-        """
-        per_class = shape.k_shot + shape.n_query
-        counts = np.bincount(y_valid)
-        eligible = int(np.sum(counts >= per_class))
-        if eligible < 2:
-            raise ValueError(
-                f"The {np.count_nonzero(counts)} held-out validation classes need "
-                f"k_shot + n_query = {per_class} samples each, "
-                f"and only {eligible} have them; validation episodes need 2. "
-                "Raise validation_fraction or lower k_shot or n_query."
-            )
-        sampler = EpisodeSampler(
-            min(shape.n_way, eligible),
-            shape.k_shot,
-            shape.n_query,
-            self.n_validation_episodes,
-            random_state=self._seed(),
-        )
-
-        def score(module):
-            view = copy.copy(self)  # the estimator, scoring the module in training
-            view.module_ = module
-            losses, accuracies = view.score_episodes(X_valid, y_valid, sampler)
-            return float(losses.mean()), float(accuracies.mean())
-
-        return score
 
     #: What ``k_shot=None`` and ``n_query=None`` mean, at most: fewer where
     #: the ``n_way``-th largest class has fewer samples than their sum.
@@ -1108,28 +1386,6 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
                 f"n_way={self.n_way} is more than the {n_classes} classes in y."
             )
         return self.n_way
-
-    def _augmentation(self, ndim):
-        if self.augment == "auto":
-            return RandomAffine() if ndim == 4 else None
-        if self.augment == "affine":
-            if ndim != 4:
-                raise ValueError(
-                    "augment='affine' needs images X of shape (n_samples, channels, "
-                    "height, width); use augment=None for tabular data."
-                )
-            return RandomAffine()
-        return self.augment
-
-    def _new_backbone(self, input_shape):
-        """The untrained backbone for samples of ``input_shape``."""
-        return build_backbone(
-            self.backbone, input_shape, self.embedding_dim, self.backbone_params
-        )
-
-    def _features(self, backbone):
-        """What ``_build_module`` needs of the backbone's output: its size ``d``."""
-        return embedding_size(backbone, self.input_shape_)
 
     #: The skorch net class and the meta-optimizer that meta-train the module.
     _net_class = NeuralNet
@@ -1181,215 +1437,3 @@ class EpisodicClassifier(ClassifierMixin, TorchEstimator):
 
     def _net_kwargs(self):
         return {}
-
-    def adapt(self, X_support, y_support):
-        """Take a new support set, for instance of novel classes.
-
-        ``classes_`` become the classes of ``y_support``, in sorted order, and
-        ``predict``, ``predict_proba``, ``decision_function`` and ``score``
-        work over them. The meta-learned weights never change. Metric-based
-        classifiers embed the support set, which queries are then compared
-        with. MAML and Reptile fine-tune a copy of the weights on it (their
-        test-time steps, kept in ``adapted_params_``): from the meta-learned
-        head when the support set has ``n_way`` classes (class ``classes_[j]``
-        gets output ``j``), from a zero-initialised head of one output per
-        class otherwise (every class starts equal; the common "zero head"
-        practice for MAML-style methods).
-
-        Parameters
-        ----------
-        X_support : array-like of shape (n_support, ...)
-            Support samples, of the shape seen in ``fit``.
-        y_support : array-like of shape (n_support,)
-            Their labels; any number of shots per class.
-
-        Returns
-        -------
-        self : object
-
-        Raises
-        ------
-        ValueError
-            If X_support has another sample shape than in ``fit``, or NaN/inf.
-        sklearn.exceptions.NotFittedError
-            If the estimator is not fitted.
-        """
-        check_is_fitted(self)
-        return self._atomically("_adapt", X_support, y_support)
-
-    def _adapt(self, X_support, y_support):
-        X_support = self._validate_X(X_support, reset=False)
-        y_support = check_labels(y_support, "y_support")
-        check_consistent_length(X_support, y_support)
-        encoder = LabelEncoder().fit(y_support)
-        self.classes_ = encoder.classes_
-        self._take_support(X_support, encoder.transform(y_support))
-
-    def _logits(self, X):
-        """Query logits (n_samples, n_classes) of X against the support set."""
-        check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        with eval_mode(self.module_), torch.inference_mode():
-            logits = self._support_logits(self._embed(X))
-        return _check_finite_output(logits, self, "scores").cpu().numpy()
-
-    def decision_function(self, X):
-        """Score every class for each sample: the query logits.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
-            Queries, of the sample shape seen in ``fit``.
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_classes), dtype float32
-            Larger means more likely; column ``j`` is ``classes_[j]``. With two
-            classes, as scikit-learn's binary convention asks, shape
-            ``(n_samples,)``: the logit of ``classes_[1]`` minus that of
-            ``classes_[0]``.
-        """
-        logits = self._logits(X)
-        return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
-
-    def score(self, X, y, sample_weight=None):
-        """Mean accuracy on (X, y), whose classes must be in the support set.
-
-        Few-shot classifiers predict among the classes of the current support
-        set (``classes_``); accuracy on other classes would be 0 whatever
-        the model. To score on classes never seen in training, as
-        ``cross_validate`` with a :class:`~skmeta.model_selection.ClassKFold`
-        does, use ``scoring=EpisodicScorer(...)``, which adapts to each
-        episode's support set.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, ...)
-        y : array-like of shape (n_samples,)
-            True labels, among ``classes_``.
-        sample_weight : array-like of shape (n_samples,), default=None
-
-        Returns
-        -------
-        float
-            The mean accuracy, in [0, 1].
-
-        Raises
-        ------
-        ValueError
-            If ``y`` holds a class outside ``classes_``.
-        """
-        check_is_fitted(self)
-        y = check_labels(y)
-        unknown = np.setdiff1d(np.unique(y), self.classes_)
-        if unknown.size:
-            raise ValueError(
-                f"y holds {unknown.size} classes outside the support set "
-                f"(classes_), e.g. {unknown[:3].tolist()}: plain accuracy on them "
-                "is 0 whatever the model. adapt() to a support set of those "
-                "classes first, or score class-disjoint splits with "
-                "skmeta.model_selection.EpisodicScorer (scoring=EpisodicScorer())."
-            )
-        return super().score(X, y, sample_weight=sample_weight)
-
-    def predict_proba(self, X):
-        """Class probabilities: the softmax of the query logits.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_classes), dtype float32
-            Column ``j`` is ``classes_[j]``; rows sum to 1.
-        """
-        return torch.from_numpy(self._logits(X)).softmax(dim=1).numpy()
-
-    def predict(self, X):
-        """The most likely class of the support set for each sample.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-            Labels from ``classes_``.
-        """
-        best = self._logits(X).argmax(axis=1)
-        return self.classes_[best]
-
-    def _take_support(self, X, y_enc):
-        """Make validated (X, y_enc) the support set: ``fit`` and ``adapt``."""
-        self._set_support(self._embed(X), y_enc)
-
-    def _set_support(self, z_support, y_support):
-        """Keep what predictions need of the embedded support set."""
-        raise NotImplementedError
-
-    def _support_logits(self, z_query):
-        """Logits of embedded queries against the kept support set."""
-        raise NotImplementedError
-
-    def score_episodes(self, X, y, episodes):
-        """Query log-loss and accuracy in each episode, without changing the estimator.
-
-        The episode-scoring protocol of
-        :func:`~skmeta.model_selection.evaluate_episodes`: each episode's
-        support set is taken as :meth:`adapt` would take it (classes in
-        sorted order) and its queries are scored as :meth:`predict_proba`
-        would score them, but X is embedded once for all episodes. Any
-        estimator with this method takes part in ``evaluate_episodes`` and
-        :class:`~skmeta.model_selection.EpisodicScorer`; one without it, but
-        with ``adapt`` and ``predict``, is scored by adapting a copy to each
-        episode.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, ...)
-            Samples, of the sample shape seen in ``fit``.
-        y : ndarray of shape (n_samples,)
-            Their labels, checked (see :func:`check_labels`).
-        episodes : skmeta.episodes.EpisodeSampler
-            The episodes: ``episodes.split(y=y)`` yields (support, query)
-            index arrays, ``n_way`` classes of ``k_shot`` and ``n_query``
-            samples each, support and query grouped by episode class.
-
-        Returns
-        -------
-        losses : ndarray of shape (n_episodes,), dtype float64
-            Mean cross-entropy of the query logits (the log-loss of
-            ``predict_proba``).
-        accuracies : ndarray of shape (n_episodes,), dtype float64
-            Query accuracy, in [0, 1].
-
-        Raises
-        ------
-        sklearn.exceptions.NotFittedError
-            If the estimator is not fitted.
-        ValueError
-            If X has another sample shape than in ``fit``, or NaN or inf, or
-            if an episode's scores are not finite.
-        """
-        check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        y = check_labels(y)
-        check_consistent_length(X, y)
-        z = self._embed(X)
-        k, q = episodes.k_shot, episodes.n_query
-        classes = torch.arange(episodes.n_way, device=z.device)
-        y_s, y_q = classes.repeat_interleave(k), classes.repeat_interleave(q)
-        module, losses, accuracies = self.module_, [], []
-        with eval_mode(module), torch.inference_mode():
-            for support, query in episodes.split(y=y):
-                state = module.encode_support(z[support], y_s)
-                logits = module.query_logits(state, z[query]).float()
-                _check_finite_output(logits, self, "scores")
-                losses.append(F.cross_entropy(logits, y_q))
-                accuracies.append((logits.argmax(1) == y_q).float().mean())
-        return tuple(
-            torch.stack(values).cpu().numpy().astype(np.float64)
-            for values in (losses, accuracies)
-        )

@@ -1,5 +1,6 @@
 """Specification of PrototypicalClassifier (Snell et al., 2017)."""
 
+import copy
 import pickle
 
 import joblib
@@ -14,10 +15,10 @@ from sklearn.preprocessing import StandardScaler
 from skorch.callbacks import Callback
 from torch import nn
 
-from skmeta import PrototypicalClassifier
+from skmeta import EpisodeSampler, PrototypicalClassifier
 from skmeta.backbones import MLP, Conv4
 from skmeta.distances import SquaredEuclidean
-from skmeta.fewshot.prototypical import PrototypicalNetwork
+from skmeta.fewshot.prototypical import PrototypicalNetwork, soft_kmeans
 from skmeta.model_selection import ClassKFold, EpisodicScorer
 
 FAST = dict(max_epochs=2, episodes_per_epoch=10, random_state=0)
@@ -339,3 +340,72 @@ def test_forward_gives_negative_distances_of_the_query_rows_to_the_prototypes():
     y = torch.tensor([0, 1, -1, -1])
     logits = net(x, y)
     torch.testing.assert_close(logits, -torch.tensor([[1.0, 9.0], [9.0, 1.0]]))
+
+
+def test_soft_kmeans_step_by_hand():
+    prototypes = torch.tensor([[0.0, 0.0], [4.0, 0.0]])
+    counts = torch.tensor([1, 3])
+    z_query = torch.tensor([[1.0, 0.0], [4.0, 2.0]])
+    # Weights softmax(-d^2): query 0 at 1 and 9, query 1 at 20 and 4.
+    w = torch.tensor([[1, np.exp(-8)], [np.exp(-16), 1]], dtype=torch.float32)
+    w = w / w.sum(1, keepdim=True)
+    expected = (prototypes * counts[:, None] + w.T @ z_query) / (
+        counts[:, None] + w.sum(0)[:, None]
+    )
+    refined = soft_kmeans(prototypes, counts, z_query, SquaredEuclidean())
+    torch.testing.assert_close(refined, expected)
+    # No query: the prototypes stay.
+    torch.testing.assert_close(
+        soft_kmeans(prototypes, counts, z_query[:0], SquaredEuclidean()), prototypes
+    )
+
+
+def test_transductive_predictions_use_the_queries_and_inductive_ones_do_not(digits):
+    clf = PrototypicalClassifier(backbone="identity").fit(digits.X_base, digits.y_base)
+    clf.adapt(digits.X_novel[:10], digits.y_novel[:10])
+    X = digits.X_novel[10:60]
+    alone = np.vstack([clf.predict_proba(X[i : i + 1]) for i in range(len(X))])
+    np.testing.assert_allclose(alone, clf.predict_proba(X), rtol=1e-5)
+    clf.set_params(transductive_steps=1)
+    together = clf.predict_proba(X)
+    assert not np.allclose(clf.predict_proba(X[:5]), together[:5])
+    prototypes = soft_kmeans(
+        torch.from_numpy(clf.prototypes_),
+        torch.from_numpy(clf.support_counts_),
+        torch.from_numpy(X),
+        SquaredEuclidean(),
+    )
+    expected = (-torch.cdist(torch.from_numpy(X), prototypes).square()).softmax(1)
+    np.testing.assert_allclose(together, expected.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_transductive_episodes_refine_with_each_episodes_queries(digits):
+    clf = PrototypicalClassifier(backbone="identity", transductive_steps=1)
+    clf.fit(digits.X_base, digits.y_base)
+    episodes = EpisodeSampler(5, 1, 5, 6, random_state=0)
+    _, accuracies = clf.score_episodes(digits.X_novel, digits.y_novel, episodes)
+    for accuracy, (support, query) in zip(
+        accuracies, episodes.split(y=digits.y_novel), strict=True
+    ):
+        X_s, y_s = digits.X_novel[support], digits.y_novel[support]
+        twin = copy.deepcopy(clf).adapt(X_s, y_s)
+        expected = twin.score(digits.X_novel[query], digits.y_novel[query])
+        assert accuracy == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("normalization", ["l2", "centered-l2"])
+def test_normalization_compares_normalised_embeddings(normalization, digits):
+    clf = PrototypicalClassifier(backbone="identity", normalization=normalization)
+    clf.fit(digits.X_base, digits.y_base)
+    z = digits.X_novel
+    if normalization == "centered-l2":
+        np.testing.assert_allclose(clf.feature_mean_, digits.X_base.mean(0), rtol=1e-5)
+        z = z - digits.X_base.mean(0)
+    z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    clf.adapt(digits.X_novel[:50], digits.y_novel[:50])
+    means = np.stack([z[:50][digits.y_novel[:50] == c].mean(0) for c in clf.classes_])
+    np.testing.assert_allclose(clf.prototypes_, means, rtol=1e-4, atol=1e-6)
+    expected = clf.classes_[((z[:, None] - means) ** 2).sum(2).argmin(1)]
+    np.testing.assert_array_equal(clf.predict(digits.X_novel), expected)
+    plain = PrototypicalClassifier(backbone="identity").fit(z, digits.y_novel)
+    assert not hasattr(plain, "feature_mean_")

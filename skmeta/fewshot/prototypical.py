@@ -1,6 +1,7 @@
 """Prototypical Networks (Snell, Swersky & Zemel, 2017)."""
 
 import copy
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -13,10 +14,45 @@ from .._base import (
     registry_constraints,
 )
 from .._params import Param
+from .._sklearn import Interval, StrOptions
 from ..distances import DISTANCES, get_distance
 from ._segments import class_counts, class_sums
 
-__all__ = ["PrototypicalClassifier", "PrototypicalNetwork", "class_means"]
+__all__ = [
+    "NORMALIZATION",
+    "TRANSDUCTIVE_STEPS",
+    "PrototypicalClassifier",
+    "PrototypicalNetwork",
+    "class_means",
+    "soft_kmeans",
+]
+
+#: ``normalization`` of the classifiers that compare embeddings by distance.
+NORMALIZATION = Param(
+    '{"l2", "centered-l2"} or None',
+    None,
+    [StrOptions({"l2", "centered-l2"}), None],
+    """How embeddings are transformed before support and queries are compared,
+    in ``adapt``, prediction and evaluation (not in training): ``"l2"``
+    scales each to unit norm; ``"centered-l2"`` first subtracts the mean
+    embedding of the base classes of ``fit`` (``feature_mean_``), SimpleShot's
+    CL2N (Wang et al., 2019), which helps most with embeddings of a backbone
+    trained on other classes. ``None`` compares them as they are.""",
+)
+
+#: ``transductive_steps``: opt-in soft k-means refinement with the queries.
+TRANSDUCTIVE_STEPS = Param(
+    "int",
+    0,
+    [Interval(Integral, 0, None, closed="left")],
+    """Steps of soft k-means refinement of the prototypes with the unlabelled
+    queries (Ren et al., 2018; :func:`soft_kmeans`), at prediction and
+    evaluation. 0 (the default) is inductive: each query is classified on
+    its own. With 1 or more, the queries of one ``predict`` call (or of one
+    evaluation episode) are the unlabelled set, so a prediction depends on
+    the other samples passed with it; report such scores apart from
+    inductive ones.""",
+)
 
 
 def class_means(z, y, n_classes):
@@ -38,6 +74,54 @@ def class_means(z, y, n_classes):
     ``n_classes``, never ``n * n_classes``; differentiable in ``z``.
     """
     return class_sums(z, y, n_classes) / class_counts(y, n_classes, z.dtype)[:, None]
+
+
+def soft_kmeans(prototypes, counts, z_query, distance, n_steps=1):
+    r"""Prototypes refined with unlabelled queries by soft k-means (Ren et al., 2018).
+
+    Each step weighs every query by its softmax over negative distances to
+    the current prototypes, :math:`w_{j,c}`, and recomputes each prototype as
+    the weighted mean of its support embeddings and of all queries (eq. 3-4
+    of Ren et al.):
+
+    .. math::
+
+        \tilde p_c = \frac{n_c p_c + \sum_j w_{j,c}\, z_j}{n_c + \sum_j w_{j,c}},
+        \qquad w_{j,c} = \operatorname{softmax}_c(-d(z_j, p_c))
+
+    with :math:`p_c` the support prototype and :math:`n_c` its shots; the
+    support part stays that of the labelled prototypes at every step.
+
+    Parameters
+    ----------
+    prototypes : torch.Tensor of shape (n_classes, d)
+        Means of the support embeddings of each class.
+    counts : torch.Tensor of shape (n_classes,)
+        Support samples of each class, the weight of its prototype.
+    z_query : torch.Tensor of shape (n_query, d)
+        The unlabelled set: every query to classify.
+    distance : torch.nn.Module
+        Maps ``(n, d)`` and ``(m, d)`` to ``(n, m)`` distances.
+    n_steps : int, default=1
+        Refinement steps (1 in the paper).
+
+    Returns
+    -------
+    torch.Tensor of shape (n_classes, d)
+
+    References
+    ----------
+    .. [1] M. Ren, E. Triantafillou, S. Ravi, J. Snell, K. Swersky, J. B.
+       Tenenbaum, H. Larochelle, R. S. Zemel. "Meta-Learning for
+       Semi-Supervised Few-Shot Classification". ICLR 2018.
+    """
+    counts = counts.to(prototypes.dtype)[:, None]
+    support_sums = prototypes * counts
+    refined = prototypes
+    for _ in range(n_steps):
+        w = (-distance(z_query, refined)).softmax(dim=1)  # (n_query, n_classes)
+        refined = (support_sums + w.T @ z_query) / (counts + w.sum(0)[:, None])
+    return refined
 
 
 class PrototypicalNetwork(EpisodicNetwork):
@@ -90,7 +174,14 @@ class PrototypicalClassifier(EpisodicClassifier):
     classes_ : ndarray of shape (n_classes,)
         Labels of the current support set (of ``fit``, or of ``adapt``).
     prototypes_ : ndarray of shape (n_classes, embedding_dim), dtype float32
-        The prototype of each class in ``classes_``.
+        The prototype of each class in ``classes_`` (in the space of
+        ``normalization``).
+    support_counts_ : ndarray of shape (n_classes,), dtype int64
+        Support samples of each class: the weight of its prototype in
+        transductive refinement.
+    feature_mean_ : ndarray of shape (embedding_dim,), dtype float32
+        Mean embedding of the base classes; with
+        ``normalization="centered-l2"`` only.
     module_ : PrototypicalNetwork
         The meta-trained module, on ``device_``.
     history_ : skorch.History
@@ -129,7 +220,9 @@ class PrototypicalClassifier(EpisodicClassifier):
                 """One of ``"sqeuclidean"`` (the paper's), ``"euclidean"``,
                 ``"cosine"``, ``"manhattan"``, ``"mahalanobis"`` (learned), or a
                 module mapping ``(n, d)``, ``(m, d)`` to ``(n, m)`` distances.""",
-            )
+            ),
+            "normalization": NORMALIZATION,
+            "transductive_steps": TRANSDUCTIVE_STEPS,
         }
     )
 
@@ -140,8 +233,28 @@ class PrototypicalClassifier(EpisodicClassifier):
 
     def _set_support(self, z_support, y_support):
         y = torch.from_numpy(np.asarray(y_support)).to(z_support.device)
-        self.prototypes_ = class_means(z_support, y, len(self.classes_)).cpu().numpy()
+        n_classes = len(self.classes_)
+        self.prototypes_ = class_means(z_support, y, n_classes).cpu().numpy()
+        self.support_counts_ = np.bincount(y_support, minlength=n_classes)
 
     def _support_logits(self, z_query):
         prototypes = torch.from_numpy(self.prototypes_).to(z_query.device)
+        counts = torch.from_numpy(self.support_counts_).to(z_query.device)
+        return self._refined_logits(prototypes, counts, z_query)
+
+    def _episode_logits(self, z_support, y_support, z_query):
+        prototypes = self.module_.encode_support(z_support, y_support)
+        counts = torch.bincount(y_support, minlength=len(prototypes))
+        return self._refined_logits(prototypes, counts, z_query)
+
+    def _refined_logits(self, prototypes, counts, z_query):
+        """Query logits against the prototypes, refined if transductive."""
+        if self.transductive_steps:
+            prototypes = soft_kmeans(
+                prototypes,
+                counts,
+                z_query,
+                self.module_.distance,
+                self.transductive_steps,
+            )
         return self.module_.query_logits(prototypes, z_query)
