@@ -16,6 +16,7 @@ from .fewshot import (
     PrototypicalClassifier,
     RelationClassifier,
     ReptileClassifier,
+    TransferClassifier,
 )
 
 __version__ = "0.1.0.dev0"
@@ -33,6 +34,7 @@ __all__ = [
     "PrototypicalClassifier",
     "RelationClassifier",
     "ReptileClassifier",
+    "TransferClassifier",
     "TripletEmbedder",
     "__version__",
 ]

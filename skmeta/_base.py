@@ -944,7 +944,7 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         backbone = self._new_backbone(self.input_shape_)
         return self._build_module(backbone, self._features(backbone))
 
-    def _validation(self, X_valid, y_valid, shape):
+    def _validation(self, X_valid, y_valid, shape, X_base):
         """What scores the module in training on held-out classes (X_valid, y_valid).
 
         Fixed episodes (the same every epoch) of up to ``shape.n_way`` classes
@@ -975,6 +975,7 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         def score(module):
             view = copy.copy(self)  # the estimator, scoring the module in training
             view.module_ = module
+            view._fit_comparison_space(X_base)  # as fit will, with these weights
             losses, accuracies = view.score_episodes(X_valid, y_valid, sampler)
             return float(losses.mean()), float(accuracies.mean())
 
@@ -991,6 +992,20 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
                 )
             return RandomAffine()
         return self.augment
+
+    def _schedule(self, steps_per_epoch):
+        """Learning-rate schedule callbacks: halve every ``lr_step`` steps."""
+        return [
+            (
+                "lr_scheduler",
+                LRScheduler(
+                    torch.optim.lr_scheduler.StepLR,
+                    step_every="batch",
+                    step_size=self.lr_step or np.iinfo(np.int32).max,
+                    gamma=0.5,
+                ),
+            )
+        ]
 
     def _new_backbone(self, input_shape):
         """The untrained backbone for samples of ``input_shape``."""
@@ -1256,6 +1271,9 @@ class EpisodicClassifier(FewShotClassifier):
 
     _doc_values = EPISODIC
 
+    #: What one training step is, in words (the CLI's report).
+    _step_noun = "episodes"
+
     #: Loss of the query logits against the query labels, a module class.
     _criterion = nn.CrossEntropyLoss
 
@@ -1327,7 +1345,9 @@ class EpisodicClassifier(FewShotClassifier):
         )
         validation = None
         if held_out is not None:
-            validation = self._validation(X[held_out], y_enc[held_out], sampler)
+            validation = self._validation(
+                X[held_out], y_enc[held_out], sampler, X_train
+            )
         with seeded(self._seed(), self.device_):
             X_t = torch.from_numpy(X_train).to(self.device_)
             y_t = torch.from_numpy(y_train).to(self.device_)
@@ -1420,20 +1440,6 @@ class EpisodicClassifier(FewShotClassifier):
 
     def _meta_lr(self):
         return self.lr
-
-    def _schedule(self, steps_per_epoch):
-        """Learning-rate schedule callbacks: halve every ``lr_step`` episodes."""
-        return [
-            (
-                "lr_scheduler",
-                LRScheduler(
-                    torch.optim.lr_scheduler.StepLR,
-                    step_every="batch",
-                    step_size=self.lr_step or np.iinfo(np.int32).max,
-                    gamma=0.5,
-                ),
-            )
-        ]
 
     def _net_kwargs(self):
         return {}

@@ -183,6 +183,15 @@ def build_parser():
         "--validation-fraction of the base classes, 0.1 by default)",
     )
     parser.add_argument(
+        "--transductive",
+        type=_int_at_least(1),
+        default=None,
+        metavar="STEPS",
+        help="also report, in a separate table, the method refining its class "
+        "means with each episode's unlabelled queries by STEPS steps of soft "
+        "k-means (prototypical and transfer only)",
+    )
+    parser.add_argument(
         "--max-epochs",
         type=_int_at_least(0),
         default=None,
@@ -300,8 +309,10 @@ def _check_save_path(path):
 
 
 def _summary(split, embedded, rotations):
+    noun = "images" if split.X_base.ndim == 4 else "samples"
+
     def part(y):
-        return f"{len(np.unique(y))} classes, {len(y)} images"
+        return f"{len(np.unique(y))} classes, {len(y)} {noun}"
 
     shape = "x".join(map(str, split.X_base.shape[1:]))
     source = ", embedded in skmeta" if embedded else ""
@@ -326,7 +337,7 @@ _STOPS = {
 
 
 def _training_report(estimator, seconds, args):
-    steps = "meta-batches" if hasattr(estimator, "meta_batch_size") else "episodes"
+    steps = estimator._step_noun
     stop = _STOPS[estimator.stop_reason_].format(
         max_epochs=estimator.max_epochs, time_limit=args.time_limit
     )
@@ -391,6 +402,8 @@ def _run(args):
         _check_save_path(args.save)
     split = _load(args)
     estimator = _make_estimator(args, images=split.X_base.ndim == 4)
+    if args.transductive and "transductive_steps" not in estimator.get_params():
+        raise _UsageError(f"--transductive does not apply to --method {args.method}.")
     loader = FEWSHOT_DATASETS[args.dataset]
     embedded = args.data_home is None and (
         "data_home" in inspect.signature(loader).parameters
@@ -441,6 +454,18 @@ def _run(args):
         "raw input: nearest class mean of the raw input, no learning; "
         f"untrained: {args.method} with its backbone before meta-training"
     )
+    if args.transductive:
+        refining = clone(estimator).set_params(transductive_steps=args.transductive)
+        vars(refining).update(
+            vars(estimator) | {"transductive_steps": args.transductive}
+        )
+        lines, _ = _accuracy_table({f"{args.method}": refining}, split, args)
+        print(
+            f"\ntransductive: {args.transductive} step(s) of soft k-means with each "
+            "episode's queries as the unlabelled set (not comparable with the rows "
+            "above, where each query is classified alone)"
+        )
+        print("\n".join(lines))
     return 0
 
 

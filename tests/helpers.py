@@ -3,6 +3,8 @@
 Importable as ``helpers`` because pytest puts this folder on ``sys.path``.
 """
 
+import inspect
+
 import torch
 
 from skmeta.embedding import EMBEDDERS as _EMBEDDERS
@@ -22,7 +24,14 @@ EMBEDDER_SHORT = dict(max_epochs=2, batches_per_epoch=4, random_state=0)
 def short(cls, **params):
     """An estimator of ``cls`` with the suite's short training and ``params``."""
     base = FEW_SHOT_SHORT if cls in FEW_SHOT else EMBEDDER_SHORT
-    return cls(**{**base, **params})
+    return cls(**own_params(cls, {**base, **params}))
+
+
+def own_params(cls, params):
+    """The entries of ``params`` that ``cls`` takes (TransferClassifier has no
+    episodes)."""
+    accepted = inspect.signature(cls).parameters
+    return {name: value for name, value in params.items() if name in accepted}
 
 
 def weights(module):

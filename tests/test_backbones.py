@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from skmeta.backbones import BACKBONES, MLP, Conv4, build_backbone
+from skmeta.backbones import BACKBONES, MLP, Conv4, build_backbone, embedding_size
 
 
 def n_params(module):
@@ -201,8 +201,12 @@ def test_mlp_flattens_extra_dimensions():
 # -- build_backbone -----------------------------------------------------------------
 
 
-def test_registry_names_every_backbone():
-    assert {"conv4": Conv4, "mlp": MLP} == BACKBONES
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_every_registered_name_builds_its_class(name):
+    shape = (1, 28, 28) if name == "conv4" else (12,)
+    backbone = build_backbone(name, shape, embedding_dim=8)
+    assert type(backbone) is BACKBONES[name]
+    assert embedding_size(backbone, shape) == (12 if name == "identity" else 8)
 
 
 def test_none_picks_conv4_for_image_samples():
@@ -330,7 +334,7 @@ def test_an_instance_with_empty_params_is_accepted():
 
 def test_unknown_name_is_a_value_error_listing_the_names():
     with pytest.raises(
-        ValueError, match=r"Unknown backbone 'resnet12'.*'conv4', 'mlp'"
+        ValueError, match=r"Unknown backbone 'resnet12'.*'conv4', 'identity', 'mlp'"
     ):
         build_backbone("resnet12", (1, 28, 28), 64)
 

@@ -119,7 +119,7 @@ def test_time_limit_ends_meta_training_and_says_so(capsys):
     assert main([*argv, "--max-epochs", "100000", "--time-limit", "0.5"]) == 0
     out = capsys.readouterr().out
     assert "time limit 0.5 s" in out
-    match = re.search(r"(\d+) episodes in (\d+) epochs; stopped by the time", out)
+    match = re.search(r"(\d+) episodes in (\d+) epochs?; stopped by the time", out)
     assert match and int(match.group(1)) < 100000 * 100
 
 
@@ -267,3 +267,22 @@ def test_an_internal_error_is_raised_not_reported_as_a_usage_error(monkeypatch):
     monkeypatch.setattr(cli, "evaluate_episodes", broken)
     with pytest.raises(ValueError, match="a bug in the evaluation"):
         main(DIGITS)
+
+
+def test_transductive_rows_are_a_separate_table_of_the_fitted_model(capsys):
+    assert main([*DIGITS, "--k-shot", "1", "--transductive", "1"]) == 0
+    out = capsys.readouterr().out
+    inductive, transductive = out.split("\ntransductive: 1 step(s) of soft k-means")
+    assert "5-way 1-shot" in inductive and "5-way 1-shot" in transductive
+    assert transductive.splitlines()[1].split() == ["setting", "prototypical"]
+
+
+def test_transductive_needs_a_method_with_class_means(capsys):
+    assert main([*DIGITS, "--method", "maml", "--transductive", "1"]) == 2
+    assert "--transductive does not apply to --method maml" in capsys.readouterr().err
+
+
+def test_the_transfer_method_reports_mini_batches(capsys):
+    argv = ["--dataset", "digits", "--method", "transfer", "--max-epochs", "1"]
+    assert main([*argv, "--episodes", "20", "--quiet", "--k-shot", "1"]) == 0
+    assert re.search(r"\d+ mini-batches in 1 epoch", capsys.readouterr().out)

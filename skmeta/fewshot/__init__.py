@@ -5,6 +5,7 @@ from .matching import MatchingClassifier
 from .prototypical import PrototypicalClassifier
 from .relation import RelationClassifier
 from .reptile import ReptileClassifier
+from .transfer import TransferClassifier
 
 #: The few-shot classifiers by the name the ``skmeta`` command and the
 #: benchmarks know them by. A new method is one class and its entry here.
@@ -14,6 +15,7 @@ CLASSIFIERS = {
     "relation": RelationClassifier,
     "maml": MAMLClassifier,
     "reptile": ReptileClassifier,
+    "transfer": TransferClassifier,
 }
 
 __all__ = [
@@ -23,4 +25,5 @@ __all__ = [
     "PrototypicalClassifier",
     "RelationClassifier",
     "ReptileClassifier",
+    "TransferClassifier",
 ]

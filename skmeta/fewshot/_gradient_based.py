@@ -317,6 +317,8 @@ class GradientBasedClassifier(EpisodicClassifier):
     current support set are ``adapted_params_``.
     """
 
+    _step_noun = "meta-batches"
+
     #: The documentation of ``n_way`` for both: the head's outputs.
     n_way_change = {
         "doc": """Classes per training episode and outputs of the head. ``None``

@@ -21,6 +21,7 @@ from ._segments import class_counts, class_sums
 __all__ = [
     "NORMALIZATION",
     "TRANSDUCTIVE_STEPS",
+    "PrototypeHead",
     "PrototypicalClassifier",
     "PrototypicalNetwork",
     "class_means",
@@ -156,7 +157,45 @@ class PrototypicalNetwork(EpisodicNetwork):
         return -self.distance(z_query, prototypes)
 
 
-class PrototypicalClassifier(EpisodicClassifier):
+class PrototypeHead:
+    """Mixin of the classifiers that compare queries with class means.
+
+    The support set is kept as ``prototypes_`` (class means in the space of
+    ``normalization``) and ``support_counts_``; queries get the module's
+    ``query_logits`` against them, refined first with the queries when
+    ``transductive_steps`` is set (:func:`soft_kmeans`).
+    """
+
+    def _set_support(self, z_support, y_support):
+        y = torch.from_numpy(np.asarray(y_support)).to(z_support.device)
+        n_classes = len(self.classes_)
+        self.prototypes_ = class_means(z_support, y, n_classes).cpu().numpy()
+        self.support_counts_ = np.bincount(y_support, minlength=n_classes)
+
+    def _support_logits(self, z_query):
+        prototypes = torch.from_numpy(self.prototypes_).to(z_query.device)
+        counts = torch.from_numpy(self.support_counts_).to(z_query.device)
+        return self._refined_logits(prototypes, counts, z_query)
+
+    def _episode_logits(self, z_support, y_support, z_query):
+        prototypes = self.module_.encode_support(z_support, y_support)
+        counts = torch.bincount(y_support, minlength=len(prototypes))
+        return self._refined_logits(prototypes, counts, z_query)
+
+    def _refined_logits(self, prototypes, counts, z_query):
+        """Query logits against the prototypes, refined if transductive."""
+        if self.transductive_steps:
+            prototypes = soft_kmeans(
+                prototypes,
+                counts,
+                z_query,
+                self.module_.distance,
+                self.transductive_steps,
+            )
+        return self.module_.query_logits(prototypes, z_query)
+
+
+class PrototypicalClassifier(PrototypeHead, EpisodicClassifier):
     """Few-shot classifier of Prototypical Networks, meta-trained on episodes.
 
     A backbone embeds samples; each class is represented by its prototype,
@@ -230,31 +269,3 @@ class PrototypicalClassifier(EpisodicClassifier):
         # A distance module is copied: fitting must not train the caller's.
         distance = get_distance(copy.deepcopy(self.distance), embedding_dim)
         return PrototypicalNetwork(backbone, distance)
-
-    def _set_support(self, z_support, y_support):
-        y = torch.from_numpy(np.asarray(y_support)).to(z_support.device)
-        n_classes = len(self.classes_)
-        self.prototypes_ = class_means(z_support, y, n_classes).cpu().numpy()
-        self.support_counts_ = np.bincount(y_support, minlength=n_classes)
-
-    def _support_logits(self, z_query):
-        prototypes = torch.from_numpy(self.prototypes_).to(z_query.device)
-        counts = torch.from_numpy(self.support_counts_).to(z_query.device)
-        return self._refined_logits(prototypes, counts, z_query)
-
-    def _episode_logits(self, z_support, y_support, z_query):
-        prototypes = self.module_.encode_support(z_support, y_support)
-        counts = torch.bincount(y_support, minlength=len(prototypes))
-        return self._refined_logits(prototypes, counts, z_query)
-
-    def _refined_logits(self, prototypes, counts, z_query):
-        """Query logits against the prototypes, refined if transductive."""
-        if self.transductive_steps:
-            prototypes = soft_kmeans(
-                prototypes,
-                counts,
-                z_query,
-                self.module_.distance,
-                self.transductive_steps,
-            )
-        return self.module_.query_logits(prototypes, z_query)

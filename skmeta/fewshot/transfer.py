@@ -1,0 +1,385 @@
+"""Transfer baselines: supervised pre-training, then a simple head on the support set.
+
+Chen et al. (2019, Baseline and Baseline++), Wang et al. (2019, SimpleShot) and
+Tian et al. (2020, RFS) train the backbone with plain cross-entropy over all the
+base classes, in ordinary mini-batches, and classify novel classes from their
+support set with a simple rule on the frozen features.
+"""
+
+import dataclasses
+import math
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import LabelEncoder
+from skorch.history import History
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import IterableDataset
+
+from .._base import (
+    BACKBONE_PARAMETERS,
+    IMAGE_PARAMETERS,
+    META_TRAINING_PARAMETERS,
+    RUNTIME_PARAMETERS,
+    FewShotClassifier,
+    changed,
+    resolve_device,
+    seeded,
+    trains,
+)
+from .._docs import EPISODIC
+from .._params import Param, Parameters
+from .._sklearn import Interval, StrOptions, _fit_context
+from ..augmentation import rotations_as_classes
+from ..distances import SquaredEuclidean
+from ..episodes import EpisodeSampler
+from .prototypical import (
+    NORMALIZATION,
+    TRANSDUCTIVE_STEPS,
+    PrototypeHead,
+    PrototypicalNetwork,
+)
+
+__all__ = ["CosineClassifier", "TransferClassifier", "TransferNetwork"]
+
+
+class CosineClassifier(nn.Module):
+    """Scaled cosine similarities to a weight vector per class (Baseline++).
+
+    ``logits[i, j] = scale * cos(z_i, W_j)`` (Chen et al., 2019, §3.2).
+
+    Parameters
+    ----------
+    in_features : int
+        Size ``d`` of the features.
+    n_classes : int
+        Classes, one weight row each.
+    scale : float
+        Multiplies the cosines, which lie in [-1, 1].
+    """
+
+    def __init__(self, in_features, n_classes, scale):
+        super().__init__()
+        self.scale = scale
+        self.weight = nn.Parameter(torch.empty(n_classes, in_features))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+
+    def forward(self, z):
+        return self.scale * F.normalize(z, dim=1) @ F.normalize(self.weight, dim=1).T
+
+
+class TransferNetwork(PrototypicalNetwork):
+    """The torch side of :class:`TransferClassifier`.
+
+    ``forward(x)`` gives the base-class logits that pre-training minimises
+    the cross-entropy of; :meth:`embed`, :meth:`encode_support` and
+    :meth:`query_logits` are those of :class:`PrototypicalNetwork` with the
+    squared Euclidean distance, which the nearest-centroid head uses.
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module
+        Maps inputs to features ``(batch, d)``.
+    classifier : torch.nn.Module
+        Maps features to base-class logits ``(batch, n_base_classes)``.
+    """
+
+    def __init__(self, backbone, classifier):
+        super().__init__(backbone, SquaredEuclidean())
+        self.classifier = classifier
+
+    def forward(self, x):
+        """Base-class logits of ``x``, ``(batch, n_base_classes)``."""
+        return self.classifier(self.backbone(x))
+
+
+class _MiniBatches(IterableDataset):
+    """One epoch of shuffled mini-batches ``(x, labels)``, augmented if asked."""
+
+    def __init__(self, X, y, batch_size, augment):
+        self.X, self.y, self.batch_size, self.augment = X, y, batch_size, augment
+
+    def __len__(self):
+        return math.ceil(len(self.X) / self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.X), device=self.X.device)
+        for index in order.split(self.batch_size):
+            x = self.X[index]
+            yield (self.augment(x) if self.augment is not None else x), self.y[index]
+
+
+def _logistic_logits(coef, intercept, z):
+    """Logits ``(n, n_classes)`` of a fitted scikit-learn logistic regression."""
+    scores = z @ coef.T + intercept
+    # Two classes: scikit-learn keeps one row, the score of the second class.
+    return (
+        torch.cat([torch.zeros_like(scores), scores], 1) if len(coef) == 1 else scores
+    )
+
+
+class TransferClassifier(PrototypeHead, FewShotClassifier):
+    """Few-shot classifier by transfer: pre-training on the base classes, a simple head.
+
+    ``fit`` trains the backbone and a classifier over all the base classes
+    with cross-entropy, in ordinary shuffled mini-batches (Adam, learning
+    rate halved every ``lr_step`` steps): a linear classifier (``"linear"``,
+    the Baseline of Chen et al., 2019) or scaled cosine similarities to a
+    weight per class (``"cosine"``, their Baseline++). The base classifier is
+    then set aside: :meth:`adapt` takes the support set of novel classes, and
+    queries are classified from the frozen features by the ``head``:
+
+    - ``"centroid"``: the nearest class mean of the features, after
+      ``normalization`` (by default SimpleShot's CL2N, centred on the mean
+      feature of the base classes and L2-normalised; Wang et al., 2019);
+      probabilities are the softmax of negative squared distances, as in
+      Prototypical Networks, and ``transductive_steps`` refines the means
+      with the queries as for :class:`PrototypicalClassifier`;
+    - ``"logistic"``: scikit-learn's :class:`~sklearn.linear_model.LogisticRegression`
+      fitted on the normalised support features (Tian et al., 2020).
+
+    On miniImageNet these match or beat Prototypical Networks and MAML with
+    the same backbone (the three papers). They need no episodes: any class
+    with one sample trains.
+
+    {parameters}
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Labels of the current support set (of ``fit``, or of ``adapt``).
+    prototypes_ : ndarray of shape (n_classes, embedding_dim), dtype float32
+        The mean normalised feature of each class in ``classes_``.
+    support_counts_ : ndarray of shape (n_classes,), dtype int64
+        Support samples of each class.
+    head_coef_, head_intercept_ : ndarray, dtype float32
+        The fitted logistic regression (``head="logistic"``): of shape
+        ``(n_classes, embedding_dim)`` and ``(n_classes,)``, or one row for
+        two classes, as scikit-learn keeps them.
+    feature_mean_ : ndarray of shape (embedding_dim,), dtype float32
+        Mean feature of the base classes (``normalization="centered-l2"``).
+    n_base_classes_ : int
+        Outputs of the base classifier: the training classes (four times as
+        many with ``rotations``).
+    module_ : TransferNetwork
+        The pre-trained network, on ``device_``.
+    history_ : skorch.History
+        skorch's record of training: the loss of every mini-batch
+        (``history_[:, "batches", :, "train_loss"]``), epoch times.
+    {training_attributes}
+
+    See Also
+    --------
+    PrototypicalClassifier : The nearest-centroid rule, meta-trained on episodes.
+
+    References
+    ----------
+    .. [1] W.-Y. Chen, Y.-C. Liu, Z. Kira, Y.-C. F. Wang, J.-B. Huang. "A Closer
+       Look at Few-shot Classification". ICLR 2019.
+    .. [2] Y. Wang, W.-L. Chao, K. Q. Weinberger, L. van der Maaten.
+       "SimpleShot: Revisiting Nearest-Neighbor Classification for Few-Shot
+       Learning". arXiv:1911.04623, 2019.
+    .. [3] Y. Tian, Y. Wang, D. Krishnan, J. B. Tenenbaum, P. Isola.
+       "Rethinking Few-Shot Image Classification: a Good Embedding Is All You
+       Need?". ECCV 2020.
+
+    Examples
+    --------
+    >>> from skmeta import TransferClassifier
+    >>> from skmeta.datasets import load_digits_fewshot
+    >>> data = load_digits_fewshot()
+    >>> clf = TransferClassifier(max_epochs=2, random_state=0)
+    >>> clf = clf.fit(data.X_base, data.y_base)
+    >>> clf = clf.adapt(data.X_novel[:25], data.y_novel[:25])
+    >>> clf.predict(data.X_novel[25:30]).shape
+    (5,)
+    """
+
+    _parameters = Parameters(
+        changed(
+            {
+                "head": Param(
+                    '{"centroid", "logistic"}',
+                    "centroid",
+                    [StrOptions({"centroid", "logistic"})],
+                    """How queries are classified from the support set's
+                    features: the nearest class mean (SimpleShot) or a logistic
+                    regression (Tian et al.).""",
+                ),
+                "classifier": Param(
+                    '{"linear", "cosine"}',
+                    "linear",
+                    [StrOptions({"linear", "cosine"})],
+                    """The base classifier of pre-training: linear (Baseline)
+                    or scaled cosine (Baseline++).""",
+                ),
+                "scale": Param(
+                    "float",
+                    10.0,
+                    [Interval(Real, 0, None, closed="neither")],
+                    """Multiplies the cosines of ``classifier="cosine"`` (which
+                    lie in [-1, 1]) before the softmax.""",
+                ),
+                "normalization": dataclasses.replace(
+                    NORMALIZATION, default="centered-l2"
+                ),
+                "transductive_steps": TRANSDUCTIVE_STEPS,
+                "head_params": Param(
+                    "dict or None",
+                    None,
+                    [dict, None],
+                    """Arguments of the logistic regression of
+                    ``head="logistic"``, over ``max_iter=1000``.""",
+                ),
+                "train_batch_size": Param(
+                    "int",
+                    128,
+                    [Interval(Integral, 1, None, closed="left")],
+                    "Samples per mini-batch of pre-training.",
+                ),
+            }
+            | META_TRAINING_PARAMETERS
+            | BACKBONE_PARAMETERS
+            | IMAGE_PARAMETERS
+            | RUNTIME_PARAMETERS,
+            {
+                "episodes_per_epoch": None,
+                "max_epochs": {
+                    "doc": """Passes over the training data; 0 keeps the initial
+                    weights."""
+                },
+                "lr_step": {
+                    "doc": """Halve the learning rate every ``lr_step``
+                    mini-batches; ``None`` keeps it."""
+                },
+            },
+        ),
+        positional=1,
+    )
+    _doc_values = {**EPISODIC, "steps": "mini-batches", "episode_attributes": ""}
+
+    _step_noun = "mini-batches"
+
+    #: Validation on held-out classes: 5-way 1-shot episodes of 5 queries.
+    _validation_shape = EpisodeSampler(5, 1, 5, 1)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Pre-train on all the base classes of (X, y), which become the support set.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
+            Training samples, finite.
+        y : array-like of shape (n_samples,)
+            Class labels of any type; a class may have one sample.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            If X has NaN or inf or is not 2-D or 4-D, if ``rotations=True``
+            is asked for non-image X, if ``transductive_steps`` is set with
+            ``head="logistic"``, or if training diverges (a non-finite loss or
+            weight; the message names the learning rate). The estimator is
+            then left as it was before ``fit``.
+        """
+        return self._atomically("_fit", X, y)
+
+    def _fit(self, X, y):
+        X, y = self._validate_X_y(X, y)
+        if self.transductive_steps and self.head != "centroid":
+            raise ValueError(
+                f"transductive_steps={self.transductive_steps} refines class means: "
+                f"it needs head='centroid', not head={self.head!r}."
+            )
+        if self.rotations and X.ndim != 4:
+            raise ValueError(
+                "rotations=True needs images X of shape (n_samples, channels, "
+                f"height, width); got X of shape {X.shape}."
+            )
+        encoder = LabelEncoder().fit(y)
+        y_enc = encoder.transform(y)
+        held_out = self._held_out_classes(y_enc)
+        X_train, y_train, validation = X, y_enc, None
+        if held_out is not None:
+            X_train = X[~held_out]
+            y_train = LabelEncoder().fit_transform(y_enc[~held_out])
+            validation = self._validation(
+                X[held_out], y_enc[held_out], self._validation_shape, X_train
+            )
+        self.device_ = resolve_device(self.device)
+        with seeded(self._seed(), self.device_):
+            X_t = torch.from_numpy(X_train).to(self.device_)
+            y_t = torch.from_numpy(y_train).to(self.device_)
+            if self.rotations:
+                X_t, y_t = rotations_as_classes(X_t, y_t, int(y_train.max()) + 1)
+            self.n_base_classes_ = int(y_t.max()) + 1
+            module = self._build_network().to(self.device_)
+            if trains(module, self.max_epochs):
+                batches = _MiniBatches(
+                    X_t, y_t, self.train_batch_size, self._augmentation(X.ndim)
+                )
+                module, history, stop_reason = self._train_net(
+                    module,
+                    batches,
+                    steps_per_epoch=len(batches),
+                    validation=validation,
+                    criterion=nn.CrossEntropyLoss,
+                    optimizer=torch.optim.Adam,
+                    lr=self.lr,
+                    callbacks=self._schedule(len(batches)),
+                )
+            else:
+                history, stop_reason = History(), "max_epochs"
+        self.module_ = module
+        self._record_training(history, stop_reason)
+        self.classes_ = encoder.classes_
+        self._fit_comparison_space(X_train)
+        self._take_support(X, y_enc)
+        return self
+
+    def _build_module(self, backbone, embedding_dim):
+        if self.classifier == "cosine":
+            classifier = CosineClassifier(
+                embedding_dim, self.n_base_classes_, self.scale
+            )
+        else:
+            classifier = nn.Linear(embedding_dim, self.n_base_classes_)
+        return TransferNetwork(backbone, classifier)
+
+    def _set_support(self, z_support, y_support):
+        super()._set_support(z_support, y_support)
+        if self.head == "logistic":
+            coef, intercept = self._fit_logistic(z_support, np.asarray(y_support))
+            self.head_coef_, self.head_intercept_ = coef, intercept
+
+    def _fit_logistic(self, z, y):
+        """Coefficients and intercepts of the logistic head on features ``z``."""
+        params = {"max_iter": 1000, **(self.head_params or {})}
+        model = LogisticRegression(**params).fit(z.float().cpu().numpy(), y)
+        return model.coef_.astype(np.float32), model.intercept_.astype(np.float32)
+
+    def _support_logits(self, z_query):
+        if self.head == "logistic":
+            coef = torch.from_numpy(self.head_coef_).to(z_query.device)
+            intercept = torch.from_numpy(self.head_intercept_).to(z_query.device)
+            return _logistic_logits(coef, intercept, z_query)
+        return super()._support_logits(z_query)
+
+    def _episode_logits(self, z_support, y_support, z_query):
+        if self.head == "logistic":
+            coef, intercept = self._fit_logistic(z_support, y_support.cpu().numpy())
+            return _logistic_logits(
+                torch.from_numpy(coef).to(z_query.device),
+                torch.from_numpy(intercept).to(z_query.device),
+                z_query,
+            )
+        return super()._episode_logits(z_support, y_support, z_query)
