@@ -1,5 +1,6 @@
 """Specification of skmeta.persistence: pickle-free save and load."""
 
+import io
 import json
 import zipfile
 
@@ -86,3 +87,39 @@ def test_a_file_of_another_kind_is_refused(tmp_path):
         archive.writestr("model.pkl", b"not ours")
     with pytest.raises(ValueError, match="not a file that skmeta.persistence.save"):
         load(path)
+
+
+def _as_if_saved_on_a_gpu(path, tmp_path):
+    """A copy of the file whose tensors are tagged as CUDA ones, device 'cuda'."""
+    with zipfile.ZipFile(path) as archive:
+        document = json.loads(archive.read("estimator.json"))
+        inner = zipfile.ZipFile(io.BytesIO(archive.read("tensors.pt")))
+    document["params"]["device"] = "cuda"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as out:
+        for info in inner.infolist():
+            data = inner.read(info)
+            if info.filename.endswith("data.pkl"):
+                # Each storage's location, a pickled string: 'cpu' -> 'cuda:0'.
+                data = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+            out.writestr(info, data)
+    gpu = tmp_path / "gpu.skmeta"
+    with zipfile.ZipFile(gpu, "w") as archive:
+        archive.writestr("estimator.json", json.dumps(document))
+        archive.writestr("tensors.pt", buffer.getvalue())
+    return gpu
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="tests loading without CUDA")
+def test_a_model_saved_on_a_gpu_loads_on_a_cpu(digits, tmp_path):
+    model = short(PrototypicalClassifier).fit(digits.X_base, digits.y_base)
+    gpu = _as_if_saved_on_a_gpu(save(model, tmp_path / "model.skmeta"), tmp_path)
+    with zipfile.ZipFile(gpu) as archive:
+        raw = io.BytesIO(archive.read("tensors.pt"))
+    with pytest.raises(RuntimeError, match="CUDA"):  # the file names CUDA devices
+        torch.load(raw, weights_only=True)
+    restored = load(gpu, device="cpu")
+    assert restored.device == "cpu" and restored.device_ == torch.device("cpu")
+    np.testing.assert_array_equal(
+        restored.predict_proba(digits.X_novel), model.predict_proba(digits.X_novel)
+    )
