@@ -38,7 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import IterableDataset
 
-from ._docs import EPISODIC, fill_doc
+from ._docs import EPISODIC, FIT, fill_doc
 from ._params import Param, Parameters, build_estimator_class
 from ._sklearn import Interval, StrOptions, _fit_context
 from .augmentation import RandomAffine, rotations_as_classes
@@ -65,6 +65,17 @@ def trains(module, max_epochs):
     ``fit`` then draws no episode or batch, so it needs no minimum class size.
     """
     return max_epochs > 0 and any(p.requires_grad for p in module.parameters())
+
+
+def _fit_with_doc(doc):
+    """``fit``: validate the parameters, then ``_fit`` atomically; documented."""
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        return self._atomically("_fit", X, y)
+
+    fit.__doc__ = FIT.format(**doc)
+    return fit
 
 
 def registry_constraints(registry, *others):
@@ -414,11 +425,18 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     _doc_values: dict = {}
     _doc_sections: dict = {}
 
+    #: What the docstring of ``fit`` says of this class (see
+    #: :data:`skmeta._docs.FIT`); a class that sets it gets its ``fit``.
+    _fit_doc = None
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "_parameters" in cls.__dict__:
             build_estimator_class(cls, cls._doc_values)
             fill_doc(cls._doc_values, **cls._doc_sections)(cls)
+        if "_fit_doc" in cls.__dict__:
+            cls.fit = _fit_with_doc(cls._fit_doc)
+            cls.fit.__qualname__ = f"{cls.__qualname__}.fit"
 
     @property
     def _parameter_constraints(self):
@@ -520,6 +538,44 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         getattr(work, method)(*args)
         vars(self).update(vars(work))
         return self
+
+    def _prepare_fit(self, X, y):
+        """What every ``fit`` starts with: the data checked, classes held out.
+
+        Validates (X, y), encodes the labels, checks that ``rotations`` (where
+        the estimator has it) gets images, holds out the validation classes
+        (:meth:`_held_out_classes`) and sets ``device_``.
+
+        Returns
+        -------
+        X : ndarray, float32
+            The validated samples.
+        y_enc : ndarray of shape (n_samples,), int64
+            Their labels, encoded as indices of ``classes``.
+        classes : ndarray
+            The sorted labels of ``y``.
+        train : tuple of ndarray
+            ``(X_train, y_train)``: the training classes, labels re-encoded as
+            0 .. n_train_classes - 1.
+        valid : tuple of ndarray or None
+            ``(X_valid, y_valid)``: the held-out classes (labels as in
+            ``y_enc``), or None when nothing is held out.
+        """
+        X, y = self._validate_X_y(X, y)
+        encoder = LabelEncoder().fit(y)
+        y_enc = encoder.transform(y)
+        if getattr(self, "rotations", False) and X.ndim != 4:
+            raise ValueError(
+                "rotations=True needs images X of shape (n_samples, channels, "
+                f"height, width); got X of shape {X.shape}."
+            )
+        self.device_ = resolve_device(self.device)
+        held_out = self._held_out_classes(y_enc)
+        if held_out is None:
+            return X, y_enc, encoder.classes_, (X, y_enc), None
+        # Whole classes, never samples of training classes.
+        train = X[~held_out], LabelEncoder().fit_transform(y_enc[~held_out])
+        return X, y_enc, encoder.classes_, train, (X[held_out], y_enc[held_out])
 
     def _held_out_classes(self, y_enc):
         """Which samples of encoded labels ``y_enc`` are held out for validation.
@@ -637,7 +693,7 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return _check_finite_output(z, self, "embeddings")
 
     def transform(self, X):
-        """Embed X with the meta-trained backbone.
+        """Embed X with the trained backbone.
 
         Parameters
         ----------
@@ -646,19 +702,21 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
         Returns
         -------
-        ndarray of shape (n_samples, embedding_dim), dtype float32
+        ndarray of shape (n_samples, n_features_out), dtype float32
+            The embeddings, ``embedding_dim`` wide for flat ones; feature maps
+            ``(c, h, w)`` (RelationClassifier's) flattened in C order, so that
+            ``transform(X).reshape(-1, c, h, w)`` restores them.
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        return self._embed(X).cpu().numpy()
+        return self._embed(X).flatten(1).cpu().numpy()
 
     @property
     def _n_features_out(self):
-        """Embedding size, for ``get_feature_names_out``."""
+        """Flat embedding size, for ``get_feature_names_out``."""
         with torch.inference_mode():
-            return int(
-                self._embed(np.zeros((1, *self.input_shape_), np.float32)).shape[1]
-            )
+            z = self._embed(np.zeros((1, *self.input_shape_), np.float32))
+        return int(z.flatten(1).shape[1])
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -1156,6 +1214,15 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         best = self._logits(X).argmax(axis=1)
         return self.classes_[best]
 
+    def _finish_fit(self, module, history, stop_reason, classes, X_base, X, y_enc):
+        """The fitted state of a trained ``module``: the training data as support."""
+        self.module_ = module
+        self._record_training(history, stop_reason)
+        self.classes_ = classes
+        self._fit_comparison_space(X_base)
+        self._take_support(X, y_enc)
+        return self
+
     def _take_support(self, X, y_enc):
         """Make validated (X, y_enc) the support set: ``fit`` and ``adapt``."""
         self._set_support(self._comparison_space(self._embed(X)), y_enc)
@@ -1281,53 +1348,18 @@ class EpisodicClassifier(FewShotClassifier):
     #: Snell et al. (2017) on Omniglot, or all classes when there are fewer.
     max_auto_way = 60
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Meta-train on episodes drawn from the base classes in (X, y).
+    _fit_doc = {
+        "summary": """Meta-train on episodes drawn from the base classes in (X, y).
 
         The training data then serves as the support set, so ``predict``
-        works over the classes of ``y``; :meth:`adapt` sets another.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
-            Training samples, finite.
-        y : array-like of shape (n_samples,)
-            Class labels of any type; each episode's classes need at least
-            ``k_shot + n_query`` samples.
-
-        Returns
-        -------
-        self : object
-            The fitted estimator.
-
-        Raises
-        ------
-        ValueError
-            If X has NaN or inf, is not 2-D or 4-D, if fewer than ``n_way``
-            classes have ``k_shot + n_query`` samples, if ``rotations=True``
-            is asked for non-image X, or if training diverges (a non-finite
-            loss or weight; the message names the learning rates). The
-            estimator is then left as it was before ``fit``.
-        """
-        return self._atomically("_fit", X, y)
+        works over the classes of ``y``; :meth:`adapt` sets another.""",
+        "y": "; each episode's classes need at least ``k_shot + n_query`` samples",
+        "raises": """, if fewer than ``n_way`` classes have ``k_shot + n_query``
+            samples, if ``rotations=True`` is asked for non-image X""",
+    }
 
     def _fit(self, X, y):
-        X, y = self._validate_X_y(X, y)
-        encoder = LabelEncoder().fit(y)
-        y_enc = encoder.transform(y)
-        if self.rotations and X.ndim != 4:
-            raise ValueError(
-                "rotations=True needs images X of shape (n_samples, channels, "
-                f"height, width); got X of shape {X.shape}."
-            )
-        held_out = self._held_out_classes(y_enc)
-        X_train, y_train = X, y_enc
-        if held_out is not None:
-            # Whole classes, never samples of training classes; re-encoded so
-            # that training sees 0 .. n_train_classes - 1.
-            X_train = X[~held_out]
-            y_train = LabelEncoder().fit_transform(y_enc[~held_out])
+        X, y_enc, classes, (X_train, y_train), valid = self._prepare_fit(X, y)
         n_train_classes = int(y_train.max()) + 1
         # Rotations make each class four training classes of the same size.
         counts = np.bincount(y_train)
@@ -1335,7 +1367,6 @@ class EpisodicClassifier(FewShotClassifier):
             np.repeat(counts, 4) if self.rotations else counts
         )
         self.n_way_, self.k_shot_, self.n_query_ = n_way, k_shot, n_query
-        self.device_ = resolve_device(self.device)
         sampler = EpisodeSampler(
             n_way,
             k_shot,
@@ -1344,10 +1375,8 @@ class EpisodicClassifier(FewShotClassifier):
             random_state=np.random.RandomState(self._seed()),
         )
         validation = None
-        if held_out is not None:
-            validation = self._validation(
-                X[held_out], y_enc[held_out], sampler, X_train
-            )
+        if valid is not None:
+            validation = self._validation(*valid, sampler, X_train)
         with seeded(self._seed(), self.device_):
             X_t = torch.from_numpy(X_train).to(self.device_)
             y_t = torch.from_numpy(y_train).to(self.device_)
@@ -1364,12 +1393,9 @@ class EpisodicClassifier(FewShotClassifier):
                 )
             else:  # nothing to train: no episode is drawn
                 history, stop_reason = History(), "max_epochs"
-        self.module_ = module
-        self._record_training(history, stop_reason)
-        self.classes_ = encoder.classes_
-        self._fit_comparison_space(X_train)
-        self._take_support(X, y_enc)
-        return self
+        return self._finish_fit(
+            module, history, stop_reason, classes, X_train, X, y_enc
+        )
 
     #: What ``k_shot=None`` and ``n_query=None`` mean, at most: fewer where
     #: the ``n_way``-th largest class has fewer samples than their sum.

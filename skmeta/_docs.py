@@ -4,12 +4,38 @@ A docstring holds a line ``    {name}`` where a shared section goes;
 :func:`fill_doc` replaces it, so that one text serves every estimator.
 """
 
-__all__ = ["fill_doc"]
+__all__ = ["FIT", "fill_doc"]
+
+#: The docstring of every ``fit``; each estimator class gives its ``summary``,
+#: what ``y`` needs beyond labels and the ValueErrors of its own (``raises``,
+#: each starting with a comma).
+FIT = """{summary}
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
+            Training samples, finite.
+        y : array-like of shape (n_samples,)
+            Class labels of any type{y}.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            If X has NaN or inf or is not 2-D or 4-D{raises}, or if training
+            diverges (a non-finite loss or weight; the message names the
+            learning rates). The estimator is then left as it was before
+            ``fit``.
+        """
 
 #: What every torch-backed estimator records of its training and its data
 #: (``steps``: what one training step is).
 TRAINING_ATTRIBUTES = """\
-{episode_attributes}    n_steps_ : int
+{support_attributes}{episode_attributes}    n_steps_ : int
         Training steps run: {steps}.
     stop_reason_ : str
         Why training ended: ``"max_epochs"``, ``"time_limit"`` (a
@@ -30,9 +56,16 @@ EPISODE_ATTRIBUTES = """\
         ``n_query``, or what ``None`` resolved to on the data of ``fit``.
 """
 
+#: The support set of every few-shot classifier.
+SUPPORT_ATTRIBUTES = """\
+    classes_ : ndarray of shape (n_classes,)
+        Labels of the current support set (of ``fit``, or of ``adapt``).
+"""
+
 EPISODIC = {
     "validation_what": "the same 100 validation episodes",
     "steps": "episodes",
+    "support_attributes": SUPPORT_ATTRIBUTES,
     "episode_attributes": EPISODE_ATTRIBUTES,
 }
 META_BATCHES = {
@@ -42,6 +75,7 @@ META_BATCHES = {
 EMBEDDING = {
     "validation_what": "the same 100 nearest-prototype episodes",
     "steps": "P x K batches",
+    "support_attributes": "",
     "episode_attributes": "",
 }
 

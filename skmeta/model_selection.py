@@ -21,6 +21,7 @@ from sklearn.utils.validation import (
 )
 
 from ._base import check_labels
+from ._docs import fill_doc
 from ._sklearn import Interval, validate_params
 from .episodes import EpisodeSampler
 
@@ -41,6 +42,17 @@ _EPISODES = {
     "n_episodes": [Interval(Integral, 1, None, closed="left")],
     "random_state": ["random_state"],
 }
+
+
+#: The shape of the meta-test episodes, in evaluate_episodes and EpisodicScorer.
+_EPISODE_SHAPE = """\
+    n_way : int, default=5
+        Classes per episode.
+    k_shot : int, default=1
+        Support samples per class.
+    n_query : int, default=15
+        Query samples per class.
+"""
 
 
 def _labels_as_groups(y):
@@ -165,6 +177,7 @@ class EpisodeScores:
     },
     prefer_skip_nested_validation=True,
 )
+@fill_doc(episode_shape=_EPISODE_SHAPE)
 def evaluate_episodes(
     estimator, X, y, *, n_way=5, k_shot=1, n_query=15, n_episodes=600, random_state=None
 ):
@@ -193,12 +206,7 @@ def evaluate_episodes(
         Samples of the novel classes, of the shape the estimator was fitted on.
     y : array-like of shape (n_samples,)
         Their labels.
-    n_way : int, default=5
-        Classes per episode.
-    k_shot : int, default=1
-        Support samples per class.
-    n_query : int, default=15
-        Query samples per class.
+    {episode_shape}
     n_episodes : int, default=600
         Episodes; the field reports at least 600.
     random_state : int, RandomState instance or None, default=None
@@ -261,6 +269,7 @@ def _take(X, index):
     return X.iloc[index] if hasattr(X, "iloc") else X[index]
 
 
+@fill_doc(episode_shape=_EPISODE_SHAPE)
 class EpisodicScorer:
     """Scorer for ``GridSearchCV`` and ``cross_validate``: mean episode accuracy.
 
@@ -271,12 +280,7 @@ class EpisodicScorer:
 
     Parameters
     ----------
-    n_way : int, default=5
-        Classes per episode.
-    k_shot : int, default=1
-        Support samples per class.
-    n_query : int, default=15
-        Query samples per class.
+    {episode_shape}
     n_episodes : int, default=100
         Episodes per call; fewer than for a final report, since model
         selection only compares candidates.

@@ -20,29 +20,23 @@ from sklearn.model_selection import GridSearchCV
 from skorch.callbacks import Callback
 from torch import nn
 
-from skmeta import (
-    EpisodeSampler,
-    MAMLClassifier,
-    MatchingClassifier,
-    PrototypicalClassifier,
-    RelationClassifier,
-    ReptileClassifier,
-    TransferClassifier,
-)
+from skmeta import EpisodeSampler, PrototypicalClassifier
 from skmeta.backbones import BACKBONES, MLP
+from skmeta.fewshot import CLASSIFIERS as METHODS
+from skmeta.fewshot import ReptileClassifier, TransferClassifier
 from skmeta.model_selection import ClassKFold, EpisodicScorer, evaluate_episodes
 
 FAST = dict(max_epochs=2, episodes_per_epoch=10, random_state=0)
 
 #: Each few-shot classifier with short training settings of its own.
 CLASSIFIERS = {
-    "prototypical": PrototypicalClassifier(**FAST),
-    "matching": MatchingClassifier(fce=True, **FAST),
-    "relation": RelationClassifier(**FAST),
-    "maml": MAMLClassifier(meta_batch_size=4, **FAST),
-    "reptile": ReptileClassifier(meta_batch_size=2, n_inner_steps_test=10, **FAST),
-    "transfer": TransferClassifier(max_epochs=2, random_state=0),
-    "transfer-logistic": TransferClassifier("logistic", max_epochs=2, random_state=0),
+    "prototypical": METHODS["prototypical"](**FAST),
+    "matching": METHODS["matching"](fce=True, **FAST),
+    "relation": METHODS["relation"](**FAST),
+    "maml": METHODS["maml"](meta_batch_size=4, **FAST),
+    "reptile": METHODS["reptile"](meta_batch_size=2, n_inner_steps_test=10, **FAST),
+    "transfer": METHODS["transfer"](max_epochs=2, random_state=0),
+    "transfer-logistic": METHODS["transfer"]("logistic", max_epochs=2, random_state=0),
 }
 ESTIMATORS = FEW_SHOT + EMBEDDERS
 

@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import FEW_SHOT, own_params
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sklearn.exceptions import NotFittedError
@@ -19,11 +20,7 @@ from skmeta import (
     ArcFaceEmbedder,
     ClassBalancedBatchSampler,
     EpisodeSampler,
-    MAMLClassifier,
-    MatchingClassifier,
     PrototypicalClassifier,
-    RelationClassifier,
-    ReptileClassifier,
     TripletEmbedder,
 )
 from skmeta.model_selection import evaluate_episodes
@@ -75,18 +72,8 @@ def data(draw):
 
 
 def _few_shot(draw):
-    cls = draw(
-        st.sampled_from(
-            [
-                PrototypicalClassifier,
-                MatchingClassifier,
-                RelationClassifier,
-                MAMLClassifier,
-                ReptileClassifier,
-            ]
-        )
-    )
-    return cls(
+    cls = draw(st.sampled_from(FEW_SHOT))
+    params = dict(
         n_way=draw(st.one_of(st.none(), st.none(), st.integers(2, 4), st.just(-1))),
         k_shot=draw(st.one_of(st.integers(1, 2), st.integers(1, 2), st.just(0))),
         n_query=draw(st.one_of(st.none(), st.integers(1, 2), st.just(0))),
@@ -94,6 +81,7 @@ def _few_shot(draw):
         episodes_per_epoch=2,
         random_state=0,
     )
+    return cls(**own_params(cls, params))
 
 
 def _embedder(draw):

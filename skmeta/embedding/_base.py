@@ -14,7 +14,6 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.preprocessing import LabelEncoder
 from skorch.history import History
 from torch import nn
 from torch.nn import functional as F
@@ -27,13 +26,12 @@ from .._base import (
     TorchEstimator,
     changed,
     registry_constraints,
-    resolve_device,
     seeded,
     trains,
 )
 from .._docs import EMBEDDING
 from .._params import Param, Parameters
-from .._sklearn import Interval, StrOptions, _fit_context
+from .._sklearn import Interval, StrOptions
 from ..backbones import build_backbone, embedding_size
 from ..batches import ClassBalancedBatchSampler
 from ..distances import DISTANCES, Mahalanobis
@@ -364,46 +362,18 @@ class MetricEmbedder(TorchEstimator):
                 kwargs.setdefault(name, value)
         return cls(**kwargs)
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Train the embedding on P x K batches drawn from (X, y).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
-            Training samples, finite.
-        y : array-like of shape (n_samples,)
-            Class labels of any type.
-
-        Returns
-        -------
-        self : object
-            The fitted estimator.
-
-        Raises
-        ------
-        ValueError
-            If X has NaN or inf or is not 2-D or 4-D; if fewer than
-            ``n_classes_per_batch`` classes (2 when it is None) have
-            ``n_samples_per_class`` samples; with ``small_classes="raise"``,
-            if any class has fewer than ``n_samples_per_class`` samples; or
-            if training diverges (a non-finite loss or weight; the message
-            names the learning rate). The estimator is then left as it was
-            before ``fit``.
-        """
-        return self._atomically("_fit", X, y)
+    _fit_doc = {
+        "summary": "Train the embedding on P x K batches drawn from (X, y).",
+        "y": "",
+        "raises": """, if fewer than ``n_classes_per_batch`` classes (2 when
+            it is None) have ``n_samples_per_class`` samples, with
+            ``small_classes="raise"`` if any class has fewer, if the loss does
+            not take a ``miner``, ``distance`` or ``reduction`` given""",
+    }
 
     def _fit(self, X, y):
-        X, y = self._validate_X_y(X, y)
-        encoder = LabelEncoder().fit(y)
-        y_enc = encoder.transform(y)
-        held_out = self._held_out_classes(y_enc)
-        X_train, y_train, validation = X, y_enc, None
-        if held_out is not None:
-            X_train = X[~held_out]
-            y_train = LabelEncoder().fit_transform(y_enc[~held_out])
-            validation = self._validation(X[held_out], y_enc[held_out])
-        self.device_ = resolve_device(self.device)
+        X, _, classes, (X_train, y_train), valid = self._prepare_fit(X, y)
+        validation = None if valid is None else self._validation(*valid)
         # The loss may hold a weight per training class (ArcFace, CosFace).
         self._n_loss_classes = int(y_train.max()) + 1
         with seeded(self._seed(), self.device_):
@@ -421,7 +391,7 @@ class MetricEmbedder(TorchEstimator):
                 history, stop_reason = History(), "max_epochs"
         self.module_ = module
         self._record_training(history, stop_reason)
-        self.classes_ = encoder.classes_
+        self.classes_ = classes
         return self
 
     #: Validation episodes: ``n_way`` held-out classes (or as many as there

@@ -111,8 +111,6 @@ class MAMLClassifier(GradientBasedClassifier):
 
     Attributes
     ----------
-    classes_ : ndarray of shape (n_classes,)
-        Labels of the current support set (of ``fit``, or of ``adapt``).
     module_ : MAMLNetwork
         The meta-learned network ``θ``, on ``device_``; never changed by
         ``adapt``, ``predict`` or evaluation.

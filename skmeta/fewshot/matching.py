@@ -232,8 +232,6 @@ class MatchingClassifier(EpisodicClassifier):
 
     Attributes
     ----------
-    classes_ : ndarray of shape (n_classes,)
-        Labels of the current support set (of ``fit``, or of ``adapt``).
     support_embeddings_ : ndarray of shape (n_support, embedding_dim), dtype float32
         Context-free embeddings ``g'(x_i)`` of the support samples, in the
         order given (the order the FCE's LSTM reads them in).

@@ -210,8 +210,6 @@ class PrototypicalClassifier(PrototypeHead, EpisodicClassifier):
 
     Attributes
     ----------
-    classes_ : ndarray of shape (n_classes,)
-        Labels of the current support set (of ``fit``, or of ``adapt``).
     prototypes_ : ndarray of shape (n_classes, embedding_dim), dtype float32
         The prototype of each class in ``classes_`` (in the space of
         ``normalization``).

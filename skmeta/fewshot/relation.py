@@ -347,8 +347,6 @@ class RelationClassifier(EpisodicClassifier):
 
     Attributes
     ----------
-    classes_ : ndarray of shape (n_classes,)
-        Labels of the current support set (of ``fit``, or of ``adapt``).
     class_features_ : ndarray of shape (n_classes, ...), dtype float32
         The class feature (sum of shot embeddings, see
         :func:`class_features`) of each class in ``classes_``.
@@ -394,11 +392,11 @@ class RelationClassifier(EpisodicClassifier):
     >>> from skmeta import RelationClassifier
     >>> from skmeta.datasets import load_digits_fewshot
     >>> data = load_digits_fewshot()
-    >>> clf = RelationClassifier(max_epochs=2, random_state=0)
-    >>> clf = clf.fit(data.X_base, data.y_base)
-    >>> clf = clf.adapt(data.X_novel[:25], data.y_novel[:25])
-    >>> clf.predict(data.X_novel[25:30]).shape
-    (5,)
+    >>> clf = RelationClassifier(relation_dim=4, max_epochs=2, random_state=0)
+    >>> scores = clf.fit(data.X_base, data.y_base).adapt(
+    ...     data.X_novel[:25], data.y_novel[:25]).predict_proba(data.X_novel[25:28])
+    >>> scores.shape, bool((scores.sum(axis=1).round(3) == 1).all())
+    ((3, 5), True)
     """
 
     _parameters = episodic_parameters(
@@ -513,26 +511,3 @@ class RelationClassifier(EpisodicClassifier):
         return torch.cat(
             [self.module_.query_logits(features, part) for part in z_query.split(chunk)]
         )
-
-    def transform(self, X):
-        """Embed X with the meta-trained embedding module, flattened.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
-            Samples of the shape seen in ``fit``.
-
-        Returns
-        -------
-        ndarray of shape (n_samples, prod(``feature_shape_``)), dtype float32
-            Flat embeddings; feature maps ``(c, h, w)`` are flattened in C
-            order, ``transform(X).reshape(-1, *feature_shape_)`` restores them.
-        """
-        check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        return self._embed(X).flatten(1).cpu().numpy()
-
-    @property
-    def _n_features_out(self):
-        """Flat embedding size, for ``get_feature_names_out``."""
-        return int(np.prod(self.feature_shape_))

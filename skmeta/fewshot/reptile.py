@@ -202,8 +202,6 @@ class ReptileClassifier(GradientBasedClassifier):
 
     Attributes
     ----------
-    classes_ : ndarray of shape (n_classes,)
-        Labels of the current support set (of ``fit``, or of ``adapt``).
     module_ : ReptileNetwork
         The meta-learned network ``θ``, on ``device_``.
     adapted_params_ : dict of str to torch.Tensor

@@ -13,7 +13,6 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import LabelEncoder
 from skorch.history import History
 from torch import nn
 from torch.nn import functional as F
@@ -26,13 +25,12 @@ from .._base import (
     RUNTIME_PARAMETERS,
     FewShotClassifier,
     changed,
-    resolve_device,
     seeded,
     trains,
 )
 from .._docs import EPISODIC
 from .._params import Param, Parameters
-from .._sklearn import Interval, StrOptions, _fit_context
+from .._sklearn import Interval, StrOptions
 from ..augmentation import rotations_as_classes
 from ..distances import SquaredEuclidean
 from ..episodes import EpisodeSampler
@@ -149,8 +147,6 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
 
     Attributes
     ----------
-    classes_ : ndarray of shape (n_classes,)
-        Labels of the current support set (of ``fit``, or of ``adapt``).
     prototypes_ : ndarray of shape (n_classes, embedding_dim), dtype float32
         The mean normalised feature of each class in ``classes_``.
     support_counts_ : ndarray of shape (n_classes,), dtype int64
@@ -191,11 +187,11 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
     >>> from skmeta import TransferClassifier
     >>> from skmeta.datasets import load_digits_fewshot
     >>> data = load_digits_fewshot()
-    >>> clf = TransferClassifier(max_epochs=2, random_state=0)
-    >>> clf = clf.fit(data.X_base, data.y_base)
-    >>> clf = clf.adapt(data.X_novel[:25], data.y_novel[:25])
-    >>> clf.predict(data.X_novel[25:30]).shape
-    (5,)
+    >>> clf = TransferClassifier("logistic", max_epochs=2, random_state=0)
+    >>> support = clf.fit(data.X_base, data.y_base).adapt(
+    ...     data.X_novel[:25], data.y_novel[:25])
+    >>> clf.predict_proba(data.X_novel[25:28]).shape
+    (3, 5)
     """
 
     _parameters = Parameters(
@@ -266,56 +262,24 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
     #: Validation on held-out classes: 5-way 1-shot episodes of 5 queries.
     _validation_shape = EpisodeSampler(5, 1, 5, 1)
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Pre-train on all the base classes of (X, y), which become the support set.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
-            Training samples, finite.
-        y : array-like of shape (n_samples,)
-            Class labels of any type; a class may have one sample.
-
-        Returns
-        -------
-        self : object
-            The fitted estimator.
-
-        Raises
-        ------
-        ValueError
-            If X has NaN or inf or is not 2-D or 4-D, if ``rotations=True``
-            is asked for non-image X, if ``transductive_steps`` is set with
-            ``head="logistic"``, or if training diverges (a non-finite loss or
-            weight; the message names the learning rate). The estimator is
-            then left as it was before ``fit``.
-        """
-        return self._atomically("_fit", X, y)
+    _fit_doc = {
+        "summary": """Pre-train on all the base classes of (X, y), which become the
+        support set.""",
+        "y": "; a class may have one sample",
+        "raises": """, if ``rotations=True`` is asked for non-image X, if
+            ``transductive_steps`` is set with ``head="logistic"``""",
+    }
 
     def _fit(self, X, y):
-        X, y = self._validate_X_y(X, y)
         if self.transductive_steps and self.head != "centroid":
             raise ValueError(
                 f"transductive_steps={self.transductive_steps} refines class means: "
                 f"it needs head='centroid', not head={self.head!r}."
             )
-        if self.rotations and X.ndim != 4:
-            raise ValueError(
-                "rotations=True needs images X of shape (n_samples, channels, "
-                f"height, width); got X of shape {X.shape}."
-            )
-        encoder = LabelEncoder().fit(y)
-        y_enc = encoder.transform(y)
-        held_out = self._held_out_classes(y_enc)
-        X_train, y_train, validation = X, y_enc, None
-        if held_out is not None:
-            X_train = X[~held_out]
-            y_train = LabelEncoder().fit_transform(y_enc[~held_out])
-            validation = self._validation(
-                X[held_out], y_enc[held_out], self._validation_shape, X_train
-            )
-        self.device_ = resolve_device(self.device)
+        X, y_enc, classes, (X_train, y_train), valid = self._prepare_fit(X, y)
+        validation = None
+        if valid is not None:
+            validation = self._validation(*valid, self._validation_shape, X_train)
         with seeded(self._seed(), self.device_):
             X_t = torch.from_numpy(X_train).to(self.device_)
             y_t = torch.from_numpy(y_train).to(self.device_)
@@ -337,14 +301,11 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
                     lr=self.lr,
                     callbacks=self._schedule(len(batches)),
                 )
-            else:
+            else:  # nothing to train: no mini-batch is drawn
                 history, stop_reason = History(), "max_epochs"
-        self.module_ = module
-        self._record_training(history, stop_reason)
-        self.classes_ = encoder.classes_
-        self._fit_comparison_space(X_train)
-        self._take_support(X, y_enc)
-        return self
+        return self._finish_fit(
+            module, history, stop_reason, classes, X_train, X, y_enc
+        )
 
     def _build_module(self, backbone, embedding_dim):
         if self.classifier == "cosine":
