@@ -1033,7 +1033,8 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         def score(module):
             view = copy.copy(self)  # the estimator, scoring the module in training
             view.module_ = module
-            view._fit_comparison_space(X_base)  # as fit will, with these weights
+            if getattr(self, "normalization", None) == "centered-l2":
+                view._fit_comparison_space(view._embed(X_base))  # as fit will
             losses, accuracies = view.score_episodes(X_valid, y_valid, sampler)
             return float(losses.mean()), float(accuracies.mean())
 
@@ -1219,23 +1220,25 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         self.module_ = module
         self._record_training(history, stop_reason)
         self.classes_ = classes
-        self._fit_comparison_space(X_base)
-        self._take_support(X, y_enc)
+        if getattr(self, "normalization", None) != "centered-l2":
+            self._take_support(X, y_enc)
+            return self
+        z = self._embed(X)
+        # Nothing held out: the base classes are X, embedded once for both.
+        self._fit_comparison_space(z if X_base is X else self._embed(X_base))
+        self._set_support(self._comparison_space(z), y_enc)
         return self
 
     def _take_support(self, X, y_enc):
         """Make validated (X, y_enc) the support set: ``fit`` and ``adapt``."""
         self._set_support(self._comparison_space(self._embed(X)), y_enc)
 
-    def _fit_comparison_space(self, X_base):
-        """Fit what :meth:`_comparison_space` needs, on the base classes' X.
+    def _fit_comparison_space(self, z_base):
+        """Fit what ``normalization="centered-l2"`` needs: ``feature_mean_``.
 
-        With ``normalization="centered-l2"`` (a parameter of the classifiers
-        that have it): the mean embedding of the base classes,
-        ``feature_mean_``.
+        The mean of ``z_base``, the embeddings of the base classes.
         """
-        if getattr(self, "normalization", None) == "centered-l2":
-            self.feature_mean_ = self._embed(X_base).mean(0).cpu().numpy()
+        self.feature_mean_ = z_base.mean(0).cpu().numpy()
 
     def _comparison_space(self, z):
         """Embeddings ``(n, d)`` as support and queries are compared in.
