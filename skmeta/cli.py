@@ -462,8 +462,8 @@ def _run(args):
         lines, _ = _accuracy_table({f"{args.method}": refining}, split, args)
         print(
             f"\ntransductive: {args.transductive} step(s) of soft k-means with each "
-            "episode's queries as the unlabelled set (not comparable with the rows "
-            "above, where each query is classified alone)"
+            "episode's queries as the unlabelled set\n(not comparable with the "
+            "rows above, where each query is classified alone)"
         )
         print("\n".join(lines))
     return 0
