@@ -274,7 +274,7 @@ def test_transductive_rows_are_a_separate_table_of_the_fitted_model(capsys):
     out = capsys.readouterr().out
     inductive, transductive = out.split("\ntransductive: 1 step(s) of soft k-means")
     assert "5-way 1-shot" in inductive and "5-way 1-shot" in transductive
-    assert transductive.splitlines()[1].split() == ["setting", "prototypical"]
+    assert transductive.splitlines()[2].split() == ["setting", "prototypical"]
 
 
 def test_transductive_needs_a_method_with_class_means(capsys):
