@@ -68,13 +68,23 @@ def trains(module, max_epochs):
 
 
 def _fit_with_doc(doc):
-    """``fit``: validate the parameters, then ``_fit`` atomically; documented."""
+    """``fit``: validate the parameters, then ``_fit`` atomically; documented.
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        return self._atomically("_fit", X, y)
+    With a ``groups`` entry in ``doc``, ``fit(X, y, groups=None)``.
+    """
+    if "groups" in doc:
 
-    fit.__doc__ = FIT.format(**doc)
+        @_fit_context(prefer_skip_nested_validation=True)
+        def fit(self, X, y, groups=None):
+            return self._atomically("_fit", X, y, groups)
+
+    else:
+
+        @_fit_context(prefer_skip_nested_validation=True)
+        def fit(self, X, y):
+            return self._atomically("_fit", X, y)
+
+    fit.__doc__ = FIT.format(**{"groups": "", **doc})
     return fit
 
 
@@ -430,13 +440,14 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     _fit_doc = None
 
     def __init_subclass__(cls, **kwargs):
+        # fit first: scikit-learn reads its signature for set_fit_request.
+        if "_fit_doc" in cls.__dict__:
+            cls.fit = _fit_with_doc(cls._fit_doc)
+            cls.fit.__qualname__ = f"{cls.__qualname__}.fit"
         super().__init_subclass__(**kwargs)
         if "_parameters" in cls.__dict__:
             build_estimator_class(cls, cls._doc_values)
             fill_doc(cls._doc_values, **cls._doc_sections)(cls)
-        if "_fit_doc" in cls.__dict__:
-            cls.fit = _fit_with_doc(cls._fit_doc)
-            cls.fit.__qualname__ = f"{cls.__qualname__}.fit"
 
     @property
     def _parameter_constraints(self):
@@ -539,12 +550,13 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         vars(self).update(vars(work))
         return self
 
-    def _prepare_fit(self, X, y):
+    def _prepare_fit(self, X, y, groups=None):
         """What every ``fit`` starts with: the data checked, classes held out.
 
-        Validates (X, y), encodes the labels, checks that ``rotations`` (where
-        the estimator has it) gets images, holds out the validation classes
-        (:meth:`_held_out_classes`) and sets ``device_``.
+        Validates (X, y) and ``groups``, encodes the labels, checks that
+        ``rotations`` (where the estimator has it) gets images, holds out the
+        validation classes, or groups (:meth:`_held_out`), and sets
+        ``device_``.
 
         Returns
         -------
@@ -554,53 +566,65 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             Their labels, encoded as indices of ``classes``.
         classes : ndarray
             The sorted labels of ``y``.
-        train : tuple of ndarray
-            ``(X_train, y_train)``: the training classes, labels re-encoded as
-            0 .. n_train_classes - 1.
-        valid : tuple of ndarray or None
-            ``(X_valid, y_valid)``: the held-out classes (labels as in
-            ``y_enc``), or None when nothing is held out.
+        train : tuple
+            ``(X_train, y_train, groups_train)``: the training classes, labels
+            re-encoded as 0 .. n_train_classes - 1, and their groups (encoded
+            as ints; None without ``groups``).
+        valid : tuple or None
+            ``(X_valid, y_valid, groups_valid)``: the held-out classes (labels
+            as in ``y_enc``), or held-out groups, or None when nothing is
+            held out.
         """
         X, y = self._validate_X_y(X, y)
         encoder = LabelEncoder().fit(y)
         y_enc = encoder.transform(y)
+        if groups is not None:
+            groups = check_labels(groups, "groups")
+            check_consistent_length(X, groups)
+            groups = LabelEncoder().fit_transform(groups)
         if getattr(self, "rotations", False) and X.ndim != 4:
             raise ValueError(
                 "rotations=True needs images X of shape (n_samples, channels, "
                 f"height, width); got X of shape {X.shape}."
             )
         self.device_ = resolve_device(self.device)
-        held_out = self._held_out_classes(y_enc)
+        held_out = self._held_out(y_enc, groups)
         if held_out is None:
-            return X, y_enc, encoder.classes_, (X, y_enc), None
-        # Whole classes, never samples of training classes.
-        train = X[~held_out], LabelEncoder().fit_transform(y_enc[~held_out])
-        return X, y_enc, encoder.classes_, train, (X[held_out], y_enc[held_out])
+            return X, y_enc, encoder.classes_, (X, y_enc, groups), None
+        # Whole classes (or groups), never some samples of a training one.
+        g_train, g_valid = (
+            (None, None) if groups is None else (groups[~held_out], groups[held_out])
+        )
+        train = X[~held_out], LabelEncoder().fit_transform(y_enc[~held_out]), g_train
+        valid = X[held_out], y_enc[held_out], g_valid
+        return X, y_enc, encoder.classes_, train, valid
 
-    def _held_out_classes(self, y_enc):
-        """Which samples of encoded labels ``y_enc`` are held out for validation.
+    def _held_out(self, y_enc, groups):
+        """Which samples are held out for validation: whole classes, or groups.
 
         Returns a boolean mask of shape ``(n_samples,)``, or None when nothing
-        is held out: ``validation_fraction`` of the classes (at least 2),
-        drawn with ``random_state``; 0.1 when only ``early_stopping`` is set.
+        is held out: ``validation_fraction`` of the classes of ``y_enc``, or
+        of the ``groups`` (encoded as ints) when given (at least 2), drawn with
+        ``random_state``; 0.1 when only ``early_stopping`` is set.
         """
         fraction = self.validation_fraction
         if fraction is None and self.early_stopping:
             fraction = 0.1
         if fraction is None:
             return None
-        n_classes = int(y_enc.max()) + 1
-        n_valid = max(2, math.ceil(fraction * n_classes))
-        if n_classes - n_valid < 2:
+        units, what = (y_enc, "classes of y") if groups is None else (groups, "groups")
+        n_units = int(units.max()) + 1
+        n_valid = max(2, math.ceil(fraction * n_units))
+        if n_units - n_valid < 2:
             raise ValueError(
                 f"validation_fraction={fraction} holds out {n_valid} of the "
-                f"{n_classes} classes of y (at least 2), which leaves "
-                f"{n_classes - n_valid} to train on; training needs at least 2. "
-                "Use more classes or no validation (validation_fraction=None, "
-                "early_stopping=False)."
+                f"{n_units} {what} (at least 2), which leaves "
+                f"{n_units - n_valid} to train on; training needs at least 2. "
+                f"Use more {what.split()[0]} or no validation "
+                "(validation_fraction=None, early_stopping=False)."
             )
         rng = check_random_state(self._seed())
-        return np.isin(y_enc, rng.permutation(n_classes)[:n_valid])
+        return np.isin(units, rng.permutation(n_units)[:n_valid])
 
     def _train_net(self, module, data, *, steps_per_epoch, validation=None, **net):
         """Train ``module`` on ``data`` with skorch; the one set-up of every estimator.
@@ -908,6 +932,21 @@ def _finish_history(net):
     return "max_epochs"
 
 
+def _group_class_counts(y_enc, groups):
+    """Samples of each class in each group: ``(n_groups, n_classes)``, int64.
+
+    ``y_enc`` and ``groups`` are encoded as ints from 0; without groups
+    (None), one row.
+    """
+    n_classes = int(y_enc.max()) + 1
+    if groups is None:
+        return np.bincount(y_enc, minlength=n_classes)[None]
+    cells = np.bincount(
+        groups * n_classes + y_enc, minlength=(int(groups.max()) + 1) * n_classes
+    )
+    return cells.reshape(-1, n_classes)
+
+
 class EpisodicNetwork(nn.Module):
     """Base of the torch modules of episodic classifiers.
 
@@ -956,10 +995,12 @@ class _EpisodeStream(IterableDataset):
     ``n_way - 1``) of support rows and -1 for query rows, whose labels the
     module must not see. One tensor of rows keeps skorch's batch-length
     bookkeeping consistent and lets the module embed the episode in one pass.
+    With ``groups`` (an int array), each episode is drawn within one group.
     """
 
-    def __init__(self, X, y, sampler, augment, device):
+    def __init__(self, X, y, sampler, augment, device, groups=None):
         self.X, self.y, self.sampler, self.augment = X, y, sampler, augment
+        self.groups = groups
         n_way, k_shot, n_query = sampler.n_way, sampler.k_shot, sampler.n_query
         classes = torch.arange(n_way, device=device)
         self.y_episode = torch.cat(
@@ -975,7 +1016,7 @@ class _EpisodeStream(IterableDataset):
         return self.sampler.n_episodes
 
     def __iter__(self):
-        for support, query in self.sampler.split(y=self.y_numpy):
+        for support, query in self.sampler.split(y=self.y_numpy, groups=self.groups):
             index = torch.from_numpy(np.concatenate([support, query])).to(self.X.device)
             x = self.X[index]
             if self.augment is not None:
@@ -1002,40 +1043,54 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         backbone = self._new_backbone(self.input_shape_)
         return self._build_module(backbone, self._features(backbone))
 
-    def _validation(self, X_valid, y_valid, shape, X_base):
+    def _validation(self, X_valid, y_valid, groups_valid, shape, X_base):
         """What scores the module in training on held-out classes (X_valid, y_valid).
 
         Fixed episodes (the same every epoch) of up to ``shape.n_way`` classes
         with the training ``k_shot`` and ``n_query`` of ``shape`` (an
-        :class:`EpisodeSampler`), scored exactly as
+        :class:`EpisodeSampler`), each within one group of ``groups_valid``
+        (the held-out groups) unless it is None, scored exactly as
         :func:`~skmeta.model_selection.evaluate_episodes` scores a fitted
         estimator: ``(valid_loss, valid_acc)`` are the mean query log-loss of
         the probabilities ``predict_proba`` would give, and the mean accuracy.
         """
         per_class = shape.k_shot + shape.n_query
-        counts = np.bincount(y_valid)
-        eligible = int(np.sum(counts >= per_class))
-        if eligible < 2:
-            raise ValueError(
-                f"The {np.count_nonzero(counts)} held-out validation classes need "
-                f"k_shot + n_query = {per_class} samples each, "
-                f"and only {eligible} have them; validation episodes need 2. "
-                "Raise validation_fraction or lower k_shot or n_query."
-            )
+        n_way = shape.n_way
+        if groups_valid is None:
+            counts = np.bincount(y_valid)
+            eligible = int(np.sum(counts >= per_class))
+            if eligible < 2:
+                raise ValueError(
+                    f"The {np.count_nonzero(counts)} held-out validation classes "
+                    f"need k_shot + n_query = {per_class} samples each, "
+                    f"and only {eligible} have them; validation episodes need 2. "
+                    "Raise validation_fraction or lower k_shot or n_query."
+                )
+            n_way = min(n_way, eligible)
         sampler = EpisodeSampler(
-            min(shape.n_way, eligible),
+            n_way,
             shape.k_shot,
             shape.n_query,
             self.n_validation_episodes,
             random_state=self._seed(),
         )
+        if groups_valid is not None:
+            try:
+                sampler._class_index(y_valid, groups_valid)
+            except ValueError as exc:
+                raise ValueError(
+                    f"Validation on the held-out groups: {exc} Raise "
+                    "validation_fraction or lower k_shot or n_query."
+                ) from exc
 
         def score(module):
             view = copy.copy(self)  # the estimator, scoring the module in training
             view.module_ = module
             if getattr(self, "normalization", None) == "centered-l2":
                 view._fit_comparison_space(view._embed(X_base))  # as fit will
-            losses, accuracies = view.score_episodes(X_valid, y_valid, sampler)
+            losses, accuracies = view.score_episodes(
+                X_valid, y_valid, sampler, groups=groups_valid
+            )
             return float(losses.mean()), float(accuracies.mean())
 
         return score
@@ -1268,7 +1323,7 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         """Logits of embedded queries against the kept support set."""
         raise NotImplementedError
 
-    def score_episodes(self, X, y, episodes):
+    def score_episodes(self, X, y, episodes, groups=None):
         """Query log-loss and accuracy in each episode, without changing the estimator.
 
         The episode-scoring protocol of
@@ -1288,9 +1343,13 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         y : ndarray of shape (n_samples,)
             Their labels, checked (see :func:`check_labels`).
         episodes : skmeta.episodes.EpisodeSampler
-            The episodes: ``episodes.split(y=y)`` yields (support, query)
-            index arrays, ``n_way`` classes of ``k_shot`` and ``n_query``
-            samples each, support and query grouped by episode class.
+            The episodes: ``episodes.split(y=y, groups=groups)`` yields
+            (support, query) index arrays, ``n_way`` classes of ``k_shot`` and
+            ``n_query`` samples each, support and query grouped by episode
+            class.
+        groups : array-like of shape (n_samples,), default=None
+            The task of each sample; given, each episode is drawn within one
+            group.
 
         Returns
         -------
@@ -1318,7 +1377,7 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         y_s, y_q = classes.repeat_interleave(k), classes.repeat_interleave(q)
         losses, accuracies = [], []
         with eval_mode(self.module_), torch.inference_mode():
-            for support, query in episodes.split(y=y):
+            for support, query in episodes.split(y=y, groups=groups):
                 logits = self._episode_logits(z[support], y_s, z[query]).float()
                 _check_finite_output(logits, self, "scores")
                 losses.append(F.cross_entropy(logits, y_q))
@@ -1357,18 +1416,31 @@ class EpisodicClassifier(FewShotClassifier):
         The training data then serves as the support set, so ``predict``
         works over the classes of ``y``; :meth:`adapt` sets another.""",
         "y": "; each episode's classes need at least ``k_shot + n_query`` samples",
-        "raises": """, if fewer than ``n_way`` classes have ``k_shot + n_query``
-            samples, if ``rotations=True`` is asked for non-image X""",
+        "groups": """
+        groups : array-like of shape (n_samples,), default=None
+            The task of each sample (scikit-learn's ``groups``), of one
+            sortable type: a user, a patient, an alphabet. Given, each training
+            episode is drawn within one group, so that a task's classes may be
+            shared with other tasks (like and dislike, for every user) while
+            its samples are its own; validation then holds out whole groups.
+            :meth:`adapt` on one new group's support set personalises the
+            model to that task.""",
+        "raises": """, if fewer than ``n_way`` classes (with ``groups``, in
+            any group) have ``k_shot + n_query`` samples, if ``groups`` is
+            not 1-D labels of the length of y, if ``rotations=True`` is asked
+            for non-image X""",
     }
 
-    def _fit(self, X, y):
-        X, y_enc, classes, (X_train, y_train), valid = self._prepare_fit(X, y)
+    def _fit(self, X, y, groups=None):
+        X, y_enc, classes, train, valid = self._prepare_fit(X, y, groups)
+        X_train, y_train, g_train = train
         n_train_classes = int(y_train.max()) + 1
-        # Rotations make each class four training classes of the same size.
-        counts = np.bincount(y_train)
-        n_way, k_shot, n_query = self._episode_shape(
-            np.repeat(counts, 4) if self.rotations else counts
-        )
+        counts = _group_class_counts(y_train, g_train)
+        if self.rotations:
+            # Rotations make each class four training classes of the same size.
+            counts = np.tile(counts, (1, 4))
+            g_train = None if g_train is None else np.tile(g_train, 4)
+        n_way, k_shot, n_query = self._episode_shape(counts)
         self.n_way_, self.k_shot_, self.n_query_ = n_way, k_shot, n_query
         sampler = EpisodeSampler(
             n_way,
@@ -1387,9 +1459,9 @@ class EpisodicClassifier(FewShotClassifier):
                 X_t, y_t = rotations_as_classes(X_t, y_t, n_train_classes)
             module = self._build_network().to(self.device_)
             if trains(module, self.max_epochs):
-                sampler._class_index(y_t.cpu().numpy())  # too-small classes
+                sampler._class_index(y_t.cpu().numpy(), g_train)  # too small
                 stream = _EpisodeStream(
-                    X_t, y_t, sampler, self._augmentation(X.ndim), self.device_
+                    X_t, y_t, sampler, self._augmentation(X.ndim), self.device_, g_train
                 )
                 module, history, stop_reason = self._meta_train(
                     module, stream, validation
@@ -1408,16 +1480,20 @@ class EpisodicClassifier(FewShotClassifier):
     def _episode_shape(self, counts):
         """``(n_way, k_shot, n_query)`` of training episodes for class sizes ``counts``.
 
-        Explicit values are kept (and checked by the sampler). ``n_way=None``
-        counts only the classes with samples for an episode; ``k_shot=None``
-        and ``n_query=None`` take their defaults, or as many as the
-        ``n_way``-th largest class allows, at least 1 each.
+        ``counts`` has shape ``(n_groups, n_classes)``: the samples of each
+        class in each group (one row without groups). Explicit values are
+        kept (and checked by the sampler). ``n_way=None`` counts only the
+        classes with samples for an episode (in the best group);
+        ``k_shot=None`` and ``n_query=None`` take their defaults, or as many
+        as the ``n_way``-th largest class (of the best group) allows, at
+        least 1 each.
         """
+        n_classes = counts.shape[1]
         k_min = 1 if self.k_shot is None else self.k_shot
         q_min = 1 if self.n_query is None else self.n_query
-        usable = int(np.sum(counts >= k_min + q_min))
-        n_way = self._n_way(len(counts) if self.n_way is not None else usable)
-        smallest = int(np.sort(counts)[-min(n_way, len(counts))])
+        usable = int(np.sum(counts >= k_min + q_min, axis=1).max())
+        n_way = self._n_way(n_classes if self.n_way is not None else usable)
+        smallest = int(np.sort(counts, axis=1)[:, -min(n_way, n_classes)].max())
         k_shot = self.k_shot
         if k_shot is None:
             k_shot = max(1, min(self.default_k_shot, smallest - q_min))

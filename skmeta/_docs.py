@@ -7,7 +7,8 @@ A docstring holds a line ``    {name}`` where a shared section goes;
 __all__ = ["FIT", "fill_doc"]
 
 #: The docstring of every ``fit``; each estimator class gives its ``summary``,
-#: what ``y`` needs beyond labels and the ValueErrors of its own (``raises``,
+#: what ``y`` needs beyond labels, the ``groups`` parameter where fit takes
+#: it, and the ValueErrors of its own (``raises``,
 #: each starting with a comma).
 FIT = """{summary}
 
@@ -16,7 +17,7 @@ FIT = """{summary}
         X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
             Training samples, finite.
         y : array-like of shape (n_samples,)
-            Class labels of any type{y}.
+            Class labels of any type{y}.{groups}
 
         Returns
         -------

@@ -21,7 +21,7 @@ class ClassSampler:
 
     A scikit-learn splitter (``split``, ``get_n_splits``). A subclass sets
     ``_n_draws`` (draws per :meth:`split` call), and provides
-    ``_class_index(y)``, returning a :class:`ClassIndex` and the classes a
+    ``_class_index(y, *context)``, returning a :class:`ClassIndex` and the classes a
     draw may pick (raising the ``ValueError`` its ``split`` documents), and
     ``_draw(index, drawable, rng)``, returning one draw's indices.
     """
@@ -30,12 +30,16 @@ class ClassSampler:
         """Return the number of draws one ``split`` call yields."""
         return self._n_draws
 
-    def _draws(self, y):
-        """The draws of one ``split`` call over labels ``y``."""
+    def _draws(self, y, *context):
+        """The draws of one ``split`` call over labels ``y`` (and ``context``).
+
+        ``context`` goes on to ``_class_index``: the groups of an episode
+        sampler.
+        """
         if y is None:
             name = type(self).__name__
             raise ValueError(f"{name}.split needs the labels y; got None.")
-        index, drawable = self._class_index(column_or_1d(y, warn=False))
+        index, drawable = self._class_index(column_or_1d(y, warn=False), *context)
         rng = check_random_state(self.random_state)
         for _ in range(self._n_draws):
             yield self._draw(index, drawable, rng)

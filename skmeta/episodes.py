@@ -11,6 +11,7 @@ any data container.
 from numbers import Integral
 
 import numpy as np
+from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 from ._sampling import ClassIndex, ClassSampler
 from ._sklearn import Interval, validate_params
@@ -26,6 +27,15 @@ class EpisodeSampler(ClassSampler):
     ``k_shot + n_query`` distinct samples uniformly without replacement: the
     first ``k_shot`` form the support set, the rest the query set. Support and
     query never share a sample.
+
+    With ``groups`` (the task of each sample: the user who rated an item, the
+    alphabet of a character), each episode is one task: a group is picked
+    uniformly among those with ``n_way`` such classes, then the classes and
+    samples within it, so that classes may be shared between tasks (like and
+    dislike, for every user) while an episode's samples never mix them. The
+    classes of such an episode come in sorted order, so that its class ``j``
+    means the same label in every task (a MAML head learns what "like"
+    means); without groups their order is random.
 
     Parameters
     ----------
@@ -60,6 +70,14 @@ class EpisodeSampler(ClassSampler):
     >>> support, query = next(sampler.split(y=y))
     >>> support.shape, query.shape
     ((2,), (4,))
+
+    Within groups (two users, each with likes and dislikes):
+
+    >>> y = np.array([1, 1, 0, 0, 1, 1, 0, 0])
+    >>> users = np.array(["ann"] * 4 + ["bob"] * 4)
+    >>> support, query = next(sampler.split(y=y, groups=users))
+    >>> len(set(users[np.concatenate([support, query])]))
+    1
     """
 
     @validate_params(
@@ -94,8 +112,9 @@ class EpisodeSampler(ClassSampler):
             Ignored; present for the scikit-learn splitter API.
         y : array-like of shape (n_samples,)
             Class labels, of any hashable type.
-        groups : object, default=None
-            Ignored.
+        groups : array-like of shape (n_samples,), default=None
+            The task (group) of each sample, of any sortable type. Given, each
+            episode draws its classes and samples within one group.
 
         Yields
         ------
@@ -109,36 +128,81 @@ class EpisodeSampler(ClassSampler):
         Raises
         ------
         ValueError
-            If ``y`` is missing or not 1-D, or if fewer than ``n_way`` classes
-            have at least ``k_shot + n_query`` samples.
+            If ``y`` is missing or not 1-D, if fewer than ``n_way`` classes
+            have at least ``k_shot + n_query`` samples, or, with ``groups``,
+            if ``groups`` is not 1-D of the length of ``y`` or no group has
+            ``n_way`` such classes.
         """
-        return self._draws(y)
+        return self._draws(y, groups)
 
-    def _class_index(self, y):
+    def _class_index(self, y, groups=None):
         """The samples of each class, and the classes an episode may draw.
 
-        Raises the ``ValueError`` of :meth:`split` when fewer than ``n_way``
-        classes have ``k_shot + n_query`` samples.
+        Returns a :class:`ClassIndex` and what an episode draws from: without
+        groups, an array of the eligible classes' numbers; with groups, the
+        index is over the (group, class) cells, and a list of pools, each
+        group's eligible cells. Raises the ``ValueError`` of :meth:`split`
+        when no group has ``n_way`` classes of ``k_shot + n_query`` samples.
         """
-        index = ClassIndex(y)
-        counts = index.counts
         per_class = self.k_shot + self.n_query
-        eligible = np.flatnonzero(counts >= per_class)
-        if eligible.size < self.n_way:
-            raise ValueError(
-                f"n_way={self.n_way} needs {self.n_way} classes with at least "
-                f"k_shot + n_query = {per_class} samples each; y has "
-                f"{eligible.size} such classes (of {counts.size}"
-                + (
-                    f", the smallest with {counts.min()} samples)."
-                    if counts.size
-                    else ")."
+        if groups is None:
+            index = ClassIndex(y)
+            counts = index.counts
+            eligible = np.flatnonzero(counts >= per_class)
+            if eligible.size < self.n_way:
+                raise ValueError(
+                    f"n_way={self.n_way} needs {self.n_way} classes with at least "
+                    f"k_shot + n_query = {per_class} samples each; y has "
+                    f"{eligible.size} such classes (of {counts.size}"
+                    + (
+                        f", the smallest with {counts.min()} samples)."
+                        if counts.size
+                        else ")."
+                    )
                 )
+            return index, eligible
+        index, cell_group = _cells(y, groups)
+        eligible = np.flatnonzero(index.counts >= per_class)
+        # The cells are sorted by group: split the eligible ones where it changes.
+        pools = np.split(eligible, np.flatnonzero(np.diff(cell_group[eligible])) + 1)
+        pools = [pool for pool in pools if pool.size >= self.n_way]
+        if not pools:
+            best = np.bincount(cell_group[eligible]).max() if eligible.size else 0
+            raise ValueError(
+                f"n_way={self.n_way} needs a group with {self.n_way} classes of at "
+                f"least k_shot + n_query = {per_class} samples each; none of the "
+                f"{cell_group.max() + 1} groups has them (the best has {best})."
             )
-        return index, eligible
+        return index, pools
 
-    def _draw(self, index, eligible, rng):
-        """One episode: ``n_way`` eligible classes, then samples within each."""
-        rows = eligible[rng.choice(len(eligible), size=self.n_way, replace=False)]
+    def _draw(self, index, drawable, rng):
+        """One episode: ``n_way`` drawable classes, then samples within each.
+
+        Within groups (``drawable`` a list of pools), a group first; its
+        classes then keep their order (its cells are sorted by label), so
+        that episode class ``j`` means the same label in every task.
+        """
+        if isinstance(drawable, list):
+            pool = drawable[rng.randint(len(drawable))]
+            rows = np.sort(rng.choice(pool, size=self.n_way, replace=False))
+        else:
+            rows = drawable[rng.choice(len(drawable), size=self.n_way, replace=False)]
         idx = index.draw(rows, self.k_shot + self.n_query, rng)
         return idx[:, : self.k_shot].ravel(), idx[:, self.k_shot :].ravel()
+
+
+def _cells(y, groups):
+    """A :class:`ClassIndex` over the (group, class) cells of ``y``, and their groups.
+
+    Returns the index, whose classes are the cells sorted by group, and the
+    group number (0 .. n_groups - 1, in sorted order of ``groups``) of each.
+    """
+    groups = column_or_1d(groups, warn=False)
+    check_consistent_length(y, groups)
+    try:
+        _, group = np.unique(groups, return_inverse=True)
+    except TypeError as exc:
+        raise ValueError(f"groups must be of one sortable type: {exc}") from exc
+    labels, label = np.unique(y, return_inverse=True)
+    index = ClassIndex(group.reshape(-1) * len(labels) + label.reshape(-1))
+    return index, index.classes // len(labels)

@@ -174,12 +174,22 @@ class EpisodeScores:
         "X": ["array-like"],
         "y": ["array-like"],
         **_EPISODES,
+        "groups": ["array-like", None],
     },
     prefer_skip_nested_validation=True,
 )
 @fill_doc(episode_shape=_EPISODE_SHAPE)
 def evaluate_episodes(
-    estimator, X, y, *, n_way=5, k_shot=1, n_query=15, n_episodes=600, random_state=None
+    estimator,
+    X,
+    y,
+    *,
+    n_way=5,
+    k_shot=1,
+    n_query=15,
+    n_episodes=600,
+    random_state=None,
+    groups=None,
 ):
     """Meta-test a fitted few-shot classifier on N-way K-shot episodes.
 
@@ -197,7 +207,7 @@ def evaluate_episodes(
         :class:`skmeta.PrototypicalClassifier`), a fitted
         :class:`~sklearn.pipeline.Pipeline` that ends in one (X goes through
         the other steps first), or any fitted classifier with
-        ``score_episodes(X, y, episodes)`` (the protocol of
+        ``score_episodes(X, y, episodes, groups=None)`` (the protocol of
         :meth:`skmeta.PrototypicalClassifier.score_episodes`), or with
         ``adapt(X_support, y_support)`` and ``predict``, which a copy of it
         then does in each episode (slower: nothing is shared between
@@ -211,6 +221,9 @@ def evaluate_episodes(
         Episodes; the field reports at least 600.
     random_state : int, RandomState instance or None, default=None
         Seeds the episodes.
+    groups : array-like of shape (n_samples,), default=None
+        The task of each sample (a user, an alphabet). Given, each episode is
+        drawn within one group (see :class:`~skmeta.episodes.EpisodeSampler`).
 
     Returns
     -------
@@ -220,8 +233,9 @@ def evaluate_episodes(
     Raises
     ------
     ValueError
-        If fewer than ``n_way`` classes have ``k_shot + n_query`` samples, if
-        X and y differ in length, or X has another sample shape than in fit.
+        If fewer than ``n_way`` classes (with ``groups``, in any group) have
+        ``k_shot + n_query`` samples, if X, y and ``groups`` differ in length,
+        or X has another sample shape than in fit.
     TypeError
         If ``estimator`` has no ``adapt`` and ``predict`` (nor is a Pipeline
         ending in such a classifier).
@@ -240,11 +254,16 @@ def evaluate_episodes(
         X = estimator[:-1].transform(X)
     y = check_labels(y)
     check_consistent_length(X, y)
+    if groups is not None:
+        groups = check_labels(groups, "groups")
+        check_consistent_length(y, groups)
     sampler = EpisodeSampler(n_way, k_shot, n_query, n_episodes, random_state)
-    if episodic:
+    if not episodic:
+        accuracies = _adapted_copy_accuracies(model, X, y, sampler, groups)
+    elif groups is None:  # the protocol's three arguments, for third parties
         _, accuracies = model.score_episodes(X, y, sampler)
     else:
-        accuracies = _adapted_copy_accuracies(model, X, y, sampler)
+        _, accuracies = model.score_episodes(X, y, sampler, groups=groups)
     return EpisodeScores(
         mean=float(accuracies.mean()),
         ci95=float(1.96 * accuracies.std() / np.sqrt(len(accuracies))),
@@ -255,11 +274,11 @@ def evaluate_episodes(
     )
 
 
-def _adapted_copy_accuracies(estimator, X, y, sampler):
+def _adapted_copy_accuracies(estimator, X, y, sampler, groups):
     """Query accuracy of each episode, adapting a copy of ``estimator`` to it."""
     X = np.asarray(X) if not hasattr(X, "iloc") else X
     accuracies = []
-    for support, query in sampler.split(y=y):
+    for support, query in sampler.split(y=y, groups=groups):
         model = copy.deepcopy(estimator).adapt(_take(X, support), y[support])
         accuracies.append(np.mean(model.predict(_take(X, query)) == y[query]))
     return np.asarray(accuracies, dtype=np.float64)

@@ -4,15 +4,18 @@ Validation on held-out classes, early stopping, skorch's own callbacks, why
 and when training stopped, and what a user sees while it runs.
 """
 
+import inspect
 import math
 import sys
 
 import numpy as np
 import pytest
+import sklearn
 import torch
 from helpers import EMBEDDERS, FEW_SHOT, short
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GroupKFold, cross_validate
 from skorch.callbacks import Callback, Checkpoint, EarlyStopping
 
 from skmeta import (
@@ -64,7 +67,7 @@ def test_validation_holds_out_whole_classes_never_trained_on(estimator, tagged):
     seen = _SeenClasses()
     model = clone(estimator).set_params(validation_fraction=0.25, callbacks=[seen])
     model.fit(X, y)
-    held_out = set(y[model._held_out_classes(y)].tolist())
+    held_out = set(y[model._held_out(y, None)].tolist())
     assert len(held_out) == math.ceil(0.25 * N_CLASSES)
     assert seen.classes and not seen.classes & held_out
     # Each epoch records the held-out scores, skorch-style, with best flags.
@@ -79,7 +82,7 @@ def test_valid_acc_is_evaluate_episodes_on_the_held_out_classes(tagged):
     clf = PrototypicalClassifier(
         max_epochs=1, episodes_per_epoch=5, validation_fraction=0.25, random_state=0
     ).fit(X, y)
-    held_out = clf._held_out_classes(y)
+    held_out = clf._held_out(y, None)
     scores = evaluate_episodes(
         clf,
         X[held_out],
@@ -91,6 +94,84 @@ def test_valid_acc_is_evaluate_episodes_on_the_held_out_classes(tagged):
         random_state=clf._seed(),
     )
     assert clf.history_[-1, "valid_acc"] == pytest.approx(scores.mean)
+
+
+N_USERS = 6
+
+
+@pytest.fixture(scope="module")
+def users():
+    """6 users (groups) who each liked 6 items and disliked 6; feature 0 is
+    the user index / 100, and every user likes a different direction."""
+    rng = np.random.RandomState(0)
+    groups = np.repeat(np.arange(N_USERS), 12)
+    y = np.tile(np.repeat([0, 1], 6), N_USERS)
+    X = rng.normal(size=(len(y), 8)).astype(np.float32)
+    taste = rng.normal(scale=3, size=(N_USERS, 7)).astype(np.float32)
+    X[:, 1:] += np.where(y[:, None] == 1, taste[groups], -taste[groups])
+    X[:, 0] = (groups / 100).astype(np.float32)
+    return X, y, groups
+
+
+class _TaskGroups(Callback):
+    """Records the users (feature 0 x 100) of each training task."""
+
+    def initialize(self):
+        self.tasks = []
+        return self
+
+    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
+        x = batch[0]["x"]
+        tasks = x if x.ndim == 3 else x[None]  # MAML and Reptile: meta-batches
+        for task in tasks:
+            tags = np.rint(task[:, 0].numpy() * 100).astype(int)
+            self.tasks.append(set(tags.tolist()))
+
+
+GROUPED = [e for e in ESTIMATORS if "groups" in inspect.signature(e.fit).parameters]
+
+
+@pytest.mark.parametrize("estimator", GROUPED, ids=lambda e: type(e).__name__)
+def test_with_groups_each_task_is_one_group_and_validation_holds_out_groups(
+    estimator, users
+):
+    X, y, groups = users
+    tasks = _TaskGroups()
+    model = clone(estimator).set_params(
+        n_way=None, validation_fraction=0.3, callbacks=[tasks]
+    )
+    model.fit(X, y, groups=groups)
+    held_out = set(groups[model._held_out(y, groups)].tolist())
+    assert len(held_out) == 2  # ceil(0.3 * 6)
+    assert tasks.tasks and all(len(task) == 1 for task in tasks.tasks)
+    assert not set.union(*tasks.tasks) & held_out
+    # Both classes in every episode (n_way=None: the 2 classes each user has).
+    assert model.n_way_ == 2
+    assert np.isfinite(model.history_[:, "valid_loss"]).all()
+    # fit is atomic with groups too: a bad one leaves the model as it was.
+    before = model.predict_proba(X)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        model.fit(X, y, groups=groups[:-1])
+    np.testing.assert_array_equal(model.predict_proba(X), before)
+
+
+def test_groups_reach_fit_through_metadata_routing(users):
+    X, y, groups = users
+    model = short(PrototypicalClassifier, n_way=2, callbacks=[_TaskGroups()])
+    with sklearn.config_context(enable_metadata_routing=True):
+        fitted = cross_validate(
+            model.set_fit_request(groups=True),
+            X,
+            y,
+            cv=GroupKFold(n_splits=3),
+            params={"groups": groups},
+            return_estimator=True,
+            error_score="raise",
+            scoring=lambda estimator, X, y: 0.0,  # the fits are what is tested
+        )["estimator"]
+    for estimator in fitted:
+        tasks = estimator.callbacks[0].tasks
+        assert tasks and all(len(task) == 1 for task in tasks)
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +200,8 @@ HELD_OUT = [8, 9, 10, 11]  # the classes of ``misleading`` that validate
 def hold_out_8_to_11(monkeypatch):
     monkeypatch.setattr(
         PrototypicalClassifier,
-        "_held_out_classes",
-        lambda self, y: np.isin(y, HELD_OUT),
+        "_held_out",
+        lambda self, y, groups: np.isin(y, HELD_OUT),
     )
 
 
@@ -160,7 +241,10 @@ def test_early_stopping_keeps_the_weights_of_the_best_epoch(digits, monkeypatch)
     monkeypatch.setattr(
         PrototypicalClassifier,
         "score_episodes",
-        lambda self, X, y, sampler: (np.array([next(scripted)]), np.array([0.5])),
+        lambda self, X, y, sampler, groups=None: (
+            np.array([next(scripted)]),
+            np.array([0.5]),
+        ),
     )
     weights = _Weights()
     clf = PrototypicalClassifier(

@@ -48,9 +48,9 @@ def test_a_limit_reached_during_validation_ends_training_at_epoch_end(
     monkeypatch.setattr(callbacks.time, "monotonic", clock)
     real_score = PrototypicalClassifier.score_episodes
 
-    def slow_validation(self, *args):
+    def slow_validation(self, *args, **kwargs):
         clock.now += 5
-        return real_score(self, *args)
+        return real_score(self, *args, **kwargs)
 
     monkeypatch.setattr(PrototypicalClassifier, "score_episodes", slow_validation)
     clf = PrototypicalClassifier(

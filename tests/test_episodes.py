@@ -13,9 +13,9 @@ from skmeta.episodes import EpisodeSampler
 Y6 = np.random.RandomState(0).permutation(np.repeat(np.arange(6), 7))
 
 
-def episodes(y, **params):
+def episodes(y, groups=None, **params):
     params = {"n_way": 3, "k_shot": 2, "n_query": 3, "n_episodes": 20} | params
-    return list(EpisodeSampler(**params).split(y=y))
+    return list(EpisodeSampler(**params).split(y=y, groups=groups))
 
 
 def assert_same_episodes(first, second):
@@ -278,6 +278,63 @@ def test_numpy_integers_are_valid_params():
     support, query = next(sampler.split(y=Y6))
     assert support.shape == (2,)
     assert query.shape == (2,)
+
+
+# -- episodes within groups (tasks) ------------------------------------------
+
+# 4 users who each rated 6 items liked (1) or not (0); user "d" liked 5 of
+# them, so has too few dislikes for an episode of 2 samples per class.
+USERS = np.repeat(["a", "b", "c", "d"], 6)
+LIKES = np.array([1, 0, 1, 0, 1, 0] * 3 + [1, 1, 1, 1, 1, 0])
+
+
+def test_with_groups_every_episode_lies_within_one_eligible_group():
+    eps = episodes(
+        LIKES,
+        groups=USERS,
+        n_way=2,
+        k_shot=1,
+        n_query=1,
+        n_episodes=300,
+        random_state=0,
+    )
+    drawn = Counter()
+    for support, query in eps:
+        users = set(USERS[np.concatenate([support, query])])
+        assert len(users) == 1
+        drawn[users.pop()] += 1
+        # Both classes, support and query class-major in the same order.
+        assert sorted(LIKES[support]) == [0, 1]
+        np.testing.assert_array_equal(LIKES[support], LIKES[query])
+    # Groups are drawn uniformly among those that can host an episode.
+    assert set(drawn) == {"a", "b", "c"}
+    assert stats.chisquare(list(drawn.values())).pvalue > 1e-3
+
+
+def test_within_groups_the_episode_classes_come_in_sorted_order():
+    # Without groups the order is random; within groups, label order.
+    grouped = episodes(Y6, groups=np.zeros(len(Y6)), n_episodes=50, random_state=0)
+    for support, query in grouped:
+        labels = Y6[support].reshape(3, 2)[:, 0]
+        np.testing.assert_array_equal(labels, np.sort(labels))
+        np.testing.assert_array_equal(Y6[query].reshape(3, 3)[:, 0], labels)
+    ungrouped = episodes(Y6, n_episodes=50, random_state=0)
+    assert any(np.any(np.diff(Y6[s][::2]) < 0) for s, _ in ungrouped)
+
+
+def test_no_group_with_n_way_eligible_classes_is_an_error_naming_the_best():
+    with pytest.raises(
+        ValueError, match=r"none of the 4 groups has them \(the best has 1\)"
+    ):
+        episodes(LIKES, groups=USERS, n_way=2, k_shot=2, n_query=2)
+
+
+def test_groups_of_another_length_or_mixed_types_are_errors():
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        episodes(LIKES, groups=USERS[:-1], n_way=2, k_shot=1, n_query=1)
+    with pytest.raises(ValueError, match="groups must be of one sortable type"):
+        mixed = np.array([1, "a"] * 12, dtype=object)
+        episodes(LIKES, groups=mixed, n_way=2, k_shot=1, n_query=1)
 
 
 # -- splitter API -------------------------------------------------------------

@@ -4,12 +4,16 @@
   package (no download): the default data of the ``skmeta`` command.
 - :func:`load_omniglot`: any Omniglot subset, downloaded, checksummed and cached.
 - :func:`load_digits_fewshot`: scikit-learn's bundled digits, a small tabular set.
+- :func:`load_movielens`: MovieLens ratings, each user a task (the optional
+  ``movielens`` extra).
 
 Each few-shot loader returns a :class:`FewShotSplit` of base (meta-train) and
-novel (meta-test) classes.
+novel (meta-test) classes; :func:`load_movielens` returns samples with their
+groups (users), whose tasks share the classes like and dislike.
 """
 
 from ._digits import load_digits_fewshot
+from ._movielens import load_movielens
 from ._omniglot import get_data_home, load_omniglot, load_omniglot_minimal
 from ._split import FewShotSplit
 
@@ -26,6 +30,7 @@ __all__ = [
     "FewShotSplit",
     "get_data_home",
     "load_digits_fewshot",
+    "load_movielens",
     "load_omniglot",
     "load_omniglot_minimal",
 ]

@@ -372,8 +372,8 @@ class MetricEmbedder(TorchEstimator):
     }
 
     def _fit(self, X, y):
-        X, _, classes, (X_train, y_train), valid = self._prepare_fit(X, y)
-        validation = None if valid is None else self._validation(*valid)
+        X, _, classes, (X_train, y_train, _), valid = self._prepare_fit(X, y)
+        validation = None if valid is None else self._validation(*valid[:2])
         # The loss may hold a weight per training class (ArcFace, CosFace).
         self._n_loss_classes = int(y_train.max()) + 1
         with seeded(self._seed(), self.device_):

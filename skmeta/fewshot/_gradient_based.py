@@ -394,7 +394,7 @@ class GradientBasedClassifier(EpisodicClassifier):
         logits = self._predict_logits(self.adapted_params_, X)
         return _check_finite_output(logits, self, "scores").cpu().numpy()
 
-    def score_episodes(self, X, y, episodes):
+    def score_episodes(self, X, y, episodes, groups=None):
         """Query log-loss and accuracy of each episode, fine-tuning a copy of ``θ``.
 
         See :meth:`EpisodicClassifier.score_episodes
@@ -411,7 +411,7 @@ class GradientBasedClassifier(EpisodicClassifier):
         module = self.module_
         device = next(module.parameters()).device
         losses, accuracies = [], []
-        for support, query in episodes.split(y=y):
+        for support, query in episodes.split(y=y, groups=groups):
             classes, y_s = np.unique(y[support], return_inverse=True)
             params = self._adapted(
                 torch.from_numpy(X[support]).to(device),

@@ -483,10 +483,10 @@ class RelationClassifier(EpisodicClassifier):
     def _episode_shape(self, counts):
         # One class gives one-way episodes: every pair matches, nothing to
         # compare, and batch norm cannot train on a single pair.
-        if len(counts) < 2:
+        if counts.shape[1] < 2:
             raise ValueError(
                 f"{type(self).__name__} needs at least 2 classes in y to "
-                f"meta-train; got {len(counts)} class."
+                f"meta-train; got {counts.shape[1]} class."
             )
         return super()._episode_shape(counts)
 

@@ -276,7 +276,7 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
                 f"transductive_steps={self.transductive_steps} refines class means: "
                 f"it needs head='centroid', not head={self.head!r}."
             )
-        X, y_enc, classes, (X_train, y_train), valid = self._prepare_fit(X, y)
+        X, y_enc, classes, (X_train, y_train, _), valid = self._prepare_fit(X, y)
         validation = None
         if valid is not None:
             validation = self._validation(*valid, self._validation_shape, X_train)
