@@ -5,8 +5,10 @@ Each user is a task whose classes are like (at least 4 stars) and dislike
 and its release year only. A ``GroupShuffleSplit`` keeps 30 % of the users
 apart; the meta-learners train with ``fit(X, y, groups=users)`` on the
 others, so that every training episode is one user's ratings. Each user never
-seen is a cold start: ``--k-shot`` liked and as many disliked movies, drawn at
-random, are the support set, and every other movie the user rated is a query.
+seen is a cold start (``skmeta.model_selection.TaskSplit``): ``--k-shot``
+liked and as many disliked movies, drawn at random, are the support set, and
+every other movie the user rated is a query (users with no more likes or
+dislikes than that are left out).
 Per user: the accuracy (a like when P(like) >= 0.5) and the ROC AUC of
 P(like) over the queries; the table gives the mean ± 95% CI over users.
 
@@ -46,6 +48,7 @@ from sklearn.preprocessing import StandardScaler
 
 from skmeta import MAMLClassifier, PrototypicalClassifier
 from skmeta.datasets import load_movielens
+from skmeta.model_selection import TaskSplit
 
 
 def meta_learners(k_shot, seed):
@@ -62,23 +65,6 @@ def meta_learners(k_shot, seed):
             backbone="mlp", embedding_dim=32, max_epochs=50, **episodes
         ),
     }
-
-
-def cold_starts(y, groups, k_shot, rng):
-    """Each eligible user's support and query indices.
-
-    A user needs ``k_shot + 1`` likes and as many dislikes, so that the
-    queries hold both classes and the ROC AUC is defined.
-    """
-    for user in np.unique(groups):
-        rows = np.flatnonzero(groups == user)
-        likes, dislikes = rows[y[rows] == 1], rows[y[rows] == 0]
-        if min(len(likes), len(dislikes)) <= k_shot:
-            continue
-        support = np.concatenate(
-            [rng.choice(c, k_shot, replace=False) for c in (dislikes, likes)]
-        )
-        yield support, np.setdiff1d(rows, support)
 
 
 def popularity(movies_train, y_train, movies, prior):
@@ -121,10 +107,11 @@ def main(argv=None):
     y, groups = data.y, data.groups
     split = GroupShuffleSplit(n_splits=1, test_size=args.test_size, random_state=0)
     train, test = next(split.split(data.X, y, groups))
-    rng = np.random.RandomState(args.seed)
+    # A new user's first ratings, then everything else the user rated.
+    cold_start = TaskSplit(k_shot=args.k_shot, random_state=args.seed)
     tasks = [
         (test[support], test[query])
-        for support, query in cold_starts(y[test], groups[test], args.k_shot, rng)
+        for support, query in cold_start.split(None, y[test], groups[test])
     ]
     print(f"machine: {machine()}")
     print(

@@ -73,8 +73,8 @@ class EpisodeSampler(ClassSampler):
 
     Within groups (two users, each with likes and dislikes):
 
-    >>> y = np.array([1, 1, 0, 0, 1, 1, 0, 0])
-    >>> users = np.array(["ann"] * 4 + ["bob"] * 4)
+    >>> y = np.tile([1, 1, 1, 0, 0, 0], 2)
+    >>> users = np.repeat(["ann", "bob"], 6)
     >>> support, query = next(sampler.split(y=y, groups=users))
     >>> len(set(users[np.concatenate([support, query])]))
     1

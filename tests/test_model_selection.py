@@ -15,6 +15,7 @@ from skmeta.model_selection import (
     ClassKFold,
     ClassShuffleSplit,
     EpisodicScorer,
+    TaskSplit,
     evaluate_episodes,
 )
 
@@ -179,6 +180,40 @@ def test_any_classifier_with_adapt_is_scored_by_adapting_a_copy(digits):
     assert set(other.classes_) == set(digits.y_base)  # its copies adapted, not it
 
 
+class _SeenGroups(_CentroidFewShot):
+    """Records feature 0 (the group) of every support set and query batch.
+
+    In a class attribute: the copies that evaluation adapts record there too.
+    """
+
+    seen = []
+
+    def adapt(self, X, y):
+        self.seen.append(set(X[:, 0].tolist()))
+        return super().adapt(X, y)
+
+    def predict(self, X):
+        self.seen.append(set(X[:, 0].tolist()))
+        return super().predict(X)
+
+
+def test_with_groups_every_episode_is_drawn_within_one_group(digits):
+    X, y = digits.X_novel.copy(), digits.y_novel
+    groups = np.arange(len(y)) % 3
+    X[:, 0] = groups
+    kwargs = dict(n_way=3, k_shot=2, n_episodes=20, random_state=0, groups=groups)
+    other = _SeenGroups().fit(X, y)
+    _SeenGroups.seen.clear()
+    got = evaluate_episodes(other, X, y, **kwargs)
+    assert len(_SeenGroups.seen) == 40 and all(len(g) == 1 for g in _SeenGroups.seen)
+    # score_episodes (the fast path) draws the same grouped episodes.
+    ours = PrototypicalClassifier(backbone=torch.nn.Flatten(), max_epochs=0).fit(X, y)
+    expected = evaluate_episodes(ours, X, y, **kwargs)
+    np.testing.assert_allclose(got.accuracies, expected.accuracies, atol=1e-6)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        evaluate_episodes(ours, X, y, **{**kwargs, "groups": groups[1:]})
+
+
 def test_a_pipeline_ending_in_a_few_shot_classifier_is_scored(digits):
     pipe = make_pipeline(StandardScaler(), PrototypicalClassifier(max_epochs=0))
     pipe.fit(digits.X_base, digits.y_base)
@@ -225,3 +260,35 @@ def test_plain_accuracy_on_classes_outside_the_support_set_names_the_scorer(
             cv=ClassKFold(n_splits=2),
         )["test_score"]
     assert np.isnan(scores).all()
+
+
+# --- TaskSplit: one cold-start task per group ---------------------------------
+
+# Users a and b can give 2 likes and 2 dislikes with queries of both left;
+# c has only 2 dislikes, so no query dislike: it is left out.
+TASK_Y = np.array([1, 0, 1, 0, 1, 0, 1] + [0, 0, 0, 1, 1, 1] + [1, 1, 1, 0, 0])
+TASK_GROUPS = np.array(["a"] * 7 + ["b"] * 6 + ["c"] * 5)
+
+
+def test_task_split_gives_each_eligible_group_k_shot_per_class_then_the_rest():
+    splitter = TaskSplit(k_shot=2, random_state=0)
+    tasks = list(splitter.split(None, TASK_Y, TASK_GROUPS))
+    assert len(tasks) == splitter.get_n_splits(None, TASK_Y, TASK_GROUPS) == 2
+    for (support, query), user in zip(tasks, ["a", "b"], strict=True):
+        rows = np.flatnonzero(np.equal(TASK_GROUPS, user))
+        np.testing.assert_array_equal(TASK_Y[support], [0, 0, 1, 1])  # class-major
+        assert support.dtype == query.dtype == np.int64
+        np.testing.assert_array_equal(np.sort(np.r_[support, query]), rows)
+        assert set(TASK_Y[query]) == {0, 1}
+    again = list(TaskSplit(k_shot=2, random_state=0).split(None, TASK_Y, TASK_GROUPS))
+    for (s1, _), (s2, _) in zip(tasks, again, strict=True):
+        np.testing.assert_array_equal(s1, s2)
+
+
+def test_task_split_needs_labels_and_groups_of_one_length():
+    with pytest.raises(ValueError, match="needs the labels y and the groups"):
+        list(TaskSplit().split(None, TASK_Y, None))
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        list(TaskSplit().split(None, TASK_Y, TASK_GROUPS[1:]))
+    with pytest.raises(ValueError, match="k_shot"):
+        TaskSplit(k_shot=0)

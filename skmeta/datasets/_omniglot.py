@@ -330,7 +330,7 @@ def load_omniglot_minimal(*, data_home=None, download=True, image_size=28):
     >>> split = load_omniglot_minimal()
     >>> split.X_base.shape, split.X_novel.shape
     ((2720, 1, 28, 28), (2120, 1, 28, 28))
-    >>> split.y_novel[0]
+    >>> str(split.y_novel[0])
     'Japanese_(katakana)/character01'
     """
     image_size = _check_image_size(image_size)
