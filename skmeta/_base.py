@@ -40,6 +40,7 @@ from torch.utils.data import IterableDataset
 
 from ._docs import EPISODIC, FIT, fill_doc
 from ._params import Param, Parameters, build_estimator_class
+from ._precision import PRECISIONS, autocast, with_precision
 from ._sklearn import Interval, StrOptions, _fit_context
 from .augmentation import RandomAffine, rotations_as_classes
 from .backbones import BACKBONES, build_backbone, embedding_size
@@ -180,6 +181,19 @@ RUNTIME_PARAMETERS = {
         [str, torch.device],
         """``"cpu"``, ``"cuda"``, ``"cuda:1"``..., or ``"auto"`` (a GPU if
         torch sees one).""",
+    ),
+    "precision": Param(
+        '{"float32", "bfloat16", "float16"}',
+        "float32",
+        [StrOptions(set(PRECISIONS))],
+        """Precision of the forward passes, in training and inference.
+        ``"bfloat16"`` and ``"float16"`` run them under :func:`torch.autocast`
+        on the device (matrix products and convolutions in 16 bits); the
+        weights, the optimizer's state and the loss stay float32, and every
+        returned array is float32. ``"float16"`` trains with a gradient
+        scaler (``torch.amp.GradScaler``). bfloat16 is fast on recent GPUs and
+        on CPUs with AVX512-BF16 or AMX; on other CPUs it can be slower than
+        float32 (``benchmarks/fit_speed.py`` measures it).""",
     ),
     "random_state": Param(
         "int, RandomState instance or None",
@@ -653,7 +667,7 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             ``"max_epochs"``, ``"time_limit"``, ``"early_stopping"`` or
             ``"interrupted"`` (a ``KeyboardInterrupt``, with a warning).
         """
-        net_class = net.pop("net_class", NeuralNet)
+        net_class = with_precision(net.pop("net_class", NeuralNet), self.precision)
         callbacks = list(net.pop("callbacks", []))
         rates = {name: getattr(self, name) for name in self._learning_rates}
         callbacks.append(("divergence", _StopOnDivergence(rates)))
@@ -703,17 +717,21 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         module = self.module_
         device = next(module.parameters(), torch.empty(0, device=self.device_)).device
-        with eval_mode(module), torch.inference_mode():
+        with (
+            eval_mode(module),
+            torch.inference_mode(),
+            autocast(device, self.precision),
+        ):
             # Into one preallocated tensor: memory of one copy of the output.
             z, start = None, 0
             for chunk in torch.from_numpy(X).split(self.batch_size):
-                out = module.embed(chunk.to(device))
+                out = module.embed(chunk.to(device)).float()
                 if z is None:
                     z = out.new_empty((len(X), *out.shape[1:]))
                 z[start : start + len(out)] = out
                 start += len(out)
             if z is None:  # no sample: the module still gives the output shape
-                z = module.embed(torch.from_numpy(X).to(device))
+                z = module.embed(torch.from_numpy(X).to(device)).float()
         return _check_finite_output(z, self, "embeddings")
 
     def transform(self, X):

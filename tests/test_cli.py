@@ -286,3 +286,21 @@ def test_the_transfer_method_reports_mini_batches(capsys):
     argv = ["--dataset", "digits", "--method", "transfer", "--max-epochs", "1"]
     assert main([*argv, "--episodes", "20", "--quiet", "--k-shot", "1"]) == 0
     assert re.search(r"\d+ mini-batches in 1 epoch", capsys.readouterr().out)
+
+
+def test_precision_reaches_the_estimator_and_the_report(capsys, monkeypatch):
+    fitted = []
+    real_fit = PrototypicalClassifier.fit
+    monkeypatch.setattr(
+        PrototypicalClassifier,
+        "fit",
+        lambda self, X, y: fitted.append(self.precision) or real_fit(self, X, y),
+    )
+    assert main([*DIGITS, "--k-shot", "1", "--precision", "bfloat16"]) == 0
+    assert "meta-training prototypical on cpu in bfloat16" in capsys.readouterr().out
+    assert fitted[0] == "bfloat16"
+
+
+def test_maml_in_float16_exits_2_naming_the_precision(capsys):
+    assert main([*DIGITS, "--method", "maml", "--precision", "float16"]) == 2
+    assert "'precision' parameter" in capsys.readouterr().err

@@ -28,6 +28,8 @@ from torch.func import functional_call
 from torch.utils.data import IterableDataset
 
 from .._base import EpisodicClassifier, _check_finite_output, check_labels
+from .._precision import autocast
+from .._sklearn import StrOptions
 
 __all__ = [
     "GradientBasedClassifier",
@@ -333,6 +335,20 @@ class GradientBasedClassifier(EpisodicClassifier):
         always use the current batch's statistics (see Notes)."""
     }
 
+    #: Their precisions: no float16, whose inner loops would need a gradient
+    #: scaler of their own.
+    precision_change = {
+        "type": '{"float32", "bfloat16"}',
+        "constraints": [StrOptions({"float32", "bfloat16"})],
+        "doc": """Precision of the forward passes, in training (outer and
+        inner loops) and at adaptation and prediction: ``"bfloat16"`` runs
+        them under :func:`torch.autocast` on the device; the weights and
+        every returned array stay float32. No ``"float16"``: its inner-loop
+        gradients would underflow without a scaler of their own. bfloat16 is
+        fast on recent GPUs and on CPUs with AVX512-BF16 or AMX; on other
+        CPUs it can be slower than float32.""",
+    }
+
     #: Head width when ``n_way=None``: the 5-way tasks of MAML and Reptile on
     #: Omniglot, or all classes when there are fewer.
     max_auto_way = 5
@@ -364,7 +380,7 @@ class GradientBasedClassifier(EpisodicClassifier):
     def _adapted(self, x, y, n_classes):
         """Weights fine-tuned on (x, y) from a copy of ``θ``, detached."""
         params = self._initial_params(n_classes)
-        with torch.enable_grad():
+        with torch.enable_grad(), autocast(x.device, self.precision):
             params = self._fine_tune(params, x, y)
         return {n: p.detach() for n, p in params.items()}
 
@@ -383,9 +399,10 @@ class GradientBasedClassifier(EpisodicClassifier):
         """Logits of validated X under ``params``, in chunks of ``batch_size``."""
         module = self.module_
         device = next(module.parameters()).device
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(device, self.precision):
             chunks = torch.from_numpy(X).split(self.batch_size)
-            return torch.cat([module.logits(params, c.to(device)) for c in chunks])
+            logits = [module.logits(params, c.to(device)).float() for c in chunks]
+        return torch.cat(logits)
 
     def _logits(self, X):
         """Logits (n_samples, n_classes) of X under the adapted weights."""

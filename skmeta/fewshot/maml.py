@@ -208,6 +208,7 @@ class MAMLClassifier(GradientBasedClassifier):
         },
         n_way=GradientBasedClassifier.n_way_change,
         backbone=GradientBasedClassifier.backbone_change,
+        precision=GradientBasedClassifier.precision_change,
         k_shot={
             "doc": """Support samples per class in training episodes (the inner
             loop's data)."""

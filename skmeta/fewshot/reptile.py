@@ -11,6 +11,7 @@ from torch import nn
 from .._base import episodic_parameters
 from .._docs import META_BATCHES
 from .._params import Param
+from .._precision import _MixedPrecisionNet, autocast
 from .._sklearn import Interval, StrOptions
 from ._gradient_based import (
     GradientBasedClassifier,
@@ -125,7 +126,7 @@ class ReptileNetwork(GradientNetwork):
         )
 
 
-class ReptileNet(NeuralNet):
+class ReptileNet(_MixedPrecisionNet, NeuralNet):
     """skorch net whose step is Reptile's meta-update (batched version).
 
     For a meta-batch of ``T`` tasks it trains a copy ``θ̃_i`` of the weights
@@ -148,9 +149,10 @@ class ReptileNet(NeuralNet):
         mean = {n: torch.zeros_like(p) for n, p in theta.items()}
         losses = []
         for x_s, y_s, x_q, y_q in _tasks(X, y_query):
-            adapted, loss = module.train_on(
-                theta, torch.cat([x_s, x_q]), torch.cat([y_s, y_q])
-            )
+            with autocast(self.device, self.precision):
+                adapted, loss = module.train_on(
+                    theta, torch.cat([x_s, x_q]), torch.cat([y_s, y_q])
+                )
             for n, p in adapted.items():
                 mean[n] += p / len(X["x"])
             losses.append(loss)
@@ -318,6 +320,7 @@ class ReptileClassifier(GradientBasedClassifier):
         },
         n_way=GradientBasedClassifier.n_way_change,
         backbone=GradientBasedClassifier.backbone_change,
+        precision=GradientBasedClassifier.precision_change,
         k_shot={
             "type": "int or None",
             "default": None,
