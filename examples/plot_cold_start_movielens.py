@@ -89,9 +89,12 @@ for k in shots:
     auc["global model"].append(shared)
 
 # %%
-# The global model ranks the same way for everyone; MAML starts from what it
-# learnt of all users (at 1 rating of each class it is close to the global
-# model) and moves towards each user's taste as ratings come in.
+# The global model ranks the movies the same way for everyone. MAML starts
+# from what it learnt of all users and fine-tunes towards each user's taste:
+# from one rating of each class it ranks worse than the global model (about
+# 67 against 69 % ROC AUC on this split), it catches up at 5, and at 10 it
+# ranks better (about 71 against 69 %): personalisation pays once a new user
+# has rated a few movies of each kind.
 fig, ax = plt.subplots(figsize=(6, 4))
 for name, values in auc.items():
     values = 100 * np.asarray(values)

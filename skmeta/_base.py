@@ -839,22 +839,34 @@ class _EarlyStoppingFromStart(EarlyStopping):
 
 
 class _StopOnDivergence(Callback):
-    """Raise at the first training step whose loss or weights are not finite.
+    """Raise at the training step where training diverged or collapsed.
 
-    Checked after every step, so the error names the step where training
-    diverged and the learning rates to lower, instead of a model that
-    predicts NaN, or one class for everything, without a word.
+    Checked after every step, so the error names the step and the learning
+    rates to lower, instead of a model that predicts NaN, or one class for
+    everything, without a word. Training has diverged when the loss or a
+    weight is not finite. It has collapsed when the network gives exactly the
+    same output for every row of a step whose inputs differ (dead units, as a
+    far too large learning rate leaves them), for ``patience`` steps in a row,
+    or in the last steps (two at least) when training ends sooner.
 
     Parameters
     ----------
     learning_rates : dict of str to float
         The estimator's step-size parameters, for the message.
+    patience : int, default=10
+        Steps of identical outputs that make a collapse.
     """
 
-    def __init__(self, learning_rates):
+    def __init__(self, learning_rates, patience=10):
         self.learning_rates = learning_rates
+        self.patience = patience
 
-    def on_batch_end(self, net, training=False, loss=None, **kwargs):
+    def on_train_begin(self, net, **kwargs):
+        self.constant_steps_ = 0
+
+    def on_batch_end(
+        self, net, batch=None, training=False, loss=None, y_pred=None, **kwargs
+    ):
         if not training:
             return
         what = None
@@ -875,13 +887,46 @@ class _StopOnDivergence(Callback):
                 name = named[int((~finite).nonzero()[0])][0]
                 what = f"the weights {name!r} are not finite"
         if what is not None:
-            step = sum(len(epoch["batches"]) for epoch in net.history)
-            rates = ", ".join(f"{k}={v!r}" for k, v in self.learning_rates.items())
-            raise ValueError(
-                f"Training diverged at step {step} (epoch {len(net.history)}): "
-                f"{what}. Lower the learning rate ({rates}). The estimator is "
-                "left as it was before fit."
-            )
+            self._raise(net, what)
+        constant = _same_rows(y_pred) and not _same_rows(_inputs(batch))
+        self.constant_steps_ = self.constant_steps_ + 1 if constant else 0
+        if self.constant_steps_ >= self.patience:
+            self._raise(net, self._collapsed())
+
+    def on_train_end(self, net, **kwargs):
+        if self.constant_steps_ >= 2:
+            self._raise(net, self._collapsed())
+
+    def _collapsed(self):
+        return (
+            "the network has given the same output for every sample of the "
+            f"last {self.constant_steps_} steps (it collapsed)"
+        )
+
+    def _raise(self, net, what):
+        step = sum(len(epoch["batches"]) for epoch in net.history)
+        rates = ", ".join(f"{k}={v!r}" for k, v in self.learning_rates.items())
+        raise ValueError(
+            f"Training diverged at step {step} (epoch {len(net.history)}): "
+            f"{what}. Lower the learning rate ({rates}). The estimator is "
+            "left as it was before fit."
+        )
+
+
+def _inputs(batch):
+    """The input tensor of a training step (an episode's ``x``, or a batch)."""
+    if batch is None:
+        return None
+    x = batch[0]
+    return x.get("x") if isinstance(x, dict) else x
+
+
+def _same_rows(values):
+    """Whether ``values`` is a tensor of at least 2 rows, all exactly equal."""
+    if not torch.is_tensor(values) or values.ndim == 0 or len(values) < 2:
+        return False
+    values = values.detach()
+    return bool((values == values[:1]).all())
 
 
 def _check_finite_output(values, estimator, what):

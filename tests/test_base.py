@@ -22,6 +22,7 @@ from skmeta import (
     EpisodeSampler,
     MAMLClassifier,
     PrototypicalClassifier,
+    RelationClassifier,
     ReptileClassifier,
     TripletEmbedder,
 )
@@ -394,6 +395,28 @@ def test_divergence_raises_at_its_step_and_leaves_the_estimator_unfitted(
     assert not hasattr(model, "n_features_in_") and not hasattr(model, "module_")
     with pytest.raises(NotFittedError):
         model.transform(X)
+
+
+def test_a_collapse_to_one_output_raises_naming_the_learning_rate(digits):
+    # lr=1e3 kills every unit of Relation's relation module after one step:
+    # finite losses, the same scores for every pair, chance accuracy.
+    model = RelationClassifier(lr=1e3, max_epochs=3, episodes_per_epoch=10)
+    with pytest.raises(ValueError, match=r"step 11 .*collapsed.*\(lr=1000.0\)"):
+        model.fit(digits.X_base, digits.y_base)
+    assert not hasattr(model, "module_")
+    # Training that ends sooner: the last steps count (two at least).
+    with pytest.raises(ValueError, match=r"last 2 steps \(it collapsed\)"):
+        model.set_params(max_epochs=1, episodes_per_epoch=3).fit(
+            digits.X_base, digits.y_base
+        )
+
+
+def test_identical_outputs_of_identical_inputs_are_no_collapse():
+    # Every sample the same: the same output for each is right, not a collapse.
+    X = np.ones((12, 6), dtype=np.float32)
+    y = np.repeat([0, 1], 6)
+    model = short(PrototypicalClassifier, k_shot=1, n_query=2).fit(X, y)
+    assert model.n_steps_ == 8
 
 
 class _FailAt(Callback):
