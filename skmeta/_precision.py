@@ -29,7 +29,10 @@ def autocast(device, precision):
     Parameters
     ----------
     device : torch.device or str
+        Where the forward passes run; its type (``"cpu"``, ``"cuda"``) is
+        the autocast device type.
     precision : {"float32", "bfloat16", "float16"}
+        A key of :data:`PRECISIONS`.
 
     Returns
     -------
@@ -48,9 +51,11 @@ class _MixedPrecisionNet:
 
     ``infer`` (the module's forward in training and validation) runs under
     :func:`autocast`; ``get_loss`` compares float32 outputs. With float16,
-    the loss is scaled before ``backward`` and each optimizer steps through
-    the scaler, which skips a step whose gradients overflowed and lowers the
-    scale (as ``torch.amp.GradScaler`` does). Set ``precision`` on a
+    the loss is scaled before ``backward``, the gradients are unscaled right
+    after it (so that ``on_grad_computed`` callbacks, gradient clipping
+    among them, see their true values) and each optimizer steps through the
+    scaler, which skips a step whose gradients overflowed and lowers the
+    scale (``torch.amp.GradScaler``'s recipe). Set ``precision`` on a
     subclass (see :func:`with_precision`).
     """
 
@@ -81,6 +86,8 @@ class _MixedPrecisionNet:
         y_pred = self.infer(Xi, **fit_params)
         loss = self.get_loss(y_pred, yi, X=Xi, training=True)
         self.grad_scaler_.scale(loss).backward()
+        for name in self._optimizers:
+            self.grad_scaler_.unscale_(getattr(self, name + "_"))
         return {"loss": loss, "y_pred": y_pred}
 
     def _step_optimizer(self, step_fn):
@@ -95,9 +102,20 @@ class _MixedPrecisionNet:
 def with_precision(net_class, precision):
     """``net_class`` (a skorch net class) training in ``precision``.
 
-    Returns a subclass with :class:`_MixedPrecisionNet` mixed in (unless
-    ``net_class`` has it already, as a net with its own step that autocasts
-    it does), its ``precision`` set.
+    Parameters
+    ----------
+    net_class : type
+        A subclass of ``skorch.NeuralNet``.
+    precision : {"float32", "bfloat16", "float16"}
+        A key of :data:`PRECISIONS`.
+
+    Returns
+    -------
+    type
+        A subclass of ``net_class`` of the same name, with
+        :class:`_MixedPrecisionNet` mixed in (unless ``net_class`` has it
+        already, as a net with its own step that autocasts does) and its
+        ``precision`` set.
     """
     mixed = issubclass(net_class, _MixedPrecisionNet)
     return type(

@@ -1,13 +1,24 @@
 """Mixed precision (skmeta._precision): every estimator's ``precision`` option."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 from helpers import EMBEDDERS, FEW_SHOT, short
 from skorch import NeuralNet
+from skorch.callbacks import Callback
 from torch import nn
+from torch.nn import functional as F
 
-from skmeta import MAMLClassifier, PrototypicalClassifier, ReptileClassifier
+from skmeta import (
+    MAMLClassifier,
+    MatchingClassifier,
+    PrototypicalClassifier,
+    RelationClassifier,
+    ReptileClassifier,
+    TransferClassifier,
+)
 from skmeta._precision import with_precision
 from skmeta.model_selection import evaluate_episodes
 
@@ -45,6 +56,40 @@ def test_bfloat16_runs_forward_passes_in_autocast_and_returns_float32(cls, digit
         assert proba.dtype == np.float32
         np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-5)
     assert set(backbone.seen) == {torch.bfloat16}  # inference: all of it
+
+
+def _recording(method, seen):
+    """``method``, appending to ``seen`` whether autocast is on at each call."""
+
+    def record(self, *args):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return method(self, *args)
+
+    return record
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        PrototypicalClassifier,
+        MatchingClassifier,
+        RelationClassifier,
+        TransferClassifier,
+    ],
+    ids=lambda c: c.__name__,
+)
+def test_bfloat16_compares_with_the_support_set_in_autocast(cls, digits, monkeypatch):
+    # The head (distances, attention, relation module, logistic regression's
+    # features) runs in the training precision at predict and in episodes.
+    seen = []
+    for name in ("_support_logits", "_episode_logits"):
+        monkeypatch.setattr(cls, name, _recording(getattr(cls, name), seen))
+    model = short(cls, precision="bfloat16").fit(digits.X_base, digits.y_base)
+    seen.clear()
+    model.adapt(digits.X_novel[:40], digits.y_novel[:40]).predict(digits.X_novel[:5])
+    assert seen == [True]
+    evaluate_episodes(model, digits.X_novel, digits.y_novel, n_episodes=2)
+    assert seen == [True] * 3
 
 
 def test_float32_runs_no_autocast(digits):
@@ -86,6 +131,55 @@ def test_float16_trains_through_a_gradient_scaler():
     losses = net.history[:, "train_loss"]
     assert np.isfinite(losses).all() and losses[-1] < 0.1 * losses[0]
     assert net.module_.weight.dtype == torch.float32
+
+
+class _FirstGradients(Callback):
+    """Records the gradients that ``on_grad_computed`` callbacks see, once."""
+
+    def on_grad_computed(self, net, named_parameters, **kwargs):
+        if not hasattr(self, "gradients_"):
+            self.gradients_ = {n: p.grad.clone() for n, p in named_parameters}
+
+
+def test_float16_callbacks_see_the_true_gradients_not_the_scaled_ones():
+    # Gradient clipping and the like must see unscaled values (the scaler's
+    # factor is 65536 at the first step).
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(32, 4)).astype(np.float32)
+    y = rng.normal(size=(32, 1)).astype(np.float32)
+    module, record = nn.Linear(4, 1), _FirstGradients()
+    initial = copy.deepcopy(module)
+    with_precision(NeuralNet, "float16")(
+        module,
+        criterion=nn.MSELoss,
+        max_epochs=1,
+        batch_size=32,
+        train_split=None,
+        callbacks=[record],
+        verbose=0,
+    ).fit(X, y)
+    F.mse_loss(initial(torch.from_numpy(X)), torch.from_numpy(y)).backward()
+    for name, parameter in initial.named_parameters():
+        torch.testing.assert_close(
+            record.gradients_[name], parameter.grad, rtol=1e-2, atol=1e-3
+        )
+
+
+class _Scale(Callback):
+    def on_train_end(self, net, **kwargs):
+        self.scale_ = net.grad_scaler_.get_scale()
+
+
+def test_an_estimator_trains_and_predicts_in_float16(digits):
+    scale = _Scale()
+    model = short(PrototypicalClassifier, precision="float16", callbacks=[scale])
+    model.fit(digits.X_base, digits.y_base)
+    assert scale.scale_ > 1  # trained through the scaler
+    assert np.isfinite(model.history_[:, "train_loss"]).all()
+    model.adapt(digits.X_novel[:40], digits.y_novel[:40])
+    proba = model.predict_proba(digits.X_novel[40:47])
+    assert proba.dtype == np.float32
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-5)
 
 
 @pytest.mark.parametrize("cls", [MAMLClassifier, ReptileClassifier])
