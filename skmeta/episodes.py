@@ -11,12 +11,12 @@ any data container.
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils.validation import check_consistent_length, column_or_1d
+from sklearn.utils.validation import column_or_1d
 
 from ._sampling import ClassIndex, ClassSampler
 from ._sklearn import Interval, validate_params
 
-__all__ = ["EpisodeSampler"]
+__all__ = ["EpisodeSampler", "check_groups"]
 
 
 class EpisodeSampler(ClassSampler):
@@ -33,9 +33,10 @@ class EpisodeSampler(ClassSampler):
     uniformly among those with ``n_way`` such classes, then the classes and
     samples within it, so that classes may be shared between tasks (like and
     dislike, for every user) while an episode's samples never mix them. The
-    classes of such an episode come in sorted order, so that its class ``j``
-    means the same label in every task (a MAML head learns what "like"
-    means); without groups their order is random.
+    classes of such an episode come in sorted order, so that where
+    ``n_way`` is the number of classes every task has (2 for like and
+    dislike), its class ``j`` means the same label in every task (a MAML
+    head learns what "like" means); without groups their order is random.
 
     Parameters
     ----------
@@ -180,7 +181,7 @@ class EpisodeSampler(ClassSampler):
 
         Within groups (``drawable`` a list of pools), a group first; its
         classes then keep their order (its cells are sorted by label), so
-        that episode class ``j`` means the same label in every task.
+        that episode class ``j`` is the group's ``j``-th label of those drawn.
         """
         if isinstance(drawable, list):
             pool = drawable[rng.randint(len(drawable))]
@@ -191,14 +192,41 @@ class EpisodeSampler(ClassSampler):
         return idx[:, : self.k_shot].ravel(), idx[:, self.k_shot :].ravel()
 
 
+def check_groups(groups, y):
+    """Validate the group (task) of each sample against its labels.
+
+    Parameters
+    ----------
+    groups : array-like of shape (n_samples,)
+        The group of each sample: ints, strings or other hashable values.
+    y : array-like of shape (n_samples,)
+        The samples' labels; only their number is used.
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
+
+    Raises
+    ------
+    ValueError
+        If ``groups`` is not 1-D, or does not hold one entry per label.
+    """
+    groups = column_or_1d(groups, warn=False)
+    if len(groups) != len(y):
+        raise ValueError(
+            f"groups has {len(groups)} entries and y has {len(y)}; groups "
+            "needs the group of each sample."
+        )
+    return groups
+
+
 def _cells(y, groups):
     """A :class:`ClassIndex` over the (group, class) cells of ``y``, and their groups.
 
     Returns the index, whose classes are the cells sorted by group, and the
     group number (0 .. n_groups - 1, in sorted order of ``groups``) of each.
     """
-    groups = column_or_1d(groups, warn=False)
-    check_consistent_length(y, groups)
+    groups = check_groups(groups, y)
     try:
         _, group = np.unique(groups, return_inverse=True)
     except TypeError as exc:

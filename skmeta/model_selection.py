@@ -14,7 +14,8 @@ from numbers import Integral
 import numpy as np
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 from sklearn.pipeline import Pipeline
-from sklearn.utils import check_random_state
+from sklearn.utils import check_random_state, metadata_routing
+from sklearn.utils.metadata_routing import _MetadataRequester
 from sklearn.utils.validation import (
     check_consistent_length,
     check_is_fitted,
@@ -24,7 +25,7 @@ from sklearn.utils.validation import (
 from ._base import check_labels
 from ._docs import fill_doc
 from ._sklearn import Interval, validate_params
-from .episodes import EpisodeSampler
+from .episodes import EpisodeSampler, check_groups
 
 __all__ = [
     "ClassKFold",
@@ -141,7 +142,7 @@ class ClassShuffleSplit(GroupShuffleSplit):
 class TaskSplit:
     """One meta-test task per group: a few samples of each class, then the rest.
 
-    The cold-start protocol (a new user's first ratings, then everything
+    The cold-start protocol (a few of a new user's ratings, then everything
     else the user rated): for each group with more than ``k_shot`` samples
     of every class of ``y``, ``k_shot`` random samples of each class are the
     support set and all the group's other samples the query set. Groups that
@@ -222,6 +223,20 @@ dtype int64
     def get_n_splits(self, X=None, y=None, groups=None):
         """The number of tasks: groups with more than ``k_shot`` of every class.
 
+        Parameters
+        ----------
+        X : object, default=None
+            Ignored; there for scikit-learn's splitter API.
+        y : array-like of shape (n_samples,)
+            Labels.
+        groups : array-like of shape (n_samples,)
+            The group (task) of each sample.
+
+        Returns
+        -------
+        int
+            The splits :meth:`split` yields.
+
         Raises
         ------
         ValueError
@@ -231,11 +246,15 @@ dtype int64
         return sum(1 for _ in self._eligible(y, groups, np.unique(y)))
 
     def _check(self, y, groups):
-        if y is None or groups is None:
-            raise ValueError("TaskSplit needs the labels y and the groups.")
-        y, groups = check_labels(y), check_labels(groups, "groups")
-        check_consistent_length(y, groups)
-        return y, groups
+        missing = [name for name, v in (("y", y), ("groups", groups)) if v is None]
+        if missing:
+            raise ValueError(
+                "TaskSplit needs the labels y and the groups; got "
+                + " and ".join(f"{name}=None" for name in missing)
+                + "."
+            )
+        y = check_labels(y)
+        return y, check_groups(check_labels(groups, "groups"), y)
 
     def _eligible(self, y, groups, classes):
         """The sorted rows of each group (in group order) with enough of each class."""
@@ -366,8 +385,7 @@ def evaluate_episodes(
     y = check_labels(y)
     check_consistent_length(X, y)
     if groups is not None:
-        groups = check_labels(groups, "groups")
-        check_consistent_length(y, groups)
+        groups = check_groups(check_labels(groups, "groups"), y)
     sampler = EpisodeSampler(n_way, k_shot, n_query, n_episodes, random_state)
     if not episodic:
         accuracies = _adapted_copy_accuracies(model, X, y, sampler, groups)
@@ -400,13 +418,19 @@ def _take(X, index):
 
 
 @fill_doc(episode_shape=_EPISODE_SHAPE)
-class EpisodicScorer:
+class EpisodicScorer(_MetadataRequester):
     """Scorer for ``GridSearchCV`` and ``cross_validate``: mean episode accuracy.
 
     ``scorer(estimator, X, y)`` returns the mean query accuracy of
     :func:`evaluate_episodes` on (X, y), the held-out classes of a
     class-disjoint split, without changing the estimator. With an int
     ``random_state`` every candidate is scored on the same episodes.
+
+    Tasks by group (each episode within one user, say) need the test fold's
+    ``groups``: with scikit-learn's metadata routing on, ask for them with
+    ``scorer.set_score_request(groups=True)`` and pass ``groups`` to the
+    search's ``fit``, as the estimator's ``set_fit_request(groups=True)``
+    does for training. Otherwise episodes are drawn across groups.
 
     Parameters
     ----------
@@ -448,8 +472,27 @@ class EpisodicScorer:
             f"random_state={self.random_state!r})"
         )
 
-    def __call__(self, estimator, X, y):
-        """Mean accuracy of ``estimator`` over episodes drawn from (X, y)."""
+    # The scored estimator is an argument, not metadata to route.
+    __metadata_request__score = {"estimator": metadata_routing.UNUSED}
+
+    def score(self, estimator, X, y, groups=None):
+        """Mean accuracy of ``estimator`` over episodes drawn from (X, y).
+
+        Parameters
+        ----------
+        estimator : fitted estimator
+            Any estimator :func:`evaluate_episodes` takes.
+        X : array-like of shape (n_samples, ...)
+        y : array-like of shape (n_samples,)
+        groups : array-like of shape (n_samples,), default=None
+            The task of each sample; given, each episode is drawn within one
+            group.
+
+        Returns
+        -------
+        float
+            Mean query accuracy, in [0, 1].
+        """
         return evaluate_episodes(
             estimator,
             X,
@@ -459,4 +502,7 @@ class EpisodicScorer:
             n_query=self.n_query,
             n_episodes=self.n_episodes,
             random_state=self.random_state,
+            groups=groups,
         ).mean
+
+    __call__ = score

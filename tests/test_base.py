@@ -149,11 +149,31 @@ def test_with_groups_each_task_is_one_group_and_validation_holds_out_groups(
     # Both classes in every episode (n_way=None: the 2 classes each user has).
     assert model.n_way_ == 2
     assert np.isfinite(model.history_[:, "valid_loss"]).all()
-    # fit is atomic with groups too: a bad one leaves the model as it was.
+    # fit is atomic with groups too: one that fails in training leaves the
+    # model as it was.
     before = model.predict_proba(X)
-    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
-        model.fit(X, y, groups=groups[:-1])
+    with pytest.raises(RuntimeError, match="injected"):
+        model.set_params(callbacks=[_FailAt(1)]).fit(X, y, groups=groups[::-1])
     np.testing.assert_array_equal(model.predict_proba(X), before)
+
+
+def test_with_groups_validation_episodes_are_as_wide_as_held_out_groups_allow():
+    # Training users rated items of 4 classes, the held-out ones of 2:
+    # validation runs 2-way episodes, not the training 4-way ones.
+    rng = np.random.RandomState(0)
+    groups = np.repeat(np.arange(6), 16)
+    model = short(
+        PrototypicalClassifier, n_way=4, k_shot=1, n_query=1, validation_fraction=0.3
+    )
+    held_out = model._held_out(None, groups)
+    y = np.tile(np.repeat(np.arange(4), 4), 6)
+    y[held_out] %= 2
+    X = rng.normal(size=(len(y), 5)).astype(np.float32) + y[:, None]
+    model.fit(X, y, groups=groups)
+    assert model.n_way_ == 4 and np.isfinite(model.history_[:, "valid_loss"]).all()
+    y[held_out] = 0  # one class in each held-out group: no validation episode
+    with pytest.raises(ValueError, match=r"only 1 \(in any one held-out group\)"):
+        model.fit(X, y, groups=groups)
 
 
 def test_groups_reach_fit_through_metadata_routing(users):
@@ -404,11 +424,49 @@ def test_a_collapse_to_one_output_raises_naming_the_learning_rate(digits):
     with pytest.raises(ValueError, match=r"step 11 .*collapsed.*\(lr=1000.0\)"):
         model.fit(digits.X_base, digits.y_base)
     assert not hasattr(model, "module_")
-    # Training that ends sooner: the last steps count (two at least).
+    # Training that ends sooner: every step after the first counts (two at least).
     with pytest.raises(ValueError, match=r"last 2 steps \(it collapsed\)"):
         model.set_params(max_epochs=1, episodes_per_epoch=3).fit(
             digits.X_base, digits.y_base
         )
+
+
+class _ConstantOnCue(torch.nn.Module):
+    """A linear backbone whose output turns constant once ``constant`` is set."""
+
+    def __init__(self, in_features):
+        super().__init__()
+        self.layer = torch.nn.Linear(in_features, 4)
+        self.constant = False
+
+    def forward(self, x):
+        out = self.layer(x)
+        return out * 0 + 1 if self.constant else out
+
+
+class _CueAt(Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_batch_end(self, net, **kwargs):
+        if sum(len(e["batches"]) for e in net.history) == self.step:
+            net.module_.backbone.constant = True
+
+
+def test_identical_outputs_at_the_end_of_a_healthy_training_are_no_collapse():
+    # Steps 1-4 healthy, steps 5 and 6 constant: fewer than patience, and not
+    # a training that collapsed from its start.
+    X = np.random.RandomState(0).normal(size=(40, 6)).astype(np.float32)
+    y = np.repeat(np.arange(4), 10)
+    model = short(
+        PrototypicalClassifier,
+        n_way=2,
+        backbone=_ConstantOnCue(6),
+        episodes_per_epoch=6,
+        max_epochs=1,
+        callbacks=[_CueAt(4)],
+    ).fit(X, y)
+    assert model.n_steps_ == 6 and model.module_.backbone.constant
 
 
 def test_identical_outputs_of_identical_inputs_are_no_collapse():
@@ -455,6 +513,21 @@ def test_an_interrupted_adapt_leaves_the_previous_support_whole(digits):
     clf.module_.embed = embed
     assert clf.classes_ is classes
     np.testing.assert_array_equal(clf.predict_proba(digits.X_base[:10]), proba)
+
+
+@every_estimator
+def test_a_sample_gets_the_same_output_alone_as_in_a_batch(estimator, tagged):
+    # Bit for bit: on fewer than 8 rows float32 matrix products take other
+    # kernels, so inference pads a forward pass to 8 rows.
+    X, y = tagged
+    model = clone(estimator).fit(X, y)
+    methods = [m for m in ("transform", "predict_proba") if hasattr(model, m)]
+    for method in methods:
+        batch = getattr(model, method)(X[:20])
+        alone = np.concatenate(
+            [getattr(model, method)(X[i : i + 1]) for i in range(20)]
+        )
+        np.testing.assert_array_equal(alone, batch, err_msg=method)
 
 
 def test_no_prediction_takes_an_argmax_over_nan(digits):

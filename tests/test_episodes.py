@@ -330,7 +330,7 @@ def test_no_group_with_n_way_eligible_classes_is_an_error_naming_the_best():
 
 
 def test_groups_of_another_length_or_mixed_types_are_errors():
-    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+    with pytest.raises(ValueError, match=r"groups has \d+ entries and y has \d+"):
         episodes(LIKES, groups=USERS[:-1], n_way=2, k_shot=1, n_query=1)
     with pytest.raises(ValueError, match="groups must be of one sortable type"):
         mixed = np.array([1, "a"] * 12, dtype=object)

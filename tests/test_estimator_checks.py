@@ -24,13 +24,6 @@ EXPECTED_FAILED_CHECKS = {
             "Matching compare by a fixed distance and pass untrained."
         ),
     },
-    "MAMLClassifier": {
-        "check_methods_subset_invariance": (
-            "float32 rounding: with this seed one embedding coordinate near "
-            "zero (-4.9e-4) differs by 1.9e-7 between a one-row and a many-row "
-            "matrix product, above the check's atol of 1e-7."
-        ),
-    },
 }
 
 

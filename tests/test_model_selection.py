@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
+import sklearn
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import cross_validate
+from sklearn.model_selection import GroupKFold, cross_validate
 from sklearn.neighbors import NearestCentroid
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -210,7 +211,7 @@ def test_with_groups_every_episode_is_drawn_within_one_group(digits):
     ours = PrototypicalClassifier(backbone=torch.nn.Flatten(), max_epochs=0).fit(X, y)
     expected = evaluate_episodes(ours, X, y, **kwargs)
     np.testing.assert_allclose(got.accuracies, expected.accuracies, atol=1e-6)
-    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+    with pytest.raises(ValueError, match=f"groups has {len(y) - 1} entries"):
         evaluate_episodes(ours, X, y, **{**kwargs, "groups": groups[1:]})
 
 
@@ -286,9 +287,49 @@ def test_task_split_gives_each_eligible_group_k_shot_per_class_then_the_rest():
 
 
 def test_task_split_needs_labels_and_groups_of_one_length():
-    with pytest.raises(ValueError, match="needs the labels y and the groups"):
+    with pytest.raises(
+        ValueError, match="the labels y and the groups; got groups=None"
+    ):
         list(TaskSplit().split(None, TASK_Y, None))
-    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+    with pytest.raises(ValueError, match="got y=None and groups=None"):
+        TaskSplit().get_n_splits()
+    with pytest.raises(ValueError, match=f"groups has {len(TASK_Y) - 1} entries"):
         list(TaskSplit().split(None, TASK_Y, TASK_GROUPS[1:]))
     with pytest.raises(ValueError, match="k_shot"):
         TaskSplit(k_shot=0)
+
+
+def test_episodic_scorer_draws_episodes_within_the_routed_groups():
+    # 8 users, each with 4 liked and 4 disliked items: scored through
+    # cross_validate with routing, each fold's score is evaluate_episodes'
+    # with the test fold's groups.
+    rng = np.random.RandomState(0)
+    groups = np.repeat(np.arange(8), 8)
+    y = np.tile(np.repeat([0, 1], 4), 8)
+    X = rng.normal(size=(len(y), 5)).astype(np.float32) + y[:, None]
+    shape = dict(n_way=2, k_shot=1, n_query=3, n_episodes=10, random_state=0)
+    model = PrototypicalClassifier(max_epochs=0, n_way=2, k_shot=1, n_query=1)
+    with sklearn.config_context(enable_metadata_routing=True):
+        result = cross_validate(
+            model.set_fit_request(groups=True),
+            X,
+            y,
+            cv=GroupKFold(n_splits=2),
+            params={"groups": groups},
+            scoring=EpisodicScorer(**shape).set_score_request(groups=True),
+            return_estimator=True,
+            return_indices=True,
+            error_score="raise",
+        )
+    for estimator, test, score in zip(
+        result["estimator"],
+        result["indices"]["test"],
+        result["test_score"],
+        strict=True,
+    ):
+        within = evaluate_episodes(
+            estimator, X[test], y[test], groups=groups[test], **shape
+        )
+        assert score == within.mean
+        across = evaluate_episodes(estimator, X[test], y[test], **shape)
+        assert not np.array_equal(within.accuracies, across.accuracies)

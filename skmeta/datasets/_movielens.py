@@ -40,8 +40,9 @@ def load_movielens(*, like_threshold=4.0):
     -------
     data : sklearn.utils.Bunch
         - ``X``: ndarray of shape (99997, 21), float32: the movie's 20 genre
-          indicators (0 or 1; a movie may have several), then its release
-          year (for instance 1995.0).
+          indicators (0 or 1; a movie may have several; the first,
+          ``"(no genres listed)"``, marks a movie without any), then its
+          release year (for instance 1995.0).
         - ``y``: ndarray of shape (99997,), int64: 1 for a like, 0 otherwise.
         - ``groups``: ndarray of shape (99997,), int64: the user id.
         - ``movies``: ndarray of shape (99997,), int64: the movie id.

@@ -27,7 +27,12 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.data import IterableDataset
 
-from .._base import EpisodicClassifier, _check_finite_output, check_labels
+from .._base import (
+    EpisodicClassifier,
+    _at_least_rows,
+    _check_finite_output,
+    check_labels,
+)
 from .._precision import autocast
 from .._sklearn import StrOptions
 
@@ -400,8 +405,10 @@ class GradientBasedClassifier(EpisodicClassifier):
         module = self.module_
         device = next(module.parameters()).device
         with torch.inference_mode(), autocast(device, self.precision):
-            chunks = torch.from_numpy(X).split(self.batch_size)
-            logits = [module.logits(params, c.to(device)).float() for c in chunks]
+            logits = [
+                module.logits(params, _at_least_rows(c).to(device))[: len(c)].float()
+                for c in torch.from_numpy(X).split(self.batch_size)
+            ]
         return torch.cat(logits)
 
     def _logits(self, X):
