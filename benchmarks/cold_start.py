@@ -43,7 +43,7 @@ import numpy as np
 from _common import machine
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import GroupShuffleSplit
+from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 from sklearn.preprocessing import StandardScaler
 
 from skmeta import MAMLClassifier, PrototypicalClassifier
@@ -67,16 +67,30 @@ def meta_learners(k_shot, seed):
     }
 
 
-def popularity(movies_train, y_train, movies, prior):
-    """Each movie's share of likes among the training ratings, shrunk to the mean."""
-    mean = y_train.mean()
-    ids, index = np.unique(movies_train, return_inverse=True)
-    likes = np.bincount(index, weights=y_train)
-    counts = np.bincount(index)
-    share = (likes + prior * mean) / (counts + prior)
-    known = np.isin(movies, ids)
-    out = np.full(len(movies), mean)
-    out[known] = share[np.searchsorted(ids, movies[known])]
+def popularity(movies, y, groups, train, test, prior, n_folds=5):
+    """Each rating's movie's share of likes, shrunk to the mean by ``prior`` ratings.
+
+    Test rows get the share among all training ratings; training rows get it
+    out of fold, among the training users of the other ``n_folds`` - 1 folds
+    of users, so that no training rating's own label is in its feature (the
+    model would learn to trust it more than it deserves on new users).
+    """
+    out = np.empty(len(y))
+    out[test] = _like_share(movies, y, train, test, prior)
+    for others, fold in GroupKFold(n_folds).split(train, groups=groups[train]):
+        out[train[fold]] = _like_share(movies, y, train[others], train[fold], prior)
+    return out
+
+
+def _like_share(movies, y, among, rows, prior):
+    mean = y[among].mean()
+    ids, index = np.unique(movies[among], return_inverse=True)
+    share = (np.bincount(index, weights=y[among]) + prior * mean) / (
+        np.bincount(index) + prior
+    )
+    known = np.isin(movies[rows], ids)
+    out = np.full(len(rows), mean)
+    out[known] = share[np.searchsorted(ids, movies[rows][known])]
     return out
 
 
@@ -107,7 +121,7 @@ def main(argv=None):
     y, groups = data.y, data.groups
     split = GroupShuffleSplit(n_splits=1, test_size=args.test_size, random_state=0)
     train, test = next(split.split(data.X, y, groups))
-    # A new user's first ratings, then everything else the user rated.
+    # A few of a new user's ratings (random), then everything else rated.
     cold_start = TaskSplit(k_shot=args.k_shot, random_state=args.seed)
     tasks = [
         (test[support], test[query])
@@ -119,7 +133,7 @@ def main(argv=None):
         f"users, {len(np.unique(groups[test]))} new users, of whom {len(tasks)} "
         f"have more than {args.k_shot} likes and dislikes (the cold starts)"
     )
-    rate = popularity(data.movies[train], y[train], data.movies, args.prior)
+    rate = popularity(data.movies, y, groups, train, test, args.prior)
     features = {
         "genres and year": data.X,
         "genres, year and popularity among the training users": np.column_stack(

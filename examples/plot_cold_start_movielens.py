@@ -6,15 +6,15 @@ A new user has rated a handful of movies: which of the others will they like?
 Cold-start recommendation is few-shot learning whose classes are *shared*:
 every user's task has the same two classes, like (at least 4 stars) and
 dislike, but the ratings are the user's own. ``fit(X, y, groups=users)``
-meta-trains on episodes drawn within one user each; ``adapt`` on a new user's
-first ratings personalises the model to that user. MeLU (Lee et al., 2019)
+meta-trains on episodes drawn within one user each; ``adapt`` on a few of a new
+user's ratings personalises the model to that user. MeLU (Lee et al., 2019)
 is MAML on this problem.
 
 The ratings are MovieLens's (100,004 ratings of 9,066 movies by 671 users),
 from the optional extra ``pip install "skmeta[movielens]"``; a movie is
 described by its genres, its year and its share of likes among the training
 users. The plot gives the per-user ROC AUC of the query movies against the
-number of first ratings of each class, for new users only, beside one global
+number of support ratings of each class, for new users only, beside one global
 model trained on every training user's ratings, which cannot personalise.
 ``benchmarks/cold_start.py`` reports the full table (accuracy too, and
 movies without the popularity feature).
@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import GroupShuffleSplit
+from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 from sklearn.preprocessing import StandardScaler
 
 from skmeta import MAMLClassifier
@@ -38,13 +38,27 @@ train, test = next(GroupShuffleSplit(test_size=0.3, random_state=0).split(y, y, 
 # %%
 # Each movie's share of likes among the training users (shrunk towards the
 # overall share by 5 pseudo-ratings) is a feature beside its genres and year.
-movies, index = np.unique(data.movies[train], return_inverse=True)
-share = (np.bincount(index, weights=y[train]) + 5 * y[train].mean()) / (
-    np.bincount(index) + 5
-)
-known = np.isin(data.movies, movies)
-popularity = np.full(len(y), y[train].mean())
-popularity[known] = share[np.searchsorted(movies, data.movies[known])]
+# Training ratings get it from the other training users (5 folds of users),
+# so that no rating's own label leaks into its feature.
+
+
+def like_share(among, rows, prior=5):
+    """Share of likes of the movies of ``rows`` among the ratings ``among``."""
+    movies, index = np.unique(data.movies[among], return_inverse=True)
+    mean = y[among].mean()
+    share = (np.bincount(index, weights=y[among]) + prior * mean) / (
+        np.bincount(index) + prior
+    )
+    known = np.isin(data.movies[rows], movies)
+    out = np.full(len(rows), mean)
+    out[known] = share[np.searchsorted(movies, data.movies[rows][known])]
+    return out
+
+
+popularity = np.empty(len(y))
+popularity[test] = like_share(train, test)
+for others, fold in GroupKFold(n_splits=5).split(train, groups=users[train]):
+    popularity[train[fold]] = like_share(train[others], train[fold])
 X = np.column_stack([data.X, popularity])
 X = StandardScaler().fit(X[train]).transform(X).astype(np.float32)
 
@@ -103,7 +117,7 @@ for name, values in auc.items():
     ax.errorbar(shots, mean, yerr=ci, marker="o", capsize=3, label=name)
 ax.set_xscale("log")
 ax.set_xticks(shots, [str(k) for k in shots])
-ax.set_xlabel("first ratings of each class (likes = dislikes)")
+ax.set_xlabel("support ratings of each class (likes = dislikes)")
 ax.set_ylabel("ROC AUC of the other movies (%)")
 ax.set_title(f"{len(new_users)} new users: mean ± 95% CI over users")
 ax.legend()
