@@ -844,7 +844,11 @@ class _StopOnDivergence(Callback):
     Checked after every step, so the error names the step and the learning
     rates to lower, instead of a model that predicts NaN, or one class for
     everything, without a word. Training has diverged when the loss or a
-    weight is not finite. It has collapsed when the network gives exactly the
+    weight is not finite, or when the loss exceeds ``max_loss`` (no loss of
+    skmeta reaches it while training goes well: cross-entropy starts near
+    log(n_way), the metric losses near their margins or scales; MAML at
+    lr=1e3 reached 4e24, Reptile at inner_lr=1e3 6e12, both finite, with
+    chance accuracy). It has collapsed when the network gives exactly the
     same output for every row of a step whose inputs differ (dead units, as a
     far too large learning rate leaves them), for ``patience`` steps in a row,
     or for every step after the first (two at least; the first step's outputs
@@ -858,11 +862,14 @@ class _StopOnDivergence(Callback):
         The estimator's step-size parameters, for the message.
     patience : int, default=10
         Steps of identical outputs that make a collapse.
+    max_loss : float, default=1e6
+        A training loss above it has exploded.
     """
 
-    def __init__(self, learning_rates, patience=10):
+    def __init__(self, learning_rates, patience=10, max_loss=1e6):
         self.learning_rates = learning_rates
         self.patience = patience
+        self.max_loss = max_loss
 
     def on_train_begin(self, net, **kwargs):
         self.steps_ = self.constant_steps_ = 0
@@ -876,6 +883,11 @@ class _StopOnDivergence(Callback):
         loss = None if loss is None else torch.as_tensor(loss).detach()
         if loss is not None and not loss.isfinite().all():
             what = f"the training loss is {float(loss.sum())}"
+        elif loss is not None and float(loss.abs().max()) > self.max_loss:
+            what = (
+                f"the training loss is {float(loss.abs().max()):.3g}, above "
+                f"{self.max_loss:.0e} (it exploded)"
+            )
         else:
             named = [
                 (n, t)

@@ -417,6 +417,23 @@ def test_divergence_raises_at_its_step_and_leaves_the_estimator_unfitted(
         model.transform(X)
 
 
+@pytest.mark.parametrize(
+    "estimator, rates",
+    [
+        (MAMLClassifier(lr=1e3), r"lr=1000.0, inner_lr=0.4"),
+        (ReptileClassifier(inner_lr=1e3), r"meta_step_size=1.0, inner_lr=1000.0"),
+    ],
+    ids=["MAML", "Reptile"],
+)
+def test_an_exploding_finite_loss_raises(estimator, rates, digits):
+    # Issue 10's probes: finite losses of 4e24 and 6e12, finite weights, and
+    # chance accuracy, without a word.
+    model = clone(estimator).set_params(max_epochs=2, episodes_per_epoch=10)
+    with pytest.raises(ValueError, match=rf"exploded\).*\({rates}\)"):
+        model.fit(digits.X_base, digits.y_base)
+    assert not hasattr(model, "module_")
+
+
 def test_a_collapse_to_one_output_raises_naming_the_learning_rate(digits):
     # lr=1e3 kills every unit of Relation's relation module after one step:
     # finite losses, the same scores for every pair, chance accuracy.
