@@ -881,12 +881,14 @@ class _StopOnDivergence(Callback):
             return
         what = None
         loss = None if loss is None else torch.as_tensor(loss).detach()
-        if loss is not None and not loss.isfinite().all():
+        # One synchronisation: the largest magnitude is NaN or inf if any is.
+        top = None if loss is None else float(loss.abs().max())
+        if top is not None and not math.isfinite(top):
             what = f"the training loss is {float(loss.sum())}"
-        elif loss is not None and float(loss.abs().max()) > self.max_loss:
+        elif top is not None and top > self.max_loss:
             what = (
-                f"the training loss is {float(loss.abs().max()):.3g}, above "
-                f"{self.max_loss:.0e} (it exploded)"
+                f"the training loss is {top:.3g}, above {self.max_loss:.0e} "
+                "(it exploded)"
             )
         else:
             named = [
