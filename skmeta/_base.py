@@ -38,6 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import IterableDataset
 
+from ._batchnorm import RunningStatsWarmup
 from ._docs import EPISODIC, FIT, fill_doc
 from ._params import Param, Parameters, build_estimator_class
 from ._precision import PRECISIONS, autocast, with_precision
@@ -670,6 +671,7 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         callbacks = list(net.pop("callbacks", []))
         rates = {name: getattr(self, name) for name in self._learning_rates}
         callbacks.append(("divergence", _StopOnDivergence(rates)))
+        callbacks.append(("running_stats", RunningStatsWarmup()))
         if validation is not None:
             callbacks.append(("valid", _HeldOutValidation(validation)))
         if self.early_stopping:

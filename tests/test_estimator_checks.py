@@ -7,31 +7,14 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 # lowered (and the seed fixed, so that a run repeats). The checks fit dozens of
 # times on small data with classes of 3 to 5 samples and 2 to 4 classes: the
 # defaults must cope (n_way=None, n_query=None, k_shot=None for Reptile,
-# small_classes="replace" for the embedders).
+# small_classes="replace" for the embedders). No check is expected to fail.
 FEW_SHOT_LENGTH = dict(max_epochs=2, episodes_per_epoch=5, random_state=0)
 ESTIMATORS = [cls(**own_params(cls, FEW_SHOT_LENGTH)) for cls in FEW_SHOT]
 ESTIMATORS += [
     cls(max_epochs=1, batches_per_epoch=3, random_state=0) for cls in EMBEDDERS
 ]
 
-# Expected failures, each with its reason.
-EXPECTED_FAILED_CHECKS = {
-    "RelationClassifier": {
-        "check_classifiers_train": (
-            "The relation module is a network that must learn to compare; 10 "
-            "training episodes (the suite's short training) do not fit the "
-            "check's blobs to its 83% training accuracy. Prototypical and "
-            "Matching compare by a fixed distance and pass untrained."
-        ),
-    },
-}
 
-
-@parametrize_with_checks(
-    ESTIMATORS,
-    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS.get(
-        type(est).__name__, {}
-    ),
-)
+@parametrize_with_checks(ESTIMATORS)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
