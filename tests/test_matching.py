@@ -126,6 +126,46 @@ def test_attention_weights_are_positive_and_sum_to_one(fce):
     )
 
 
+@pytest.mark.parametrize("distance", [None, Manhattan()])
+def test_attention_into_a_buffer_equals_the_softmax(distance):
+    torch.manual_seed(0)
+    net = MatchingNetwork(nn.Identity(), 5, temperature=0.1, distance=distance)
+    z = torch.randn(40, 5)
+    support = net.encode_support(z[:30], torch.arange(30) % 3)
+    buffer = torch.full((10, 30), float("nan"))
+    attention = net.attention(support, z[30:], out=buffer)
+    assert attention.data_ptr() == buffer.data_ptr()
+    torch.testing.assert_close(attention, net.attention(support, z[30:]))
+    torch.testing.assert_close(
+        net.query_logits(support, z[30:], out=buffer),
+        net.query_logits(support, z[30:]),
+    )
+
+
+def test_attention_buffer_is_float32_under_autocast_and_does_not_overflow():
+    # 100,000 equal similarities: their exp sum is 1e5, above float16's 65504.
+    net = MatchingNetwork(nn.Identity(), 4)
+    labels = torch.zeros(100_000, dtype=torch.long)
+    support = net.encode_support(torch.ones(100_000, 4), labels)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        attention = net.attention(
+            support, torch.ones(2, 4), out=torch.empty(2, 100_000)
+        )
+    torch.testing.assert_close(attention, torch.full((2, 100_000), 1e-5))
+
+
+def test_predictions_do_not_depend_on_the_chunks_of_queries(digits):
+    # 2**20 attention entries per chunk at least: 100 support samples give
+    # chunks of batch_size queries; the last, shorter chunk uses the buffer's
+    # first rows.
+    clf = MatchingClassifier(backbone=nn.Identity(), max_epochs=0, batch_size=7)
+    clf.fit(digits.X_base[:100], digits.y_base[:100])
+    Xq = digits.X_novel[:30]
+    whole = clf.set_params(batch_size=64).predict_proba(Xq)
+    chunked = clf.set_params(batch_size=7).predict_proba(Xq)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-6)
+
+
 def test_forward_returns_log_probabilities_of_the_query_rows():
     net = MatchingNetwork(nn.Identity(), 2, temperature=1.0)
     x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1], [0.2, 1.0]])

@@ -172,31 +172,48 @@ class MatchingNetwork(EpisodicNetwork):
             g = F.normalize(g, dim=1)
         return MatchingSupport(g, y_support, n_way)
 
-    def attention(self, support, z_query):
+    def attention(self, support, z_query, out=None):
         """Attention ``a(x̂, x_i)`` of each query over the support set (eq. 2).
 
         ``a(x̂, x_i) = softmax_i(c(f(x̂, S), g(x_i, S)) / temperature)`` with
         ``c`` the cosine similarity, or ``c = -d`` for a distance module
         ``d``. Returns ``(n_query, n_support)``; rows sum to 1.
+
+        ``out``, a float32 tensor of shape ``(n_query, n_support)``, receives
+        the attention, computed in place and in float32 (whatever the
+        autocast precision), without autograd: at inference over a large
+        support set this tensor is most of the memory, and one buffer reused
+        for every chunk of queries allocates it once instead of three times
+        per chunk.
         """
         f = z_query
         if self.query_lstm is not None:
             f = self.query_lstm(z_query, support.g)
         if self.distance is None:
-            similarity = F.normalize(f, dim=1) @ support.g.T
+            f = F.normalize(f, dim=1)
+            if out is None:
+                similarity = f @ support.g.T
+            else:
+                similarity = torch.matmul(f.float(), support.g.float().T, out=out)
         else:
-            similarity = -self.distance(f, support.g)
-        return (similarity / self.temperature).softmax(dim=1)
+            distance = self.distance(f, support.g)
+            similarity = -distance if out is None else torch.neg(distance, out=out)
+        if out is None:
+            return (similarity / self.temperature).softmax(dim=1)
+        out.div_(self.temperature)
+        out.sub_(out.amax(dim=1, keepdim=True)).exp_()
+        return out.div_(out.sum(dim=1, keepdim=True))
 
-    def query_logits(self, support, z_query):
+    def query_logits(self, support, z_query, out=None):
         """Log class probabilities of the queries, ``(n_query, n_way)`` (eq. 1).
 
         ``P(y = k | x̂, S) = Σ_i a(x̂, x_i) [y_i = k]``: the attention mass on
         the support samples of class ``k``. Its log (clamped at the smallest
         positive float, never ``-inf``) is returned, so the softmax of these
         logits is ``P`` itself and their NLL loss is the paper's objective.
+        ``out`` is the attention's buffer (see :meth:`attention`).
         """
-        a = self.attention(support, z_query)
+        a = self.attention(support, z_query, out)
         # Attention mass per class, as segment sums over the support samples.
         p = a.new_zeros(len(a), support.n_way).index_add(1, support.labels, a)
         return p.clamp_min(torch.finfo(p.dtype).tiny).log()
@@ -374,6 +391,15 @@ class MatchingClassifier(EpisodicClassifier):
         n_support, d = support.g.shape
         budget = max(n_support * d // 2, 1 << 20)
         rows = int(np.clip(budget // max(n_support, 1), 1, self.batch_size))
+        # float32 once here, not per chunk (FCE under autocast gives bfloat16).
+        support = support._replace(g=support.g.float())
+        # One attention buffer for every chunk: a new one per chunk can leave
+        # the freed ones on the heap (glibc's dynamic mmap threshold), 2.75
+        # to 17 times the embeddings in identical runs.
+        buffer = torch.empty(min(rows, len(z_query)), n_support, device=device)
         return torch.cat(
-            [self.module_.query_logits(support, chunk) for chunk in z_query.split(rows)]
+            [
+                self.module_.query_logits(support, chunk, out=buffer[: len(chunk)])
+                for chunk in z_query.split(rows)
+            ]
         )
