@@ -3,8 +3,9 @@
 Trains each ``--method`` (``PrototypicalClassifier`` by default;
 ``TransferClassifier``; ``meta-baseline``: the transfer classifier's
 pre-training for half the budget, then Prototypical episodes from its
-backbone, as Chen et al., 2021) with its defaults plus ``rotations=True`` (the paper's
-Omniglot augmentation, which the references use too) on
+backbone, as Chen et al., 2021) with its defaults plus ``rotations=True`` (the
+paper's Omniglot augmentation, which the references use too) and
+``flips=True`` (mirror images as new classes too) on
 ``images_background_small1`` for a wall-clock budget, then meta-tests on the
 alphabets of ``images_background_small2`` that small1 lacks
 (Japanese_(katakana), Sanskrit, Tagalog): 1000 episodes of each setting, 15
@@ -103,6 +104,7 @@ def main(argv=None):
     for method, precision in itertools.product(args.method, args.precision):
         common = dict(
             rotations=True,
+            flips=True,
             max_epochs=10_000,  # the time budget ends training
             precision=precision,
             device=args.device,
@@ -175,7 +177,7 @@ def _reference_budget(data, n_episodes):
 
 def _variants(clf):
     """The fitted model as it is, with its other heads, and transductive."""
-    yield clf, " (defaults + rotations)"
+    yield clf, " (defaults + rotations + flips)"
     if isinstance(clf, TransferClassifier):
         yield copy.copy(clf).set_params(head="logistic"), " head='logistic'"
     yield (

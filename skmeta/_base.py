@@ -43,7 +43,7 @@ from ._docs import EPISODIC, FIT, fill_doc
 from ._params import Param, Parameters, build_estimator_class
 from ._precision import PRECISIONS, autocast, with_precision
 from ._sklearn import Interval, StrOptions, _fit_context
-from .augmentation import RandomAffine, rotations_as_classes
+from .augmentation import RandomAffine, flips_as_classes, rotations_as_classes
 from .backbones import BACKBONES, build_backbone, embedding_size
 from .callbacks import TimeLimit
 from .episodes import EpisodeSampler, check_groups
@@ -311,6 +311,15 @@ IMAGE_PARAMETERS = {
         """Add the 90, 180 and 270-degree rotations of each training class as
         new classes (the Omniglot augmentation of Snell et al.). Images only.""",
     ),
+    "flips": Param(
+        "bool",
+        False,
+        ["boolean"],
+        """Add the mirror image of each training class as a new class (with
+        ``rotations``, every symmetry of the square: 8 classes from each).
+        For characters, whose mirror image is another character; leave it off
+        for natural images. Images only.""",
+    ),
     "augment": Param(
         '{"auto", "affine"}, callable or None',
         "auto",
@@ -569,9 +578,9 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """What every ``fit`` starts with: the data checked, classes held out.
 
         Validates (X, y) and ``groups``, encodes the labels, checks that
-        ``rotations`` (where the estimator has it) gets images, holds out the
-        validation classes, or groups (:meth:`_held_out`), and sets
-        ``device_``.
+        ``rotations`` and ``flips`` (where the estimator has them) get images,
+        holds out the validation classes, or groups (:meth:`_held_out`), and
+        sets ``device_``.
 
         Returns
         -------
@@ -596,11 +605,12 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if groups is not None:
             groups = check_groups(check_labels(groups, "groups"), y)
             groups = LabelEncoder().fit_transform(groups)
-        if getattr(self, "rotations", False) and X.ndim != 4:
-            raise ValueError(
-                "rotations=True needs images X of shape (n_samples, channels, "
-                f"height, width); got X of shape {X.shape}."
-            )
+        for name in ("rotations", "flips"):
+            if getattr(self, name, False) and X.ndim != 4:
+                raise ValueError(
+                    f"{name}=True needs images X of shape (n_samples, channels, "
+                    f"height, width); got X of shape {X.shape}."
+                )
         self.device_ = resolve_device(self.device)
         held_out = self._held_out(y_enc, groups)
         if held_out is None:
@@ -1190,6 +1200,25 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
 
         return score
 
+    def _class_copies(self):
+        """Training classes made of each class of y: by ``flips`` and ``rotations``."""
+        return (2 if self.flips else 1) * (4 if self.rotations else 1)
+
+    def _symmetries_as_classes(self, X, y, n_classes):
+        """Training tensors (X, y) with ``flips`` and ``rotations`` as new classes.
+
+        Returns ``(X, y)`` with ``_class_copies()`` times the samples and
+        classes: class ``c``'s mirror image is ``c + n_classes``, then each
+        of the (flipped) classes ``c'`` rotated ``r`` quarter turns is
+        ``c' + r * n'`` with ``n'`` the classes after flipping.
+        """
+        if self.flips:
+            X, y = flips_as_classes(X, y, n_classes)
+            n_classes *= 2
+        if self.rotations:
+            X, y = rotations_as_classes(X, y, n_classes)
+        return X, y
+
     def _augmentation(self, ndim):
         if self.augment == "auto":
             return RandomAffine() if ndim == 4 else None
@@ -1536,8 +1565,8 @@ class EpisodicClassifier(FewShotClassifier):
             model to that task.""",
         "raises": """, if fewer than ``n_way`` classes (with ``groups``, in
             any group) have ``k_shot + n_query`` samples, if ``groups`` is
-            not 1-D labels of the length of y, if ``rotations=True`` is asked
-            for non-image X""",
+            not 1-D labels of the length of y, if ``rotations=True`` or
+            ``flips=True`` is asked for non-image X""",
     }
 
     def _fit(self, X, y, groups=None):
@@ -1545,10 +1574,10 @@ class EpisodicClassifier(FewShotClassifier):
         X_train, y_train, g_train = train
         n_train_classes = int(y_train.max()) + 1
         counts = _group_class_counts(y_train, g_train)
-        if self.rotations:
-            # Rotations make each class four training classes of the same size.
-            counts = np.tile(counts, (1, 4))
-            g_train = None if g_train is None else np.tile(g_train, 4)
+        # Flips and rotations make each class copies of the same size.
+        copies = self._class_copies()
+        counts = np.tile(counts, (1, copies))
+        g_train = None if g_train is None else np.tile(g_train, copies)
         n_way, k_shot, n_query = self._episode_shape(counts)
         self.n_way_, self.k_shot_, self.n_query_ = n_way, k_shot, n_query
         sampler = EpisodeSampler(
@@ -1564,8 +1593,7 @@ class EpisodicClassifier(FewShotClassifier):
         with seeded(self._seed(), self.device_):
             X_t = torch.from_numpy(X_train).to(self.device_)
             y_t = torch.from_numpy(y_train).to(self.device_)
-            if self.rotations:
-                X_t, y_t = rotations_as_classes(X_t, y_t, n_train_classes)
+            X_t, y_t = self._symmetries_as_classes(X_t, y_t, n_train_classes)
             module = self._build_network().to(self.device_)
             if trains(module, self.max_epochs):
                 sampler._class_index(y_t.cpu().numpy(), g_train)  # too small

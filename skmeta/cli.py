@@ -214,6 +214,14 @@ def build_parser():
         "classes (default: on for omniglot, off for digits; images only)",
     )
     parser.add_argument(
+        "--flips",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add the mirror image of each base class as a new class (with "
+        "--rotations, 8 classes from each; default: on for omniglot, off for "
+        "digits; images only)",
+    )
+    parser.add_argument(
         "--device",
         default="cpu",
         help="torch device: cpu, cuda, cuda:1, ... or auto, cuda when available "
@@ -278,12 +286,16 @@ def _load(args):
 def _make_estimator(args, images):
     """The method's estimator, with the options the command sets."""
     cls = CLASSIFIERS[args.method]
-    rotations = images if args.rotations is None else args.rotations
-    if rotations and not images:
-        raise _UsageError(
-            f"--rotations needs image data; {args.dataset} is tabular "
-            "(use --no-rotations)."
-        )
+    symmetries = {
+        name: images if getattr(args, name) is None else getattr(args, name)
+        for name in ("rotations", "flips")
+    }
+    for name, on in symmetries.items():
+        if on and not images:
+            raise _UsageError(
+                f"--{name} needs image data; {args.dataset} is tabular "
+                f"(use --no-{name})."
+            )
     params = {"device": args.device, "random_state": args.seed}
     params["verbose"] = 0 if args.quiet else 1
     if args.time_limit:
@@ -291,7 +303,7 @@ def _make_estimator(args, images):
     options = {
         "max_epochs": args.max_epochs,
         "episodes_per_epoch": args.episodes_per_epoch,
-        "rotations": rotations,
+        **symmetries,
         "validation_fraction": args.validation_fraction,
         "early_stopping": args.early_stopping,
         "precision": args.precision,
@@ -318,7 +330,7 @@ def _check_save_path(path):
         raise _UsageError(f"--save {path}: cannot write a file there.")
 
 
-def _summary(split, embedded, rotations):
+def _summary(split, embedded, estimator):
     noun = "images" if split.X_base.ndim == 4 else "samples"
 
     def part(y):
@@ -326,14 +338,17 @@ def _summary(split, embedded, rotations):
 
     shape = "x".join(map(str, split.X_base.shape[1:]))
     source = ", embedded in skmeta" if embedded else ""
-    rotated = (
-        f"; with rotations, {4 * len(np.unique(split.y_base))} classes"
-        if rotations
+    params = estimator.get_params()
+    names = [name for name in ("rotations", "flips") if params.get(name)]
+    as_classes = (
+        f"; with {' and '.join(names)}, "
+        f"{estimator._class_copies() * len(np.unique(split.y_base))} classes"
+        if names
         else ""
     )
     return (
         f"dataset: {split.name} (samples of shape {shape}){source}\n"
-        f"  base (meta-train):  {part(split.y_base)}{rotated}\n"
+        f"  base (meta-train):  {part(split.y_base)}{as_classes}\n"
         f"  novel (meta-test):  {part(split.y_novel)}"
     )
 
@@ -418,7 +433,7 @@ def _run(args):
     embedded = args.data_home is None and (
         "data_home" in inspect.signature(loader).parameters
     )
-    print(_summary(split, embedded, estimator.get_params().get("rotations")))
+    print(_summary(split, embedded, estimator))
     limit = f", time limit {args.time_limit:g} s" if args.time_limit else ""
     precision = estimator.get_params()["precision"]
     on = f"{device}" if precision == "float32" else f"{device} in {precision}"

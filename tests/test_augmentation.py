@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from skmeta.augmentation import RandomAffine, rotations_as_classes
+from skmeta.augmentation import RandomAffine, flips_as_classes, rotations_as_classes
 
 IDENTITY = {"degrees": 0.0, "scale": (1.0, 1.0), "shear": 0.0, "translate": 0.0}
 
@@ -90,6 +90,34 @@ def test_non_square_images_are_a_value_error():
     X = random_images(n=2, h=4, w=5)
     with pytest.raises(ValueError, match=r"square images.*4 x 5"):
         rotations_as_classes(X, torch.tensor([0, 1]), n_classes=2)
+
+
+# -- flips_as_classes ----------------------------------------------------------------
+
+
+def test_a_flip_by_hand_is_the_mirror_image_and_a_new_class():
+    X = torch.tensor([[[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]]])
+    X_flip, y_flip = flips_as_classes(X, torch.tensor([1]), n_classes=2)
+    assert torch.equal(X_flip[0], X[0])
+    assert torch.equal(X_flip[1, 0], torch.tensor([[3.0, 2.0, 1.0], [6.0, 5.0, 4.0]]))
+    assert torch.equal(y_flip, torch.tensor([1, 3]))
+
+
+def test_flips_then_rotations_give_the_eight_symmetries_of_the_square_as_classes():
+    # An image with no symmetry: its 8 images under the dihedral group differ.
+    X = torch.arange(9.0).reshape(1, 1, 3, 3)
+    X8, y8 = rotations_as_classes(*flips_as_classes(X, torch.tensor([0]), 1), 2)
+    assert y8.tolist() == list(range(8))
+    assert len({tuple(x.flatten().tolist()) for x in X8}) == 8
+    # a flip is its own inverse; rotating a flipped image is not a rotation
+    assert torch.equal(X8[1].flip(-1), X[0])
+    for r in range(4):
+        assert not torch.equal(X8[2 * r + 1], torch.rot90(X[0], r, dims=(1, 2)))
+
+
+def test_flips_need_images():
+    with pytest.raises(ValueError, match=r"flips=True needs images.*\(4, 6\)"):
+        flips_as_classes(torch.zeros(4, 6), torch.zeros(4, dtype=torch.int64), 1)
 
 
 # -- RandomAffine --------------------------------------------------------------------

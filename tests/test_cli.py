@@ -62,7 +62,10 @@ def test_default_run_is_omniglot_minimal_embedded(capsys):
     assert main(["--k-shot", "1", *TINY]) == 0
     out = capsys.readouterr().out
     assert "dataset: omniglot_minimal (samples of shape 1x28x28), embedded" in out
-    assert "base (meta-train):  136 classes, 2720 images; with rotations, 544" in out
+    assert (
+        "base (meta-train):  136 classes, 2720 images; with rotations and flips, "
+        "1088 classes" in out
+    )
     assert "novel (meta-test):  106 classes, 2120 images" in out
     assert "meta-training prototypical on cpu, time limit 80 s" in out
     assert re.search(r"meta-training: \d+\.\d s, 5 episodes in 1 epoch; all 1", out)
@@ -208,9 +211,10 @@ def test_data_home_with_digits_exits_2(tmp_path, capsys):
     assert "--data-home does not apply to digits" in capsys.readouterr().err
 
 
-def test_rotations_on_tabular_digits_exits_2(capsys):
-    assert main([*DIGITS, "--rotations"]) == 2
-    assert "--rotations needs image data" in capsys.readouterr().err
+@pytest.mark.parametrize("option", ["--rotations", "--flips"])
+def test_rotations_or_flips_on_tabular_digits_exit_2(capsys, option):
+    assert main([*DIGITS, option]) == 2
+    assert f"{option} needs image data" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(

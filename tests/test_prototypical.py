@@ -171,6 +171,27 @@ def test_images_get_conv4_and_rotations_make_four_times_the_classes(tiny_images)
     np.testing.assert_array_equal(clf.classes_, np.arange(4))
 
 
+def test_flips_and_rotations_make_eight_times_the_classes(tiny_images):
+    X, y = tiny_images
+    classes = []
+
+    class RecordClasses(Callback):
+        def on_batch_begin(self, net, batch=None, **kwargs):
+            classes.append(int(batch[0]["y"].max()) + 1)
+
+    clf = PrototypicalClassifier(
+        n_query=1,
+        rotations=True,
+        flips=True,
+        max_epochs=1,
+        episodes_per_epoch=2,
+        callbacks=[RecordClasses()],
+        random_state=0,
+    ).fit(X, y)
+    assert classes == [32, 32]  # n_way = all 4 x 2 x 4 training classes
+    np.testing.assert_array_equal(clf.classes_, np.arange(4))
+
+
 def test_pickle_and_joblib_round_trips_keep_predictions(fitted, digits, tmp_path):
     expected = fitted.predict_proba(digits.X_novel)
     restored = pickle.loads(pickle.dumps(fitted))
@@ -315,9 +336,10 @@ def test_unknown_backbone(digits):
         PrototypicalClassifier(backbone="resnet").fit(digits.X_base, digits.y_base)
 
 
-def test_rotations_need_images(digits):
-    with pytest.raises(ValueError, match="rotations=True needs images"):
-        PrototypicalClassifier(rotations=True, **FAST).fit(digits.X_base, digits.y_base)
+@pytest.mark.parametrize("name", ["rotations", "flips"])
+def test_rotations_and_flips_need_images(digits, name):
+    with pytest.raises(ValueError, match=f"{name}=True needs images"):
+        PrototypicalClassifier(**{name: True}, **FAST).fit(digits.X_base, digits.y_base)
 
 
 def test_affine_augmentation_needs_images(digits):

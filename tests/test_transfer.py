@@ -23,10 +23,20 @@ def test_pre_training_is_cross_entropy_over_every_base_class(digits):
     assert logits.shape == (3, 5)
 
 
-def test_rotations_give_four_base_classes_per_class(tiny_images):
+@pytest.mark.parametrize(
+    "symmetries, n_base_classes",
+    [
+        ({"rotations": True}, 16),
+        ({"flips": True}, 8),
+        ({"rotations": True, "flips": True}, 32),
+    ],
+)
+def test_rotations_and_flips_multiply_the_base_classes(
+    tiny_images, symmetries, n_base_classes
+):
     X, y = tiny_images
-    clf = TransferClassifier(rotations=True, max_epochs=1, random_state=0).fit(X, y)
-    assert clf.n_base_classes_ == 16 and clf.prototypes_.shape == (4, 64)
+    clf = TransferClassifier(**symmetries, max_epochs=1, random_state=0).fit(X, y)
+    assert clf.n_base_classes_ == n_base_classes and clf.prototypes_.shape == (4, 64)
 
 
 def test_cosine_classifier_is_scaled_cosine_similarity():

@@ -31,7 +31,6 @@ from .._base import (
 from .._docs import EPISODIC
 from .._params import Param, Parameters
 from .._sklearn import Interval, StrOptions
-from ..augmentation import rotations_as_classes
 from ..distances import SquaredEuclidean
 from ..episodes import EpisodeSampler
 from .prototypical import (
@@ -159,7 +158,7 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
         Mean feature of the base classes (``normalization="centered-l2"``).
     n_base_classes_ : int
         Outputs of the base classifier: the training classes (four times as
-        many with ``rotations``).
+        many with ``rotations``, twice with ``flips``).
     module_ : TransferNetwork
         The pre-trained network, on ``device_``.
     history_ : skorch.History
@@ -266,7 +265,8 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
         "summary": """Pre-train on all the base classes of (X, y), which become the
         support set.""",
         "y": "; a class may have one sample",
-        "raises": """, if ``rotations=True`` is asked for non-image X, if
+        "raises": """, if ``rotations=True`` or ``flips=True`` is asked for
+            non-image X, if
             ``transductive_steps`` is set with ``head="logistic"``""",
     }
 
@@ -283,8 +283,7 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
         with seeded(self._seed(), self.device_):
             X_t = torch.from_numpy(X_train).to(self.device_)
             y_t = torch.from_numpy(y_train).to(self.device_)
-            if self.rotations:
-                X_t, y_t = rotations_as_classes(X_t, y_t, int(y_train.max()) + 1)
+            X_t, y_t = self._symmetries_as_classes(X_t, y_t, int(y_train.max()) + 1)
             self.n_base_classes_ = int(y_t.max()) + 1
             module = self._build_network().to(self.device_)
             if trains(module, self.max_epochs):
