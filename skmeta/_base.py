@@ -43,7 +43,12 @@ from ._docs import EPISODIC, FIT, fill_doc
 from ._params import Param, Parameters, build_estimator_class
 from ._precision import PRECISIONS, autocast, with_precision
 from ._sklearn import Interval, StrOptions, _fit_context
-from .augmentation import RandomAffine, flips_as_classes, rotations_as_classes
+from .augmentation import (
+    AffineViews,
+    RandomAffine,
+    flips_as_classes,
+    rotations_as_classes,
+)
 from .backbones import BACKBONES, build_backbone, embedding_size
 from .callbacks import TimeLimit
 from .episodes import EpisodeSampler, check_groups
@@ -332,6 +337,26 @@ IMAGE_PARAMETERS = {
 }
 
 
+#: ``test_time_views`` of the classifiers that compare embeddings by distance.
+TEST_TIME_VIEWS = Param(
+    "int",
+    1,
+    [Interval(Integral, 1, None, closed="left")],
+    """Test-time augmentation, images only: above 1, each embedding the
+    classifier compares or returns (in ``adapt``, prediction, ``transform``
+    and evaluation, never in training) is the mean over this many views of
+    the sample, the sample itself and fixed affine distortions of it
+    (:class:`skmeta.augmentation.AffineViews`), for support and queries
+    alike; a prediction still depends on its own sample alone. Each view is a
+    forward pass, so prediction takes that many times as long. It needs no
+    refit: set it on a fitted model and compare with ``evaluate_episodes`` on
+    held-out classes, since it can help or hurt (on Omniglot minimal, 16
+    views gained 2 to 3 points of 20-way 1-shot accuracy for models
+    meta-trained on 60- or 120-way episodes, and lost 0.8 for ones
+    meta-trained on 180-way episodes).""",
+)
+
+
 def resolve_device(device):
     """Return the torch device for an estimator's ``device`` parameter.
 
@@ -578,9 +603,9 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """What every ``fit`` starts with: the data checked, classes held out.
 
         Validates (X, y) and ``groups``, encodes the labels, checks that
-        ``rotations`` and ``flips`` (where the estimator has them) get images,
-        holds out the validation classes, or groups (:meth:`_held_out`), and
-        sets ``device_``.
+        ``rotations``, ``flips`` and ``test_time_views`` (where the estimator
+        has them) get images, holds out the validation classes, or groups
+        (:meth:`_held_out`), and sets ``device_``.
 
         Returns
         -------
@@ -611,6 +636,12 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                     f"{name}=True needs images X of shape (n_samples, channels, "
                     f"height, width); got X of shape {X.shape}."
                 )
+        views = getattr(self, "test_time_views", 1)
+        if views > 1 and X.ndim != 4:
+            raise ValueError(
+                f"test_time_views={views} distorts images; X holds samples of "
+                f"shape {X.shape[1:]}. Use test_time_views=1 for tabular data."
+            )
         self.device_ = resolve_device(self.device)
         held_out = self._held_out(y_enc, groups)
         if held_out is None:
@@ -728,6 +759,7 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         module = self.module_
         device = next(module.parameters(), torch.empty(0, device=self.device_)).device
+        embed = self._embedding_function(module)
         with (
             eval_mode(module),
             torch.inference_mode(),
@@ -736,15 +768,19 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             # Into one preallocated tensor: memory of one copy of the output.
             z, start = None, 0
             for chunk in torch.from_numpy(X).split(self.batch_size):
-                out = module.embed(_at_least_rows(chunk).to(device))
+                out = embed(_at_least_rows(chunk).to(device))
                 out = out[: len(chunk)].float()
                 if z is None:
                     z = out.new_empty((len(X), *out.shape[1:]))
                 z[start : start + len(out)] = out
                 start += len(out)
             if z is None:  # no sample: the module still gives the output shape
-                z = module.embed(torch.from_numpy(X).to(device)).float()
+                z = embed(torch.from_numpy(X).to(device)).float()
         return _check_finite_output(z, self, "embeddings")
+
+    def _embedding_function(self, module):
+        """What maps a batch on the device to its embeddings: ``module.embed``."""
+        return module.embed
 
     def transform(self, X):
         """Embed X with the trained backbone.
@@ -1199,6 +1235,18 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
             return float(losses.mean()), float(accuracies.mean())
 
         return score
+
+    def _embedding_function(self, module):
+        """``module.embed``, averaged over ``test_time_views`` if there are several."""
+        n_views = getattr(self, "test_time_views", 1)
+        if n_views == 1:
+            return module.embed
+        views = AffineViews(n_views)
+
+        def mean_over_views(x):
+            return sum(module.embed(view).float() for view in views(x)) / len(views)
+
+        return mean_over_views
 
     def _class_copies(self):
         """Training classes made of each class of y: by ``flips`` and ``rotations``."""

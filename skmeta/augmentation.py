@@ -12,6 +12,9 @@ refinements:
 - :class:`RandomAffine`: a small random rotation, scale, shear and shift of
   every image of an episode, drawn anew for every image, applied on the
   device the episode lives on.
+- :class:`AffineViews`: test-time augmentation, a fixed set of such
+  distortions applied to every image at prediction, whose embeddings are
+  averaged.
 """
 
 import math
@@ -20,7 +23,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["RandomAffine", "flips_as_classes", "rotations_as_classes"]
+__all__ = [
+    "AffineViews",
+    "RandomAffine",
+    "flips_as_classes",
+    "rotations_as_classes",
+    "warp",
+]
 
 
 def rotations_as_classes(X, y, n_classes):
@@ -136,18 +145,35 @@ class RandomAffine(nn.Module):
         self.shear = shear
         self.translate = translate
 
-    def forward(self, x):
-        n = x.shape[0]
+    def draw(self, n, *, device=None, generator=None):
+        """Affine matrices of ``n`` random distortions.
+
+        Parameters
+        ----------
+        n : int
+            How many distortions.
+        device : torch.device or None, default=None
+            Where the matrices are made.
+        generator : torch.Generator or None, default=None
+            Source of the draws; torch's global generator by default.
+
+        Returns
+        -------
+        torch.Tensor of shape (n, 2, 3), dtype float32
+            Rotation @ shear @ zoom, and the shift, in the normalised
+            ``[-1, 1]`` coordinates of :func:`torch.nn.functional.affine_grid`
+            (which maps output to input positions: zooming in, zoom > 1,
+            samples a smaller input window); see :func:`warp`.
+        """
 
         def uniform(low, high):
-            return torch.empty(n, device=x.device).uniform_(low, high)
+            return torch.empty(n, device=device).uniform_(
+                low, high, generator=generator
+            )
 
         angle = uniform(-self.degrees, self.degrees) * (math.pi / 180)
         shear = uniform(-self.shear, self.shear) * (math.pi / 180)
         zoom = uniform(*self.scale)
-        # Rotation @ shear (along x) @ isotropic zoom, in the normalised [-1, 1]
-        # coordinates of affine_grid, which maps output to input positions:
-        # zooming in (zoom > 1) samples a smaller input window.
         cos, sin, tan = angle.cos(), angle.sin(), shear.tan()
         theta = torch.stack(
             [
@@ -161,11 +187,99 @@ class RandomAffine(nn.Module):
             1,
         )
         theta[:, :, :2] /= zoom[:, None, None]
-        grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
+        return theta
+
+    def forward(self, x):
+        return warp(x, self.draw(x.shape[0], device=x.device))
 
     def extra_repr(self):
         return (
             f"degrees={self.degrees}, scale={self.scale}, shear={self.shear}, "
             f"translate={self.translate}"
         )
+
+
+def warp(x, theta):
+    """Images warped by affine matrices, with zeros from outside the image.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (batch, channels, height, width)
+        Float images.
+    theta : torch.Tensor of shape (batch, 2, 3) or (2, 3)
+        One matrix per image, or one for all, as :meth:`RandomAffine.draw`
+        gives them.
+
+    Returns
+    -------
+    torch.Tensor of the shape and dtype of ``x``
+    """
+    theta = theta.to(x.device, x.dtype).expand(x.shape[0], 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
+
+
+class AffineViews:
+    """A fixed set of views of every image: itself and affine distortions of it.
+
+    Test-time augmentation (TTA): a few-shot classifier averages the
+    embeddings of an image's views, for support and query images alike, so
+    that the comparison no longer hangs on one drawing's exact position, size
+    and slant. The first view is the image itself; the other ``n_views - 1``
+    are distortions drawn once from ``distortion``'s ranges by a generator
+    seeded with ``seed``, and every image gets the same ones, so outputs are
+    deterministic and a sample's views never depend on its batch.
+
+    Whether it helps depends on the model, so measure it on held-out
+    classes. On Omniglot minimal, after 2600 episodes of meta-training with
+    flips, 16 views raised the 20-way 1-shot accuracy of a Prototypical
+    Network on novel alphabets from 88.7 to 90.9 % (120-way training
+    episodes) but lowered it from 90.4 to 89.6 % (180-way);
+    averaging views of the support set alone lowered it for every model (the
+    mean embedding of distorted views is not where an undistorted query
+    lands).
+
+    Parameters
+    ----------
+    n_views : int
+        Views of each image, the image itself included; 1 is the image alone.
+    distortion : RandomAffine or None, default=None
+        The ranges the distortions are drawn from; ``None`` is
+        ``RandomAffine()``, the training augmentation of the episodic
+        classifiers.
+    seed : int, default=0
+        Seeds the draws.
+
+    Raises
+    ------
+    ValueError
+        If ``n_views`` is less than 1.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmeta.augmentation import AffineViews
+    >>> views = AffineViews(4)
+    >>> x = torch.rand(2, 1, 28, 28)
+    >>> [tuple(view.shape) for view in views(x)]
+    [(2, 1, 28, 28), (2, 1, 28, 28), (2, 1, 28, 28), (2, 1, 28, 28)]
+    >>> torch.equal(next(iter(views(x))), x)
+    True
+    """
+
+    def __init__(self, n_views, distortion=None, seed=0):
+        if n_views < 1:
+            raise ValueError(f"n_views must be at least 1; got n_views={n_views}.")
+        self.n_views = n_views
+        distortion = RandomAffine() if distortion is None else distortion
+        generator = torch.Generator().manual_seed(seed)
+        self.thetas = distortion.draw(n_views - 1, generator=generator)
+
+    def __len__(self):
+        return self.n_views
+
+    def __call__(self, x):
+        """Yield the ``n_views`` views of the images ``x``, ``x`` itself first."""
+        yield x
+        for theta in self.thetas:
+            yield warp(x, theta)

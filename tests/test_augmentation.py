@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from skmeta.augmentation import RandomAffine, flips_as_classes, rotations_as_classes
+from skmeta.augmentation import (
+    AffineViews,
+    RandomAffine,
+    flips_as_classes,
+    rotations_as_classes,
+    warp,
+)
 
 IDENTITY = {"degrees": 0.0, "scale": (1.0, 1.0), "shear": 0.0, "translate": 0.0}
 
@@ -265,3 +271,72 @@ def test_affine_is_differentiable_through_its_input():
     RandomAffine()(x).sum().backward()
     assert x.grad is not None
     assert torch.isfinite(x.grad).all()
+
+
+# -- draw, warp and AffineViews ------------------------------------------------------
+
+
+def test_draw_with_a_seeded_generator_is_reproducible_and_leaves_the_global_one():
+    affine = RandomAffine()
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    first = affine.draw(5, generator=torch.Generator().manual_seed(3))
+    again = affine.draw(5, generator=torch.Generator().manual_seed(3))
+    assert first.shape == (5, 2, 3) and first.dtype == torch.float32
+    assert torch.equal(first, again)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_warp_by_one_matrix_or_by_the_same_matrix_per_image_is_the_same():
+    X = random_images(n=4, h=10, w=10)
+    theta = RandomAffine().draw(1, generator=torch.Generator().manual_seed(0))[0]
+    torch.testing.assert_close(warp(X, theta), warp(X, theta.expand(4, 2, 3)))
+
+
+def test_a_random_affine_is_a_warp_by_the_matrices_it_draws():
+    X = random_images(n=4, h=10, w=10)
+    affine = RandomAffine()
+    torch.manual_seed(1)
+    theta = affine.draw(4)
+    torch.manual_seed(1)
+    torch.testing.assert_close(affine(X), warp(X, theta))
+
+
+def test_the_first_view_is_the_image_and_the_others_fixed_distortions_of_it():
+    X = strokes(n=3)
+    views = AffineViews(5)
+    first, *others = list(views(X))
+    assert len(views) == 5 and len(others) == 4
+    assert first is X
+    for view, theta in zip(others, views.thetas, strict=True):
+        assert not torch.equal(view, X)
+        torch.testing.assert_close(view, warp(X, theta))
+    # The same seed gives the same views; each image gets the same ones.
+    again = list(AffineViews(5)(X))
+    for view, other in zip(others, again[1:], strict=True):
+        assert torch.equal(view, other)
+    assert torch.equal(others[0][0], others[0][2])
+
+
+def test_a_samples_views_do_not_depend_on_its_batch():
+    X = random_images(n=6, h=12, w=12)
+    views = AffineViews(3, seed=7)
+    batch = list(views(X))
+    for i in range(6):
+        for alone, in_batch in zip(views(X[i : i + 1]), batch, strict=True):
+            torch.testing.assert_close(alone[0], in_batch[i], rtol=0, atol=0)
+
+
+def test_views_follow_the_ranges_of_their_distortion():
+    X = strokes(n=1)
+    still = RandomAffine(**IDENTITY)
+    for view in AffineViews(4, distortion=still)(X):
+        torch.testing.assert_close(view, X)
+
+
+@pytest.mark.parametrize("n_views", [0, -2])
+def test_fewer_than_one_view_is_a_value_error(n_views):
+    with pytest.raises(
+        ValueError, match=f"n_views must be at least 1; got n_views={n_views}"
+    ):
+        AffineViews(n_views)

@@ -16,6 +16,7 @@ from skorch.callbacks import Callback
 from torch import nn
 
 from skmeta import EpisodeSampler, PrototypicalClassifier
+from skmeta.augmentation import AffineViews
 from skmeta.backbones import MLP, Conv4
 from skmeta.distances import SquaredEuclidean
 from skmeta.fewshot.prototypical import PrototypicalNetwork, soft_kmeans
@@ -190,6 +191,30 @@ def test_flips_and_rotations_make_eight_times_the_classes(tiny_images):
     ).fit(X, y)
     assert classes == [32, 32]  # n_way = all 4 x 2 x 4 training classes
     np.testing.assert_array_equal(clf.classes_, np.arange(4))
+
+
+def test_test_time_views_average_the_embeddings_of_fixed_affine_views(tiny_images):
+    X, y = tiny_images
+    clf = PrototypicalClassifier(**FAST).fit(X, y)  # one view by default
+    each = [clf.transform(view.numpy()) for view in AffineViews(4)(torch.from_numpy(X))]
+    clf.set_params(test_time_views=4)
+    np.testing.assert_allclose(clf.transform(X), np.mean(each, 0), rtol=1e-5, atol=1e-6)
+    # Support and queries alike: prototypes and scores come from those means.
+    clf.adapt(X[::2], y[::2])
+    Z = clf.transform(X[1::2])
+    means = np.stack([clf.transform(X[::2])[y[::2] == c].mean(0) for c in range(4)])
+    np.testing.assert_allclose(clf.prototypes_, means, rtol=1e-5, atol=1e-5)
+    d2 = ((Z[:, None] - means[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(
+        clf.decision_function(X[1::2]), -d2, rtol=1e-4, atol=1e-3
+    )
+
+
+def test_test_time_views_on_tabular_data_are_a_value_error(digits):
+    with pytest.raises(ValueError, match=r"test_time_views=4 distorts images.*\(64,\)"):
+        PrototypicalClassifier(test_time_views=4, **FAST).fit(
+            digits.X_base, digits.y_base
+        )
 
 
 def test_pickle_and_joblib_round_trips_keep_predictions(fitted, digits, tmp_path):

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .._base import (
+    TEST_TIME_VIEWS,
     EpisodicClassifier,
     EpisodicNetwork,
     episodic_parameters,
@@ -260,6 +261,7 @@ class PrototypicalClassifier(PrototypeHead, EpisodicClassifier):
             ),
             "normalization": NORMALIZATION,
             "transductive_steps": TRANSDUCTIVE_STEPS,
+            "test_time_views": TEST_TIME_VIEWS,
         }
     )
 
