@@ -1684,8 +1684,14 @@ class EpisodicClassifier(FewShotClassifier):
             k_shot = max(1, min(self.default_k_shot, smallest - q_min))
         n_query = self.n_query
         if n_query is None:
-            n_query = max(1, min(self.default_n_query, smallest - k_shot))
+            n_query = max(
+                1, min(self._default_n_query(n_way, k_shot), smallest - k_shot)
+            )
         return n_way, k_shot, n_query
+
+    def _default_n_query(self, n_way, k_shot):
+        """Queries per class of ``n_query=None`` where the classes allow them."""
+        return self.default_n_query
 
     def _n_way(self, n_classes):
         if self.n_way is None:

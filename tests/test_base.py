@@ -90,7 +90,7 @@ def test_valid_acc_is_evaluate_episodes_on_the_held_out_classes(tagged):
         y[held_out],
         n_way=3,
         k_shot=1,
-        n_query=5,  # n_query=None: 5, as the classes of 12 samples allow
+        n_query=11,  # n_query=None: as many as the classes of 12 samples allow
         n_episodes=clf.n_validation_episodes,
         random_state=clf._seed(),
     )

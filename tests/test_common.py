@@ -257,9 +257,11 @@ def test_the_shape_of_the_training_episodes_is_recorded(fitted, digits):
     if isinstance(fitted, TransferClassifier):
         pytest.skip("TransferClassifier trains on mini-batches, not episodes")
     # Digits' 5 base classes of about 180 samples: None resolves to all 5
-    # classes, the default shots (5 for Reptile, 1 for the others) and queries.
+    # classes, the default shots (5 for Reptile, 1 for the others) and queries
+    # (5, or for Prototypical as many as make episodes of 480 samples).
     k_shot = 5 if isinstance(fitted, ReptileClassifier) else 1
-    assert (fitted.n_way_, fitted.k_shot_, fitted.n_query_) == (5, k_shot, 5)
+    n_query = 480 // 5 - 1 if isinstance(fitted, PrototypicalClassifier) else 5
+    assert (fitted.n_way_, fitted.k_shot_, fitted.n_query_) == (5, k_shot, n_query)
     narrow = clone(fitted).set_params(n_way=3, n_query=2, max_epochs=0)
     narrow.fit(digits.X_base, digits.y_base)
     assert (narrow.n_way_, narrow.n_query_) == (3, 2)
