@@ -60,7 +60,7 @@ features_base = own.transform(data.X_base)
 features_novel = own.transform(data.X_novel)
 on_features = PrototypicalClassifier(backbone=nn.Identity(), max_epochs=0)
 on_features.fit(features_base, data.y_base)
-pixels = PrototypicalClassifier(backbone=nn.Flatten(), max_epochs=0)
+pixels = PrototypicalClassifier(backbone=nn.Flatten(), max_epochs=0, test_time_views=1)
 pixels.fit(data.X_base, data.y_base)
 
 results = {

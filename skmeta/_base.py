@@ -339,22 +339,28 @@ IMAGE_PARAMETERS = {
 
 #: ``test_time_views`` of the classifiers that compare embeddings by distance.
 TEST_TIME_VIEWS = Param(
-    "int",
-    1,
-    [Interval(Integral, 1, None, closed="left")],
+    'int or "auto"',
+    "auto",
+    [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
     """Test-time augmentation, images only: above 1, each embedding the
     classifier compares or returns (in ``adapt``, prediction, ``transform``
     and evaluation, never in training) is the mean over this many views of
     the sample, the sample itself and fixed affine distortions of it
     (:class:`skmeta.augmentation.AffineViews`), for support and queries
     alike; a prediction still depends on its own sample alone. Each view is a
-    forward pass, so prediction takes that many times as long. It needs no
-    refit: set it on a fitted model and compare with ``evaluate_episodes`` on
-    held-out classes, since it can help or hurt (on Omniglot minimal, 16
-    views gained 2 to 3 points of 20-way 1-shot accuracy for models
-    meta-trained on 60- or 120-way episodes, and lost 0.8 for ones
-    meta-trained on 180-way episodes).""",
+    forward pass, so prediction takes that many times as long. ``"auto"`` is
+    16 for images meta-trained with the affine augmentation (``augment`` of
+    ``"auto"`` or ``"affine"``), whose ranges the views are drawn from, and
+    1 otherwise. On Omniglot minimal, 16 views raised the 20-way 1-shot
+    accuracy on novel alphabets of the default model from 88.4 to 90.9 %,
+    and of three models meta-trained on 120-, 360- and 480-way episodes by
+    2.2 to 2.8 points; one meta-trained on 180-way episodes lost 0.8. It
+    needs no refit: set it on a fitted model and compare with
+    ``evaluate_episodes`` on held-out classes.""",
 )
+
+#: The views of ``test_time_views="auto"`` for images.
+AUTO_TEST_TIME_VIEWS = 16
 
 
 def resolve_device(device):
@@ -637,7 +643,7 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                     f"height, width); got X of shape {X.shape}."
                 )
         views = getattr(self, "test_time_views", 1)
-        if views > 1 and X.ndim != 4:
+        if views != "auto" and views > 1 and X.ndim != 4:
             raise ValueError(
                 f"test_time_views={views} distorts images; X holds samples of "
                 f"shape {X.shape[1:]}. Use test_time_views=1 for tabular data."
@@ -1238,7 +1244,7 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
 
     def _embedding_function(self, module):
         """``module.embed``, averaged over ``test_time_views`` if there are several."""
-        n_views = getattr(self, "test_time_views", 1)
+        n_views = self._n_test_time_views()
         if n_views == 1:
             return module.embed
         views = AffineViews(n_views)
@@ -1247,6 +1253,14 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
             return sum(module.embed(view).float() for view in views(x)) / len(views)
 
         return mean_over_views
+
+    def _n_test_time_views(self):
+        """``test_time_views`` as a number, ``"auto"`` resolved for the fitted input."""
+        views = getattr(self, "test_time_views", 1)
+        if views != "auto":
+            return views
+        affine = self.augment in ("auto", "affine")
+        return AUTO_TEST_TIME_VIEWS if affine and len(self.input_shape_) == 3 else 1
 
     def _class_copies(self):
         """Training classes made of each class of y: by ``flips`` and ``rotations``."""

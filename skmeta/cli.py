@@ -193,6 +193,16 @@ def build_parser():
         "k-means (prototypical and transfer only)",
     )
     parser.add_argument(
+        "--test-time-views",
+        type=_int_at_least(1),
+        default=None,
+        metavar="V",
+        help="embed each image as the mean over V views of it, itself and "
+        "fixed affine distortions (test-time augmentation; V times the "
+        "forward passes); 1 turns it off (default: the method's own, 16 for "
+        "prototypical on images; prototypical only)",
+    )
+    parser.add_argument(
         "--max-epochs",
         type=_int_at_least(0),
         default=None,
@@ -307,6 +317,7 @@ def _make_estimator(args, images):
         "validation_fraction": args.validation_fraction,
         "early_stopping": args.early_stopping,
         "precision": args.precision,
+        "test_time_views": args.test_time_views,
     }
     known = cls().get_params(deep=False)
     for name, value in options.items():
@@ -458,7 +469,7 @@ def _run(args):
     # The same episodes on the raw input, with no learning: prototypes are
     # class means of the pixels or features (sklearn's NearestCentroid); and
     # the method with the backbone it starts from, before meta-training.
-    raw = PrototypicalClassifier(backbone=nn.Flatten(), max_epochs=0)
+    raw = PrototypicalClassifier(backbone=nn.Flatten(), max_epochs=0, test_time_views=1)
     untrained = clone(estimator).set_params(max_epochs=0, callbacks=None, verbose=0)
     models = {
         "raw input": raw.fit(split.X_base, split.y_base),
@@ -481,6 +492,13 @@ def _run(args):
         "raw input: nearest class mean of the raw input, no learning; "
         f"untrained: {args.method} with its backbone before meta-training"
     )
+    views = getattr(estimator, "_n_test_time_views", lambda: 1)()
+    if views > 1:
+        print(
+            f"{args.method} and untrained embed each image as the mean over "
+            f"{views} views of it (test-time augmentation; --test-time-views 1 "
+            "turns it off)"
+        )
     if args.transductive:
         refining = clone(estimator).set_params(transductive_steps=args.transductive)
         vars(refining).update(

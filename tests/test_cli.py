@@ -59,7 +59,8 @@ def _table(out):
 
 
 def test_default_run_is_omniglot_minimal_embedded(capsys):
-    assert main(["--k-shot", "1", *TINY]) == 0
+    # Two test-time views, not the default 16: the same code, an eighth the time.
+    assert main(["--k-shot", "1", "--test-time-views", "2", *TINY]) == 0
     out = capsys.readouterr().out
     assert "dataset: omniglot_minimal (samples of shape 1x28x28), embedded" in out
     assert (
@@ -73,6 +74,10 @@ def test_default_run_is_omniglot_minimal_embedded(capsys):
     assert list(table) == [(5, 1), (20, 1)]
     for row in table.values():
         assert list(row) == MODELS
+    assert (
+        "prototypical and untrained embed each image as the mean over 2 views of it"
+        in out
+    )
 
 
 def test_digits_table_holds_the_same_episodes_for_each_model(capsys):
@@ -243,11 +248,13 @@ def test_omniglot_from_the_local_archives(capsys):
     home = _data_home()
     if not (home / "omniglot" / "images_background_small1.zip").exists():
         pytest.skip(f"Omniglot minimal sets not found under {home} (set SKMETA_DATA)")
-    assert main(["--data-home", str(home), "--k-shot", "1", *TINY]) == 0
+    argv = ["--data-home", str(home), "--k-shot", "1", "--test-time-views", "1"]
+    assert main([*argv, *TINY]) == 0
     out = capsys.readouterr().out
     assert "dataset: omniglot_minimal (samples of shape 1x28x28)\n" in out
     assert "novel (meta-test):  106 classes, 2120 images" in out
     assert list(_table(out)) == [(5, 1), (20, 1)]
+    assert "test-time augmentation" not in out
 
 
 def test_python_dash_m_skmeta_help():
@@ -284,6 +291,12 @@ def test_transductive_rows_are_a_separate_table_of_the_fitted_model(capsys):
 def test_transductive_needs_a_method_with_class_means(capsys):
     assert main([*DIGITS, "--method", "maml", "--transductive", "1"]) == 2
     assert "--transductive does not apply to --method maml" in capsys.readouterr().err
+
+
+def test_test_time_views_need_a_method_that_has_them(capsys):
+    assert main([*DIGITS, "--method", "maml", "--test-time-views", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--test-time-views does not apply to --method maml" in err
 
 
 def test_the_transfer_method_reports_mini_batches(capsys):

@@ -88,7 +88,11 @@ def test_meta_training_improves_novel_class_episodes_on_omniglot(omniglot_data_h
 
     def accuracy(max_epochs):
         clf = PrototypicalClassifier(
-            n_way=20, max_epochs=max_epochs, episodes_per_epoch=15, random_state=0
+            n_way=20,
+            max_epochs=max_epochs,
+            episodes_per_epoch=15,
+            test_time_views=1,  # what training does; 16 views would take 16x
+            random_state=0,
         ).fit(data.X_base, data.y_base)
         scores = evaluate_episodes(
             clf, data.X_novel, data.y_novel, n_episodes=200, random_state=0
@@ -195,7 +199,7 @@ def test_flips_and_rotations_make_eight_times_the_classes(tiny_images):
 
 def test_test_time_views_average_the_embeddings_of_fixed_affine_views(tiny_images):
     X, y = tiny_images
-    clf = PrototypicalClassifier(**FAST).fit(X, y)  # one view by default
+    clf = PrototypicalClassifier(test_time_views=1, **FAST).fit(X, y)
     each = [clf.transform(view.numpy()) for view in AffineViews(4)(torch.from_numpy(X))]
     clf.set_params(test_time_views=4)
     np.testing.assert_allclose(clf.transform(X), np.mean(each, 0), rtol=1e-5, atol=1e-6)
@@ -208,6 +212,31 @@ def test_test_time_views_average_the_embeddings_of_fixed_affine_views(tiny_image
     np.testing.assert_allclose(
         clf.decision_function(X[1::2]), -d2, rtol=1e-4, atol=1e-3
     )
+
+
+@pytest.mark.parametrize(
+    ("augment", "expected"), [("auto", 16), ("affine", 16), (None, 1)]
+)
+def test_auto_test_time_views_are_16_for_affine_trained_images(
+    tiny_images, augment, expected
+):
+    X, y = tiny_images
+    clf = PrototypicalClassifier(augment=augment, **FAST).fit(X, y)
+    assert clf.test_time_views == "auto"
+    Z = clf.transform(X)
+    np.testing.assert_array_equal(
+        Z, clf.set_params(test_time_views=expected).transform(X)
+    )
+    assert expected == 1 or not np.allclose(
+        Z, clf.set_params(test_time_views=1).transform(X), atol=1e-3
+    )
+
+
+def test_auto_test_time_views_are_one_for_tabular_data(digits):
+    clf = PrototypicalClassifier(**FAST).fit(digits.X_base, digits.y_base)
+    Z = clf.transform(digits.X_novel)
+    clf.set_params(test_time_views=1)
+    np.testing.assert_array_equal(Z, clf.transform(digits.X_novel))
 
 
 def test_test_time_views_on_tabular_data_are_a_value_error(digits):
