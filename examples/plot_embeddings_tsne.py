@@ -13,7 +13,7 @@ characters (mean ± 95% CI over 600 episodes).
 Meta-training pulls the drawings of each character together although the
 network has never seen one of them: it has learned to compare handwritten
 characters, not to recognise the base ones. Longer training (the default 2,500
-episodes, about 20 minutes on 2 CPU cores) tightens the clusters further.
+episodes, about 24 minutes on 2 CPU cores) tightens the clusters further.
 """
 
 import matplotlib.pyplot as plt
