@@ -343,8 +343,9 @@ TEST_TIME_VIEWS = Param(
     "auto",
     [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
     """Test-time augmentation, images only: above 1, each embedding the
-    classifier compares or returns (in ``adapt``, prediction, ``transform``
-    and evaluation, never in training) is the mean over this many views of
+    classifier compares or returns (in ``adapt``, prediction, ``transform``,
+    evaluation and the held-out validation of ``fit``; never in the training
+    episodes) is the mean over this many views of
     the sample, the sample itself and fixed affine distortions of it
     (:class:`skmeta.augmentation.AffineViews`), for support and queries
     alike; a prediction still depends on its own sample alone. Each view is a
