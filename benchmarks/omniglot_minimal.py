@@ -180,7 +180,7 @@ def _reference_budget(data, n_episodes):
 def _variants(clf):
     """The fitted model as it is, with its other heads, and transductive."""
     yield clf, " (defaults + rotations + flips)"
-    if "test_time_views" in clf.get_params() and clf._n_test_time_views() > 1:
+    if clf._n_test_time_views() > 1:
         yield copy.copy(clf).set_params(test_time_views=1), " test_time_views=1"
     if isinstance(clf, TransferClassifier):
         yield copy.copy(clf).set_params(head="logistic"), " head='logistic'"

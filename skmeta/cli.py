@@ -492,7 +492,7 @@ def _run(args):
         "raw input: nearest class mean of the raw input, no learning; "
         f"untrained: {args.method} with its backbone before meta-training"
     )
-    views = getattr(estimator, "_n_test_time_views", lambda: 1)()
+    views = estimator._n_test_time_views()
     if views > 1:
         print(
             f"{args.method} and untrained embed each image as the mean over "
