@@ -212,7 +212,11 @@ RUNTIME_PARAMETERS = {
         "int",
         0,
         ["verbose"],
-        "1 shows a progress bar (on a terminal) and skorch's epoch log.",
+        """1 shows a progress bar (on a terminal), skorch's epoch log and,
+        for the few-shot classifiers, a line as ``fit`` takes the training
+        samples as the support set after training (a step of its own, not
+        bounded by a time limit: with 16 test-time views, 16 forward passes
+        per sample).""",
     ),
     "callbacks": Param(
         "list of skorch callbacks or None",
@@ -1473,6 +1477,13 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         self.module_ = module
         self._record_training(history, stop_reason)
         self.classes_ = classes
+        if self.verbose:  # after the epoch log: the time this takes is not training
+            views = self._n_test_time_views()
+            each = f" ({views} test-time views each)" if views > 1 else ""
+            print(
+                f"taking the {len(X)} training samples as the support set{each}",
+                flush=True,
+            )
         if getattr(self, "normalization", None) != "centered-l2":
             self._take_support(X, y_enc)
             return self

@@ -373,14 +373,18 @@ _STOPS = {
 
 
 def _training_report(estimator, seconds, args):
+    """Meta-training's time (its epochs'), steps and stop; then fit's in all."""
     steps = estimator._step_noun
     stop = _STOPS[estimator.stop_reason_].format(
         max_epochs=estimator.max_epochs, time_limit=args.time_limit
     )
-    n_epochs = len(estimator.history_)
+    history = estimator.history_
+    n_epochs = len(history)
+    training = sum(epoch.get("dur", 0.0) for epoch in history)
     return (
-        f"meta-training: {seconds:.1f} s, {estimator.n_steps_} {steps} in "
-        f"{n_epochs} epoch{'' if n_epochs == 1 else 's'}; {stop}"
+        f"meta-training: {training:.1f} s, {estimator.n_steps_} {steps} in "
+        f"{n_epochs} epoch{'' if n_epochs == 1 else 's'}; {stop}\n"
+        f"fit: {seconds:.1f} s in all, the support set's embedding included"
     )
 
 

@@ -290,4 +290,9 @@ def test_skorch_callbacks_see_every_step_and_verbose_prints_the_epoch_log(
     else:
         per_epoch = -(-clf.episodes_per_epoch // getattr(clf, "meta_batch_size", 1))
     assert count.steps == clf.n_steps_ == 2 * per_epoch
-    assert "train_loss" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "train_loss" in out
+    # After the epoch log, the step that a time limit does not bound.
+    assert out.splitlines()[-1] == (
+        f"taking the {len(digits.X_base)} training samples as the support set"
+    )

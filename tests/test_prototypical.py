@@ -214,6 +214,17 @@ def test_test_time_views_average_the_embeddings_of_fixed_affine_views(tiny_image
     )
 
 
+def test_verbose_fit_says_it_embeds_the_support_set_with_its_views(tiny_images, capsys):
+    X, y = tiny_images
+    clf = PrototypicalClassifier(test_time_views=3, verbose=1, **FAST).fit(X, y)
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"taking the {len(X)} training samples as the support set "
+        "(3 test-time views each)"
+    )
+    clf.set_params(verbose=0).fit(X, y)
+    assert capsys.readouterr().out == ""
+
+
 @pytest.mark.parametrize(
     ("augment", "expected"), [("auto", 16), ("affine", 16), (None, 1)]
 )
