@@ -132,6 +132,34 @@ def test_output_shape_and_dtype_follow_the_inputs(make):
 
 
 @pytest.mark.parametrize("make", ALL, ids=IDS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_inputs_and_autocast_compute_in_float32(make, dtype):
+    a, b = random_batch(e=2, n=5, m=4, d=3, dtype=torch.float32)
+    a, b = a.to(dtype), b.to(dtype)  # values that half precision holds exactly
+    distance = make()
+    expected = distance(a.float(), b.float())
+    out = distance(a, b)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.testing.assert_close(
+            distance(a.float(), b.float()), expected, rtol=0, atol=0
+        )
+
+
+def test_sqeuclidean_tells_apart_near_prototypes_far_from_the_origin_in_autocast():
+    # |q|^2 = 10000.25: bfloat16 holds 10000 or 10048, nothing between, so the
+    # expanded form in bfloat16 cannot see squared distances of 0.25 and 2.25.
+    query, prototypes = (
+        t([[100.0, 0.5]], torch.float32),
+        t([[100.0, 0.0], [100.0, 2.0]], torch.float32),
+    )
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        d = SquaredEuclidean()(query, prototypes)
+    torch.testing.assert_close(d, t([[0.25, 2.25]], torch.float32))
+
+
+@pytest.mark.parametrize("make", ALL, ids=IDS)
 def test_distance_is_smallest_for_identical_points(make):
     a, _ = random_batch(e=1, n=6, m=1, d=3)
     d = make().double()(a[0], a[0])
