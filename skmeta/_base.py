@@ -358,7 +358,7 @@ TEST_TIME_VIEWS = Param(
     16 for images meta-trained with the affine augmentation (``augment`` of
     ``"auto"`` or ``"affine"``), whose ranges the views are drawn from, and
     1 otherwise. On Omniglot minimal, 16 views raised the 20-way 1-shot
-    accuracy on novel alphabets of every model measured: three meta-trained
+    accuracy on novel alphabets of every model measured: four meta-trained
     with the defaults (float32 and bfloat16) by 2.2 to 2.6 points, to 90.8
     to 91.8 %, and twelve one-off variants (wider episodes, other distances)
     by 1.8 to 3.3. It needs no refit: set it on a fitted model and compare with
