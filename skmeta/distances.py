@@ -12,8 +12,9 @@ distances that decide a prediction: a Prototypical Network meta-trained in
 bfloat16 on Omniglot minimal scored 0.10 to 0.16 points lower at 20-way
 1-shot with its distances in bfloat16 (four models), and one with a 576-d
 embedding 1.8 points lower. torch's autocast keeps ``cdist`` in float32 on
-CUDA for the same reason. They are modules so that a learnable distance (Mahalanobis) trains
-and saves with the network that owns it; the others have no parameters.
+CUDA for the same reason. They are modules so that a learnable distance
+(Mahalanobis) trains and saves with the network that owns it; the others have
+no parameters.
 
 Estimators accept either a name from :data:`DISTANCES` or a module instance.
 """
