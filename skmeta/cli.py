@@ -365,7 +365,7 @@ def _summary(split, embedded, estimator):
 
 
 _STOPS = {
-    "max_epochs": "all {max_epochs} epochs",
+    "max_epochs": "all {max_epochs} epoch{s}",
     "time_limit": "stopped by the time limit (--time-limit {time_limit:g})",
     "early_stopping": "stopped early, keeping the weights with the lowest "
     "held-out loss",
@@ -376,7 +376,9 @@ def _training_report(estimator, seconds, args):
     """Meta-training's time (its epochs'), steps and stop; then fit's in all."""
     steps = estimator._step_noun
     stop = _STOPS[estimator.stop_reason_].format(
-        max_epochs=estimator.max_epochs, time_limit=args.time_limit
+        max_epochs=estimator.max_epochs,
+        s="" if estimator.max_epochs == 1 else "s",
+        time_limit=args.time_limit,
     )
     history = estimator.history_
     n_epochs = len(history)

@@ -70,7 +70,9 @@ def test_default_run_is_omniglot_minimal_embedded(capsys):
     assert "novel (meta-test):  106 classes, 2120 images" in out
     assert "meta-training prototypical on cpu, time limit 80 s" in out
     training = re.search(
-        r"meta-training: (\d+\.\d) s, 5 episodes in 1 epoch; all 1", out
+        r"meta-training: (\d+\.\d) s, 5 episodes in 1 epoch; all 1 epoch$",
+        out,
+        re.MULTILINE,
     )
     in_all = re.search(r"fit: (\d+\.\d) s in all, the support set's embedding", out)
     assert float(training.group(1)) <= float(in_all.group(1))
