@@ -382,7 +382,7 @@ def _training_report(estimator, seconds, args):
     )
     history = estimator.history_
     n_epochs = len(history)
-    training = sum(epoch.get("dur", 0.0) for epoch in history)
+    training = sum(epoch["dur"] for epoch in history)
     return (
         f"meta-training: {training:.1f} s, {estimator.n_steps_} {steps} in "
         f"{n_epochs} epoch{'' if n_epochs == 1 else 's'}; {stop}\n"
