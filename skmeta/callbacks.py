@@ -6,10 +6,14 @@ skorch's own (``EarlyStopping``, ``Checkpoint``, ``EpochScoring``...)::
     PrototypicalClassifier(callbacks=[TimeLimit(120)])
 """
 
+import copy
+import math
+import sys
 import time
 from numbers import Real
 
-from skorch.callbacks import Callback
+import torch
+from skorch.callbacks import Callback, EarlyStopping, PrintLog
 
 __all__ = ["TimeLimit"]
 
@@ -92,3 +96,181 @@ class TimeLimit(Callback):
             self.expired_ = True
             # skorch's way to end fit from a callback, as EarlyStopping does.
             raise KeyboardInterrupt
+
+
+class _EpochLog(PrintLog):
+    """skorch's table of epochs, coloured only on a terminal.
+
+    skorch marks each epoch's best scores with ANSI colour codes; written to
+    a log file or a pipe, those are noise, so they are left out there.
+    """
+
+    def format_row(self, row, key, color):
+        if not sys.stdout.isatty():
+            row = {k: v for k, v in row.items() if not k.endswith("_best")}
+        return super().format_row(row, key, color)
+
+
+class _HeldOutValidation(Callback):
+    """Score the module in training on held-out classes after each epoch.
+
+    Records ``valid_loss`` and ``valid_acc`` in the epoch's row of the
+    history, with ``valid_loss_best`` and ``valid_acc_best`` as skorch's
+    scoring callbacks do, so that ``EarlyStopping``, ``Checkpoint`` and
+    ``LRScheduler`` on ``valid_loss`` work with their defaults.
+
+    Parameters
+    ----------
+    score : callable
+        Maps the module to ``(valid_loss, valid_acc)``, two floats.
+    """
+
+    def __init__(self, score):
+        self.score = score
+
+    def on_epoch_end(self, net, **kwargs):
+        loss, accuracy = self.score(net.module_)
+        history = net.history
+        for name, value, sign in (("valid_loss", loss, 1), ("valid_acc", accuracy, -1)):
+            previous = [sign * row[name] for row in history[:-1] if name in row]
+            history.record(name, value)
+            history.record(f"{name}_best", not previous or sign * value < min(previous))
+
+
+class _EarlyStoppingFromStart(EarlyStopping):
+    """skorch's ``EarlyStopping`` on ``valid_loss``, the untrained module a candidate.
+
+    The held-out loss of the module before training is the first score to
+    beat: when no epoch beats it (meta-training on too few base classes can
+    specialise the backbone away from new classes), training stops after
+    ``patience`` epochs and the initial weights come back, so early stopping
+    never returns a model that does worse on the held-out classes than the
+    one it started from.
+
+    Parameters
+    ----------
+    score : callable
+        Maps the module to ``(valid_loss, valid_acc)``.
+    **kwargs
+        Arguments of ``skorch.callbacks.EarlyStopping``; ``monitor`` is
+        ``"valid_loss"``.
+    """
+
+    def __init__(self, score, **kwargs):
+        super().__init__(**kwargs)
+        self.score = score
+
+    def on_train_begin(self, net, **kwargs):
+        super().on_train_begin(net, **kwargs)
+        initial_loss, _ = self.score(net.module_)
+        self.dynamic_threshold_ = self._calc_new_threshold(initial_loss)
+        self.best_model_weights_ = copy.deepcopy(net.module_.state_dict())
+
+
+class _StopOnDivergence(Callback):
+    """Raise at the training step where training diverged or collapsed.
+
+    Checked after every step, so the error names the step and the learning
+    rates to lower, instead of a model that predicts NaN, or one class for
+    everything, without a word. Training has diverged when the loss or a
+    weight is not finite, or when the loss exceeds ``max_loss`` (no loss of
+    skmeta reaches it while training goes well: cross-entropy starts near
+    log(n_way), the metric losses near their margins or scales; MAML at
+    lr=1e3 reached 4e24, Reptile at inner_lr=1e3 6e12, both finite, with
+    chance accuracy). It has collapsed when the network gives exactly the
+    same output for every row of a step whose inputs differ (dead units, as a
+    far too large learning rate leaves them), for ``patience`` steps in a row,
+    or for every step after the first (two at least; the first step's outputs
+    come before any update) of a training shorter than that. A step that
+    returns no outputs (Reptile's meta-update, whose inner steps it does not
+    keep) is checked for divergence only.
+
+    Parameters
+    ----------
+    learning_rates : dict of str to float
+        The estimator's step-size parameters, for the message.
+    patience : int, default=10
+        Steps of identical outputs that make a collapse.
+    max_loss : float, default=1e6
+        A training loss above it has exploded.
+    """
+
+    def __init__(self, learning_rates, patience=10, max_loss=1e6):
+        self.learning_rates = learning_rates
+        self.patience = patience
+        self.max_loss = max_loss
+
+    def on_train_begin(self, net, **kwargs):
+        self.steps_ = self.constant_steps_ = 0
+
+    def on_batch_end(
+        self, net, batch=None, training=False, loss=None, y_pred=None, **kwargs
+    ):
+        if not training:
+            return
+        what = None
+        loss = None if loss is None else torch.as_tensor(loss).detach()
+        # One synchronisation: the largest magnitude is NaN or inf if any is.
+        top = None if loss is None else float(loss.abs().max())
+        if top is not None and not math.isfinite(top):
+            what = f"the training loss is {float(loss.sum())}"
+        elif top is not None and top > self.max_loss:
+            what = (
+                f"the training loss is {top:.3g}, above {self.max_loss:.0e} "
+                "(it exploded)"
+            )
+        else:
+            named = [
+                (n, t)
+                for n, t in net.module_.state_dict().items()
+                if t.is_floating_point()
+            ]
+            # One reduction per tensor and one synchronisation per step.
+            finite = (
+                torch.stack([t.isfinite().all() for _, t in named]) if named else None
+            )
+            if finite is not None and not finite.all():
+                name = named[int((~finite).nonzero()[0])][0]
+                what = f"the weights {name!r} are not finite"
+        if what is not None:
+            self._raise(net, what)
+        constant = _same_rows(y_pred) and not _same_rows(_inputs(batch))
+        self.steps_ += 1
+        self.constant_steps_ = self.constant_steps_ + 1 if constant else 0
+        if self.constant_steps_ >= self.patience:
+            self._raise(net, self._collapsed())
+
+    def on_train_end(self, net, **kwargs):
+        if 2 <= self.constant_steps_ >= self.steps_ - 1:
+            self._raise(net, self._collapsed())
+
+    def _collapsed(self):
+        return (
+            "the network has given the same output for every sample of the "
+            f"last {self.constant_steps_} steps (it collapsed)"
+        )
+
+    def _raise(self, net, what):
+        step = sum(len(epoch["batches"]) for epoch in net.history)
+        rates = ", ".join(f"{k}={v!r}" for k, v in self.learning_rates.items())
+        raise ValueError(
+            f"Training diverged at step {step} (epoch {len(net.history)}): "
+            f"{what}. Lower the learning rate ({rates}). The estimator is "
+            "left as it was before fit."
+        )
+
+
+def _inputs(batch):
+    """The input tensor of a training step (an episode's ``x``, or a batch)."""
+    if batch is None:
+        return None
+    x = batch[0]
+    return x.get("x") if isinstance(x, dict) else x
+
+
+def _same_rows(values):
+    """Whether ``values`` is a tensor of at least 2 rows, all exactly equal."""
+    if not torch.is_tensor(values) or values.ndim == 0 or len(values) < 2:
+        return False
+    values = values.detach()
+    return bool((values == values[:1]).all())

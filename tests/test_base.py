@@ -26,7 +26,7 @@ from skmeta import (
     ReptileClassifier,
     TripletEmbedder,
 )
-from skmeta._base import _EpisodeStream
+from skmeta.fewshot._base import _EpisodeStream
 from skmeta.model_selection import evaluate_episodes
 
 ESTIMATORS = [short(cls) for cls in FEW_SHOT]

@@ -19,24 +19,24 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import IterableDataset
 
-from .._base import (
+from .._base import TorchEstimator, seeded, trains
+from .._docs import EMBEDDING
+from .._params import (
     BACKBONE_PARAMETERS,
     META_TRAINING_PARAMETERS,
     RUNTIME_PARAMETERS,
-    TorchEstimator,
+    Param,
+    Parameters,
     changed,
     registry_constraints,
-    seeded,
-    trains,
 )
-from .._docs import EMBEDDING
-from .._params import Param, Parameters
 from .._sklearn import Interval, StrOptions
 from ..backbones import build_backbone, embedding_size
 from ..batches import ClassBalancedBatchSampler
 from ..distances import DISTANCES, Mahalanobis
 from ..episodes import EpisodeSampler
 from ..losses import LOSSES, REDUCTIONS
+from ..training import train_module
 
 __all__ = ["MetricEmbedder", "MetricNetwork"]
 
@@ -117,7 +117,7 @@ REDUCTION = Param(
 def embedder_parameters(own, **changes):
     """The parameters of an embedder: its ``own`` (the loss's) first.
 
-    ``changes`` are as for :func:`skmeta._base.episodic_parameters`. The
+    ``changes`` are as for :func:`skmeta._params.episodic_parameters`. The
     first parameter may be given by position, the others by keyword.
     """
     shared = own | BATCH_PARAMETERS | BACKBONE_PARAMETERS | RUNTIME_PARAMETERS
@@ -489,7 +489,8 @@ class MetricEmbedder(TorchEstimator):
         its parameters are in the optimizer once. Returns the trained module,
         skorch's history and why training stopped.
         """
-        return self._train_net(
+        return train_module(
+            self,
             module,
             stream,
             steps_per_epoch=self.batches_per_epoch,

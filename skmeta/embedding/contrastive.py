@@ -3,8 +3,7 @@
 import dataclasses
 from numbers import Real
 
-from .._base import registry_constraints
-from .._params import Param
+from .._params import Param, registry_constraints
 from .._sklearn import Interval
 from ..miners import PAIR_MINERS
 from ._base import (

@@ -2,8 +2,7 @@
 
 from numbers import Real
 
-from .._base import registry_constraints
-from .._params import Param
+from .._params import Param, registry_constraints
 from .._sklearn import Interval
 from ..miners import TRIPLET_MINERS
 from ._base import (

@@ -27,14 +27,10 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.data import IterableDataset
 
-from .._base import (
-    EpisodicClassifier,
-    _at_least_rows,
-    _check_finite_output,
-    check_labels,
-)
+from .._base import _at_least_rows, _check_finite_output, check_labels
 from .._precision import autocast
 from .._sklearn import StrOptions
+from ._base import EpisodicClassifier
 
 __all__ = [
     "GradientBasedClassifier",
@@ -422,7 +418,7 @@ class GradientBasedClassifier(EpisodicClassifier):
         """Query log-loss and accuracy of each episode, fine-tuning a copy of ``θ``.
 
         See :meth:`EpisodicClassifier.score_episodes
-        <skmeta._base.EpisodicClassifier.score_episodes>`: each episode's
+        <skmeta.fewshot._base.EpisodicClassifier.score_episodes>`: each episode's
         support labels are encoded in sorted order, as :meth:`adapt` does, so
         an episode scores exactly as a copy of the estimator adapted to its
         support set; the estimator does not change. One fine-tuning per

@@ -4,9 +4,8 @@ from numbers import Integral, Real
 
 import torch
 
-from .._base import episodic_parameters
 from .._docs import META_BATCHES
-from .._params import Param
+from .._params import Param, episodic_parameters
 from .._sklearn import Interval
 from ._gradient_based import GradientBasedClassifier, GradientNetwork, sgd_steps
 

@@ -9,15 +9,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._base import (
-    EpisodicClassifier,
-    EpisodicNetwork,
-    episodic_parameters,
-    registry_constraints,
-)
-from .._params import Param
+from .._params import Param, episodic_parameters, registry_constraints
 from .._sklearn import Interval
 from ..distances import DISTANCES, get_distance
+from ._base import EpisodicClassifier, EpisodicNetwork
 
 __all__ = [
     "AttentionLSTM",

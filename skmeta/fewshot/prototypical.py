@@ -7,16 +7,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._base import (
-    TEST_TIME_VIEWS,
-    EpisodicClassifier,
-    EpisodicNetwork,
-    episodic_parameters,
-    registry_constraints,
-)
-from .._params import Param
+from .._params import TEST_TIME_VIEWS, Param, episodic_parameters, registry_constraints
 from .._sklearn import Interval, StrOptions
 from ..distances import DISTANCES, get_distance
+from ._base import EpisodicClassifier, EpisodicNetwork
 from ._segments import class_counts, class_sums
 
 __all__ = [

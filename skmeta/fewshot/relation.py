@@ -8,10 +8,10 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
-from .._base import EpisodicClassifier, EpisodicNetwork, episodic_parameters
-from .._params import Param
+from .._params import Param, episodic_parameters
 from .._sklearn import Interval, StrOptions
 from ..backbones import conv_block, output_shape
+from ._base import EpisodicClassifier, EpisodicNetwork
 from ._segments import class_counts, class_sums
 
 __all__ = [

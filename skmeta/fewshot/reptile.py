@@ -8,9 +8,8 @@ from skorch.callbacks import LRScheduler
 from skorch.dataset import unpack_data
 from torch import nn
 
-from .._base import episodic_parameters
 from .._docs import META_BATCHES
-from .._params import Param
+from .._params import Param, episodic_parameters
 from .._precision import _MixedPrecisionNet, autocast
 from .._sklearn import Interval, StrOptions
 from ._gradient_based import (

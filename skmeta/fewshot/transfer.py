@@ -18,21 +18,22 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import IterableDataset
 
-from .._base import (
+from .._base import seeded, trains
+from .._docs import EPISODIC
+from .._params import (
     BACKBONE_PARAMETERS,
     IMAGE_PARAMETERS,
     META_TRAINING_PARAMETERS,
     RUNTIME_PARAMETERS,
-    FewShotClassifier,
+    Param,
+    Parameters,
     changed,
-    seeded,
-    trains,
 )
-from .._docs import EPISODIC
-from .._params import Param, Parameters
 from .._sklearn import Interval, StrOptions
 from ..distances import SquaredEuclidean
 from ..episodes import EpisodeSampler
+from ..training import train_module
+from ._base import FewShotClassifier
 from .prototypical import (
     NORMALIZATION,
     TRANSDUCTIVE_STEPS,
@@ -290,7 +291,8 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
                 batches = _MiniBatches(
                     X_t, y_t, self.train_batch_size, self._augmentation(X.ndim)
                 )
-                module, history, stop_reason = self._train_net(
+                module, history, stop_reason = train_module(
+                    self,
                     module,
                     batches,
                     steps_per_epoch=len(batches),

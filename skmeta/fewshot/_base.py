@@ -1,0 +1,718 @@
+"""The few-shot bases: support sets, queries compared with them, meta-training."""
+
+import copy
+
+import numpy as np
+import torch
+from sklearn.base import (
+    ClassifierMixin,
+)
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.validation import (
+    check_consistent_length,
+    check_is_fitted,
+)
+from skorch import NeuralNet
+from skorch.callbacks import LRScheduler
+from skorch.history import History
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import IterableDataset
+
+from .._base import (
+    TorchEstimator,
+    _at_least_rows,
+    _check_finite_output,
+    check_labels,
+    eval_mode,
+    seeded,
+    trains,
+)
+from .._docs import EPISODIC
+from .._params import AUTO_TEST_TIME_VIEWS
+from .._precision import autocast
+from ..augmentation import (
+    AffineViews,
+    RandomAffine,
+    flips_as_classes,
+    rotations_as_classes,
+)
+from ..backbones import build_backbone, embedding_size
+from ..episodes import EpisodeSampler
+from ..training import train_module
+
+__all__ = ["EpisodicClassifier", "EpisodicNetwork", "FewShotClassifier"]
+
+
+def _group_class_counts(y_enc, groups):
+    """Samples of each class in each group: ``(n_groups, n_classes)``, int64.
+
+    ``y_enc`` and ``groups`` are encoded as ints from 0; without groups
+    (None), one row.
+    """
+    n_classes = int(y_enc.max()) + 1
+    if groups is None:
+        return np.bincount(y_enc, minlength=n_classes)[None]
+    cells = np.bincount(
+        groups * n_classes + y_enc, minlength=(int(groups.max()) + 1) * n_classes
+    )
+    return cells.reshape(-1, n_classes)
+
+
+class EpisodicNetwork(nn.Module):
+    """Base of the torch modules of episodic classifiers.
+
+    A subclass holds a ``backbone`` and defines ``encode_support(z_support,
+    y_support)`` (what queries are compared with, e.g. prototypes) and
+    ``query_logits(state, z_query)`` (``(n_query, n_way)`` logits);
+    ``forward`` runs one training episode through them.
+    """
+
+    def embed(self, x):
+        """Embeddings of inputs ``x``: ``(batch, ...)`` to ``(batch, d)``."""
+        return self.backbone(x)
+
+    def forward(self, x, y):
+        """The criterion's input for one episode.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n_support + n_query, ...)
+            The episode's support rows, then its query rows.
+        y : torch.Tensor of shape (n_support + n_query,), dtype int64
+            Episode class (0 to n_way - 1) of each support row; -1 for query
+            rows, whose labels the module never sees.
+
+        Returns
+        -------
+        torch.Tensor of shape (n_query, n_way)
+            :meth:`episode_output` of the queries.
+        """
+        z = self.embed(x)
+        support = y >= 0
+        state = self.encode_support(z[support], y[support])
+        return self.episode_output(state, z[~support])
+
+    def episode_output(self, state, z_query):
+        """What meta-training's criterion compares with the query labels."""
+        return self.query_logits(state, z_query)
+
+
+class _EpisodeStream(IterableDataset):
+    """One epoch of training episodes, as skorch batches.
+
+    Each item is ``({"x": images, "y": labels}, query_labels)`` where the
+    first ``n_way * k_shot`` rows of ``x`` are the support set, class-major,
+    and the rest the query set; ``y`` holds the episode class (0 to
+    ``n_way - 1``) of support rows and -1 for query rows, whose labels the
+    module must not see. One tensor of rows keeps skorch's batch-length
+    bookkeeping consistent and lets the module embed the episode in one pass.
+    With ``groups`` (an int array), each episode is drawn within one group.
+    """
+
+    def __init__(self, X, y, sampler, augment, device, groups=None):
+        self.X, self.y, self.sampler, self.augment = X, y, sampler, augment
+        self.groups = groups
+        n_way, k_shot, n_query = sampler.n_way, sampler.k_shot, sampler.n_query
+        classes = torch.arange(n_way, device=device)
+        self.y_episode = torch.cat(
+            [
+                classes.repeat_interleave(k_shot),
+                torch.full((n_way * n_query,), -1, device=device),
+            ]
+        )
+        self.y_query = classes.repeat_interleave(n_query)
+        self.y_numpy = y.cpu().numpy()
+
+    def __len__(self):
+        return self.sampler.n_episodes
+
+    def __iter__(self):
+        for support, query in self.sampler.split(y=self.y_numpy, groups=self.groups):
+            index = torch.from_numpy(np.concatenate([support, query])).to(self.X.device)
+            x = self.X[index]
+            if self.augment is not None:
+                x = self.augment(x)
+            yield {"x": x, "y": self.y_episode}, self.y_query
+
+
+class FewShotClassifier(ClassifierMixin, TorchEstimator):
+    """Base of the few-shot classifiers: a support set, and queries compared with it.
+
+    What every few-shot classifier does once its network is trained, however
+    it was trained: :meth:`adapt` to a support set, ``predict``,
+    ``predict_proba``, ``decision_function``, ``score``, and
+    :meth:`score_episodes`, the protocol of
+    :func:`~skmeta.model_selection.evaluate_episodes`. A subclass provides
+    ``_build_module(backbone, features)`` (``features`` is what
+    :meth:`_features` gives: the embedding size), returning a module with
+    ``embed(x)``, ``encode_support(z_support, y_support)`` and
+    ``query_logits(support_state, z_query)``, and trains it in ``fit``.
+    """
+
+    def _build_network(self):
+        """The untrained module for samples of ``input_shape_``."""
+        backbone = self._new_backbone(self.input_shape_)
+        return self._build_module(backbone, self._features(backbone))
+
+    def _validation(self, X_valid, y_valid, groups_valid, shape, X_base):
+        """What scores the module in training on held-out classes (X_valid, y_valid).
+
+        Fixed episodes (the same every epoch) of up to ``shape.n_way`` classes
+        with the training ``k_shot`` and ``n_query`` of ``shape`` (an
+        :class:`EpisodeSampler`), each within one group of ``groups_valid``
+        (the held-out groups) unless it is None, scored exactly as
+        :func:`~skmeta.model_selection.evaluate_episodes` scores a fitted
+        estimator: ``(valid_loss, valid_acc)`` are the mean query log-loss of
+        the probabilities ``predict_proba`` would give, and the mean accuracy.
+        """
+        per_class = shape.k_shot + shape.n_query
+        counts = _group_class_counts(y_valid, groups_valid)
+        eligible = int(np.max(np.sum(counts >= per_class, axis=1)))
+        if eligible < 2:
+            within = "" if groups_valid is None else " (in any one held-out group)"
+            raise ValueError(
+                f"The {np.count_nonzero(counts.sum(0))} held-out validation "
+                f"classes need k_shot + n_query = {per_class} samples each, and "
+                f"only {eligible}{within} have them; validation episodes need 2. "
+                "Raise validation_fraction or lower k_shot or n_query."
+            )
+        sampler = EpisodeSampler(
+            min(shape.n_way, eligible),
+            shape.k_shot,
+            shape.n_query,
+            self.n_validation_episodes,
+            random_state=self._seed(),
+        )
+
+        def score(module):
+            view = copy.copy(self)  # the estimator, scoring the module in training
+            view.module_ = module
+            if getattr(self, "normalization", None) == "centered-l2":
+                view._fit_comparison_space(view._embed(X_base))  # as fit will
+            losses, accuracies = view.score_episodes(
+                X_valid, y_valid, sampler, groups=groups_valid
+            )
+            return float(losses.mean()), float(accuracies.mean())
+
+        return score
+
+    def _embedding_function(self, module):
+        """``module.embed``, averaged over ``test_time_views`` if there are several."""
+        n_views = self._n_test_time_views()
+        if n_views == 1:
+            return module.embed
+        views = AffineViews(n_views)
+
+        def mean_over_views(x):
+            return sum(module.embed(view).float() for view in views(x)) / len(views)
+
+        return mean_over_views
+
+    def _n_test_time_views(self):
+        """``test_time_views`` as a number, ``"auto"`` resolved for the fitted input."""
+        views = getattr(self, "test_time_views", 1)
+        if views != "auto":
+            return views
+        affine = self.augment in ("auto", "affine")
+        return AUTO_TEST_TIME_VIEWS if affine and len(self.input_shape_) == 3 else 1
+
+    def _class_copies(self):
+        """Training classes made of each class of y: by ``flips`` and ``rotations``."""
+        return (2 if self.flips else 1) * (4 if self.rotations else 1)
+
+    def _symmetries_as_classes(self, X, y, n_classes):
+        """Training tensors (X, y) with ``flips`` and ``rotations`` as new classes.
+
+        Returns ``(X, y)`` with ``_class_copies()`` times the samples and
+        classes: class ``c``'s mirror image is ``c + n_classes``, then each
+        of the (flipped) classes ``c'`` rotated ``r`` quarter turns is
+        ``c' + r * n'`` with ``n'`` the classes after flipping.
+        """
+        if self.flips:
+            X, y = flips_as_classes(X, y, n_classes)
+            n_classes *= 2
+        if self.rotations:
+            X, y = rotations_as_classes(X, y, n_classes)
+        return X, y
+
+    def _augmentation(self, ndim):
+        if self.augment == "auto":
+            return RandomAffine() if ndim == 4 else None
+        if self.augment == "affine":
+            if ndim != 4:
+                raise ValueError(
+                    "augment='affine' needs images X of shape (n_samples, channels, "
+                    "height, width); use augment=None for tabular data."
+                )
+            return RandomAffine()
+        return self.augment
+
+    def _schedule(self, steps_per_epoch):
+        """Learning-rate schedule callbacks: halve every ``lr_step`` steps."""
+        return [
+            (
+                "lr_scheduler",
+                LRScheduler(
+                    torch.optim.lr_scheduler.StepLR,
+                    step_every="batch",
+                    step_size=self.lr_step or np.iinfo(np.int32).max,
+                    gamma=0.5,
+                ),
+            )
+        ]
+
+    def _new_backbone(self, input_shape):
+        """The untrained backbone for samples of ``input_shape``."""
+        return build_backbone(
+            self.backbone, input_shape, self.embedding_dim, self.backbone_params
+        )
+
+    def _features(self, backbone):
+        """What ``_build_module`` needs of the backbone's output: its size ``d``."""
+        return embedding_size(backbone, self.input_shape_)
+
+    def adapt(self, X_support, y_support):
+        """Take a new support set, for instance of novel classes.
+
+        ``classes_`` become the classes of ``y_support``, in sorted order, and
+        ``predict``, ``predict_proba``, ``decision_function`` and ``score``
+        work over them. The meta-learned weights never change. Metric-based
+        classifiers embed the support set, which queries are then compared
+        with. MAML and Reptile fine-tune a copy of the weights on it (their
+        test-time steps, kept in ``adapted_params_``): from the meta-learned
+        head when the support set has ``n_way`` classes (class ``classes_[j]``
+        gets output ``j``), from a zero-initialised head of one output per
+        class otherwise (every class starts equal; the common "zero head"
+        practice for MAML-style methods).
+
+        Parameters
+        ----------
+        X_support : array-like of shape (n_support, ...)
+            Support samples, of the shape seen in ``fit``.
+        y_support : array-like of shape (n_support,)
+            Their labels; any number of shots per class.
+
+        Returns
+        -------
+        self : object
+
+        Raises
+        ------
+        ValueError
+            If X_support has another sample shape than in ``fit``, or NaN/inf.
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        """
+        check_is_fitted(self)
+        return self._atomically("_adapt", X_support, y_support)
+
+    def _adapt(self, X_support, y_support):
+        X_support = self._validate_X(X_support, reset=False)
+        y_support = check_labels(y_support, "y_support")
+        check_consistent_length(X_support, y_support)
+        encoder = LabelEncoder().fit(y_support)
+        self.classes_ = encoder.classes_
+        self._take_support(X_support, encoder.transform(y_support))
+
+    def _logits(self, X):
+        """Query logits (n_samples, n_classes) of X against the support set."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        n_samples = len(X)
+        if not getattr(self, "transductive_steps", 0):
+            # Each query on its own: the head too sees enough rows. (A
+            # transductive prediction depends on the batch by design.)
+            X = _at_least_rows(X)
+        z = self._comparison_space(self._embed(X))
+        with (
+            eval_mode(self.module_),
+            torch.inference_mode(),
+            autocast(z.device, self.precision),
+        ):
+            logits = self._support_logits(z)[:n_samples].float()
+        return _check_finite_output(logits, self, "scores").cpu().numpy()
+
+    def decision_function(self, X):
+        """Score every class for each sample: the query logits.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
+            Queries, of the sample shape seen in ``fit``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes), dtype float32
+            Larger means more likely; column ``j`` is ``classes_[j]``. With two
+            classes, as scikit-learn's binary convention asks, shape
+            ``(n_samples,)``: the logit of ``classes_[1]`` minus that of
+            ``classes_[0]``.
+        """
+        logits = self._logits(X)
+        return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy on (X, y), whose classes must be in the support set.
+
+        Few-shot classifiers predict among the classes of the current support
+        set (``classes_``); accuracy on other classes would be 0 whatever
+        the model. To score on classes never seen in training, as
+        ``cross_validate`` with a :class:`~skmeta.model_selection.ClassKFold`
+        does, use ``scoring=EpisodicScorer(...)``, which adapts to each
+        episode's support set.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+        y : array-like of shape (n_samples,)
+            True labels, among ``classes_``.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        float
+            The mean accuracy, in [0, 1].
+
+        Raises
+        ------
+        ValueError
+            If ``y`` holds a class outside ``classes_``.
+        """
+        check_is_fitted(self)
+        y = check_labels(y)
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if unknown.size:
+            raise ValueError(
+                f"y holds {unknown.size} classes outside the support set "
+                f"(classes_), e.g. {unknown[:3].tolist()}: plain accuracy on them "
+                "is 0 whatever the model. adapt() to a support set of those "
+                "classes first, or score class-disjoint splits with "
+                "skmeta.model_selection.EpisodicScorer (scoring=EpisodicScorer())."
+            )
+        return super().score(X, y, sample_weight=sample_weight)
+
+    def predict_proba(self, X):
+        """Class probabilities: the softmax of the query logits.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes), dtype float32
+            Column ``j`` is ``classes_[j]``; rows sum to 1.
+        """
+        return torch.from_numpy(self._logits(X)).softmax(dim=1).numpy()
+
+    def predict(self, X):
+        """The most likely class of the support set for each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        best = self._logits(X).argmax(axis=1)
+        return self.classes_[best]
+
+    def _finish_fit(self, module, history, stop_reason, classes, X_base, X, y_enc):
+        """The fitted state of a trained ``module``: the training data as support."""
+        self.module_ = module
+        self._record_training(history, stop_reason)
+        self.classes_ = classes
+        if self.verbose:  # after the epoch log: the time this takes is not training
+            views = self._n_test_time_views()
+            each = f" ({views} test-time views each)" if views > 1 else ""
+            print(
+                f"taking the {len(X)} training samples as the support set{each}",
+                flush=True,
+            )
+        if getattr(self, "normalization", None) != "centered-l2":
+            self._take_support(X, y_enc)
+            return self
+        z = self._embed(X)
+        # Nothing held out: the base classes are X, embedded once for both.
+        self._fit_comparison_space(z if X_base is X else self._embed(X_base))
+        self._set_support(self._comparison_space(z), y_enc)
+        return self
+
+    def _take_support(self, X, y_enc):
+        """Make validated (X, y_enc) the support set: ``fit`` and ``adapt``."""
+        self._set_support(self._comparison_space(self._embed(X)), y_enc)
+
+    def _fit_comparison_space(self, z_base):
+        """Fit what ``normalization="centered-l2"`` needs: ``feature_mean_``.
+
+        The mean of ``z_base``, the embeddings of the base classes.
+        """
+        self.feature_mean_ = z_base.mean(0).cpu().numpy()
+
+    def _comparison_space(self, z):
+        """Embeddings ``(n, d)`` as support and queries are compared in.
+
+        As they are, unless the classifier has a ``normalization``
+        parameter: ``"l2"`` scales each to unit norm, ``"centered-l2"``
+        subtracts ``feature_mean_`` first (SimpleShot's CL2N, Wang et al.,
+        2019).
+        """
+        how = getattr(self, "normalization", None)
+        if how is None:
+            return z
+        if how == "centered-l2":
+            z = z - torch.from_numpy(self.feature_mean_).to(z.device, z.dtype)
+        return F.normalize(z, dim=1)
+
+    def _episode_logits(self, z_support, y_support, z_query):
+        """Query logits of one episode, its support classes 0 .. n_way - 1."""
+        state = self.module_.encode_support(z_support, y_support)
+        return self.module_.query_logits(state, z_query)
+
+    def _set_support(self, z_support, y_support):
+        """Keep what predictions need of the embedded support set."""
+        raise NotImplementedError
+
+    def _support_logits(self, z_query):
+        """Logits of embedded queries against the kept support set."""
+        raise NotImplementedError
+
+    def score_episodes(self, X, y, episodes, groups=None):
+        """Query log-loss and accuracy in each episode, without changing the estimator.
+
+        The episode-scoring protocol of
+        :func:`~skmeta.model_selection.evaluate_episodes`: each episode's
+        support set is taken as :meth:`adapt` would take it (classes in
+        sorted order) and its queries are scored as :meth:`predict_proba`
+        would score them, but X is embedded once for all episodes. Any
+        estimator with this method takes part in ``evaluate_episodes`` and
+        :class:`~skmeta.model_selection.EpisodicScorer`; one without it, but
+        with ``adapt`` and ``predict``, is scored by adapting a copy to each
+        episode.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Samples, of the sample shape seen in ``fit``.
+        y : ndarray of shape (n_samples,)
+            Their labels, checked (see :func:`check_labels`).
+        episodes : skmeta.episodes.EpisodeSampler
+            The episodes: ``episodes.split(y=y, groups=groups)`` yields
+            (support, query) index arrays, ``n_way`` classes of ``k_shot`` and
+            ``n_query`` samples each, support and query grouped by episode
+            class.
+        groups : array-like of shape (n_samples,), default=None
+            The task of each sample; given, each episode is drawn within one
+            group.
+
+        Returns
+        -------
+        losses : ndarray of shape (n_episodes,), dtype float64
+            Mean cross-entropy of the query logits (the log-loss of
+            ``predict_proba``).
+        accuracies : ndarray of shape (n_episodes,), dtype float64
+            Query accuracy, in [0, 1].
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If X has another sample shape than in ``fit``, or NaN or inf, or
+            if an episode's scores are not finite.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        y = check_labels(y)
+        check_consistent_length(X, y)
+        z = self._comparison_space(self._embed(X))
+        k, q = episodes.k_shot, episodes.n_query
+        classes = torch.arange(episodes.n_way, device=z.device)
+        y_s, y_q = classes.repeat_interleave(k), classes.repeat_interleave(q)
+        losses, accuracies = [], []
+        with (
+            eval_mode(self.module_),
+            torch.inference_mode(),
+            autocast(z.device, self.precision),
+        ):
+            for support, query in episodes.split(y=y, groups=groups):
+                logits = self._episode_logits(z[support], y_s, z[query]).float()
+                _check_finite_output(logits, self, "scores")
+                losses.append(F.cross_entropy(logits, y_q))
+                accuracies.append((logits.argmax(1) == y_q).float().mean())
+        return tuple(
+            torch.stack(values).cpu().numpy().astype(np.float64)
+            for values in (losses, accuracies)
+        )
+
+
+class EpisodicClassifier(FewShotClassifier):
+    """Base of few-shot classifiers meta-trained on N-way K-shot episodes.
+
+    The module of a subclass (see :class:`FewShotClassifier`) also has a
+    ``forward(x, y)`` that takes an
+    episode as :class:`_EpisodeStream` yields it and returns query logits of
+    shape ``(n_query_rows, n_way)``, trained with ``_criterion``
+    (cross-entropy unless a subclass sets another).
+    """
+
+    _doc_values = EPISODIC
+
+    #: What one training step is, in words (the CLI's report).
+    _step_noun = "episodes"
+
+    #: Loss of the query logits against the query labels, a module class.
+    _criterion = nn.CrossEntropyLoss
+
+    #: Episode width used when ``n_way=None``: the 60-way training episodes of
+    #: Snell et al. (2017) on Omniglot, or all classes when there are fewer.
+    max_auto_way = 60
+
+    _fit_doc = {
+        "summary": """Meta-train on episodes drawn from the base classes in (X, y).
+
+        The training data then serves as the support set, so ``predict``
+        works over the classes of ``y``; :meth:`adapt` sets another.""",
+        "y": "; each episode's classes need at least ``k_shot + n_query`` samples",
+        "groups": """
+        groups : array-like of shape (n_samples,), default=None
+            The task of each sample (scikit-learn's ``groups``), of one
+            sortable type: a user, a patient, an alphabet. Given, each training
+            episode is drawn within one group, so that a task's classes may be
+            shared with other tasks (like and dislike, for every user) while
+            its samples are its own; validation then holds out whole groups.
+            :meth:`adapt` on one new group's support set personalises the
+            model to that task.""",
+        "raises": """, if fewer than ``n_way`` classes (with ``groups``, in
+            any group) have ``k_shot + n_query`` samples, if ``groups`` is
+            not 1-D labels of the length of y, if ``rotations=True`` or
+            ``flips=True`` is asked for non-image X""",
+    }
+
+    def _fit(self, X, y, groups=None):
+        X, y_enc, classes, train, valid = self._prepare_fit(X, y, groups)
+        X_train, y_train, g_train = train
+        n_train_classes = int(y_train.max()) + 1
+        counts = _group_class_counts(y_train, g_train)
+        # Flips and rotations make each class copies of the same size.
+        copies = self._class_copies()
+        counts = np.tile(counts, (1, copies))
+        g_train = None if g_train is None else np.tile(g_train, copies)
+        n_way, k_shot, n_query = self._episode_shape(counts)
+        self.n_way_, self.k_shot_, self.n_query_ = n_way, k_shot, n_query
+        sampler = EpisodeSampler(
+            n_way,
+            k_shot,
+            n_query,
+            self.episodes_per_epoch,
+            random_state=np.random.RandomState(self._seed()),
+        )
+        validation = None
+        if valid is not None:
+            validation = self._validation(*valid, sampler, X_train)
+        with seeded(self._seed(), self.device_):
+            X_t = torch.from_numpy(X_train).to(self.device_)
+            y_t = torch.from_numpy(y_train).to(self.device_)
+            X_t, y_t = self._symmetries_as_classes(X_t, y_t, n_train_classes)
+            module = self._build_network().to(self.device_)
+            if trains(module, self.max_epochs):
+                sampler._class_index(y_t.cpu().numpy(), g_train)  # too small
+                stream = _EpisodeStream(
+                    X_t, y_t, sampler, self._augmentation(X.ndim), self.device_, g_train
+                )
+                module, history, stop_reason = self._meta_train(
+                    module, stream, validation
+                )
+            else:  # nothing to train: no episode is drawn
+                history, stop_reason = History(), "max_epochs"
+        return self._finish_fit(
+            module, history, stop_reason, classes, X_train, X, y_enc
+        )
+
+    #: What ``k_shot=None`` and ``n_query=None`` mean, at most: fewer where
+    #: the ``n_way``-th largest class has fewer samples than their sum.
+    default_k_shot = 1
+    default_n_query = 5
+
+    def _episode_shape(self, counts):
+        """``(n_way, k_shot, n_query)`` of training episodes for class sizes ``counts``.
+
+        ``counts`` has shape ``(n_groups, n_classes)``: the samples of each
+        class in each group (one row without groups). Explicit values are
+        kept (and checked by the sampler). ``n_way=None`` counts only the
+        classes with samples for an episode (in the best group);
+        ``k_shot=None`` and ``n_query=None`` take their defaults, or as many
+        as the ``n_way``-th largest class (of the best group) allows, at
+        least 1 each.
+        """
+        n_classes = counts.shape[1]
+        k_min = 1 if self.k_shot is None else self.k_shot
+        q_min = 1 if self.n_query is None else self.n_query
+        usable = int(np.sum(counts >= k_min + q_min, axis=1).max())
+        n_way = self._n_way(n_classes if self.n_way is not None else usable)
+        smallest = int(np.sort(counts, axis=1)[:, -min(n_way, n_classes)].max())
+        k_shot = self.k_shot
+        if k_shot is None:
+            k_shot = max(1, min(self.default_k_shot, smallest - q_min))
+        n_query = self.n_query
+        if n_query is None:
+            n_query = max(
+                1, min(self._default_n_query(n_way, k_shot), smallest - k_shot)
+            )
+        return n_way, k_shot, n_query
+
+    def _default_n_query(self, n_way, k_shot):
+        """Queries per class of ``n_query=None`` where the classes allow them."""
+        return self.default_n_query
+
+    def _n_way(self, n_classes):
+        if self.n_way is None:
+            # At least 2: with fewer classes, the sampler says what is missing.
+            return min(max(n_classes, 2), self.max_auto_way)
+        if self.n_way > n_classes:
+            raise ValueError(
+                f"n_way={self.n_way} is more than the {n_classes} classes in y."
+            )
+        return self.n_way
+
+    #: The skorch net class and the meta-optimizer that meta-train the module.
+    _net_class = NeuralNet
+    _optimizer = torch.optim.Adam
+
+    def _meta_train(self, module, stream, validation=None):
+        """Train ``module`` on the episode stream with skorch.
+
+        Returns the trained module, skorch's history and why training
+        stopped (see :func:`skmeta.training.train_module`). Subclasses change the
+        training through the hooks ``_training_batches``, ``_meta_lr``,
+        ``_schedule``, ``_net_kwargs`` and the attributes ``_net_class``,
+        ``_optimizer`` and ``_criterion``.
+        """
+        batches = self._training_batches(stream)
+        return train_module(
+            self,
+            module,
+            batches,
+            steps_per_epoch=len(batches),
+            validation=validation,
+            net_class=self._net_class,
+            criterion=self._criterion,
+            optimizer=self._optimizer,
+            lr=self._meta_lr(),
+            callbacks=self._schedule(len(batches)),
+            **self._net_kwargs(),
+        )
+
+    def _training_batches(self, stream):
+        """What skorch iterates over: one episode per optimizer step."""
+        return stream
+
+    def _meta_lr(self):
+        return self.lr
+
+    def _net_kwargs(self):
+        return {}
