@@ -11,13 +11,16 @@ refinements:
   gives a class of its own.
 - :class:`RandomAffine`: a small random rotation, scale, shear and shift of
   every image of an episode, drawn anew for every image, applied on the
-  device the episode lives on.
+  device the episode lives on. What comes into view from outside the image
+  is the image's own background (:func:`border_median`), so dark strokes on
+  white and white strokes on black train alike.
 - :class:`AffineViews`: test-time augmentation, a fixed set of such
   distortions applied to every image at prediction, whose embeddings are
   averaged.
 """
 
 import math
+from numbers import Real
 
 import torch
 from torch import nn
@@ -26,6 +29,7 @@ from torch.nn import functional as F
 __all__ = [
     "AffineViews",
     "RandomAffine",
+    "border_median",
     "flips_as_classes",
     "rotations_as_classes",
     "warp",
@@ -117,10 +121,12 @@ class RandomAffine(nn.Module):
     Every image gets its own rotation angle, scale, shear angle and shift,
     each drawn uniformly from ``[-degrees, degrees]``, ``scale``,
     ``[-shear, shear]`` and ``[-translate, translate]`` (a fraction of the
-    image size). Pixels from outside the image are 0, the background of
-    images whose strokes are 1 (as :func:`skmeta.datasets.load_omniglot`
-    returns them). Draws come from torch's global generator, which estimators
-    seed from their ``random_state``.
+    image size). Pixels from outside the image take ``fill``: by default each
+    image's own background, the median of its border pixels, channel by
+    channel (:func:`border_median`), so that the polarity of the strokes does
+    not matter: the distortion of ``1 - x`` is one minus the distortion of
+    ``x``. Draws come from torch's global generator, which estimators seed
+    from their ``random_state``.
 
     Parameters
     ----------
@@ -132,18 +138,37 @@ class RandomAffine(nn.Module):
         Largest shear angle, in degrees.
     translate : float, default=0.1
         Largest shift, as a fraction of the height and width.
+    fill : "border" or float, default="border"
+        What comes into view from outside the image: ``"border"``, each
+        image's background (:func:`border_median`), or one value for every
+        image, for instance 0.0 for images whose border holds strokes on a
+        known black background.
+
+    Raises
+    ------
+    ValueError
+        If ``fill`` is neither ``"border"`` nor a finite real number.
 
     Notes
     -----
     Input and output: float tensor of shape ``(batch, channels, height, width)``.
     """
 
-    def __init__(self, degrees=15.0, scale=(0.85, 1.15), shear=10.0, translate=0.1):
+    def __init__(
+        self,
+        degrees=15.0,
+        scale=(0.85, 1.15),
+        shear=10.0,
+        translate=0.1,
+        fill="border",
+    ):
         super().__init__()
+        _check_fill(fill)
         self.degrees = degrees
         self.scale = scale
         self.shear = shear
         self.translate = translate
+        self.fill = fill
 
     def draw(self, n, *, device=None, generator=None):
         """Affine matrices of ``n`` random distortions.
@@ -190,17 +215,71 @@ class RandomAffine(nn.Module):
         return theta
 
     def forward(self, x):
-        return warp(x, self.draw(x.shape[0], device=x.device))
+        return warp(x, self.draw(x.shape[0], device=x.device), fill=self.fill)
 
     def extra_repr(self):
         return (
             f"degrees={self.degrees}, scale={self.scale}, shear={self.shear}, "
-            f"translate={self.translate}"
+            f"translate={self.translate}, fill={self.fill!r}"
         )
 
 
-def warp(x, theta):
-    """Images warped by affine matrices, with zeros from outside the image.
+def _check_fill(fill):
+    number = isinstance(fill, Real) and not isinstance(fill, bool)
+    if not (fill == "border" or (number and math.isfinite(fill))):
+        raise ValueError(
+            f'fill must be "border" or a finite real number; got fill={fill!r}.'
+        )
+
+
+def border_median(x):
+    """The background of each image: the median of its border pixels.
+
+    The border is the outermost ring of pixels (first and last rows and
+    columns), where a centred drawing or object rarely reaches, so its median
+    is the background whether the strokes are dark on light or light on dark.
+    With an even number of pixels the median is the mean of the two middle
+    values, so that ``border_median(1 - x) == 1 - border_median(x)`` (up to
+    rounding).
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (batch, channels, height, width)
+        Float images.
+
+    Returns
+    -------
+    torch.Tensor of shape (batch, channels, 1, 1), dtype of ``x``
+        One value per image and channel.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmeta.augmentation import border_median
+    >>> x = torch.ones(1, 1, 5, 5)
+    >>> x[..., 2, 1:4] = 0.0  # a dark stroke on white
+    >>> border_median(x).flatten().tolist()
+    [1.0]
+    """
+    border = torch.cat(
+        [x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], dim=-1
+    )
+    ordered = border.sort(dim=-1).values
+    k = ordered.shape[-1]
+    median = (ordered[..., (k - 1) // 2] + ordered[..., k // 2]) / 2
+    return median[..., None, None]
+
+
+def warp(x, theta, fill="border"):
+    """Images warped by affine matrices, their background brought in from outside.
+
+    Bilinear interpolation (:func:`torch.nn.functional.grid_sample`) of
+    ``x - b``, with zeros from outside the image, plus ``b``: exactly the
+    warp of ``x`` with the constant ``b`` outside, for ``b`` the fill of each
+    image and channel. With the default fill, each image's own background
+    (:func:`border_median`), warping commutes with inverting the polarity:
+    ``warp(1 - x, theta) == 1 - warp(x, theta)`` (up to rounding). An image
+    whose matrix is the identity is returned exactly, not interpolated.
 
     Parameters
     ----------
@@ -209,14 +288,30 @@ def warp(x, theta):
     theta : torch.Tensor of shape (batch, 2, 3) or (2, 3)
         One matrix per image, or one for all, as :meth:`RandomAffine.draw`
         gives them.
+    fill : "border" or float, default="border"
+        What comes into view from outside the image: ``"border"``, the
+        median of each image's border pixels, channel by channel, or one
+        value for all.
 
     Returns
     -------
     torch.Tensor of the shape and dtype of ``x``
+
+    Raises
+    ------
+    ValueError
+        If ``fill`` is neither ``"border"`` nor a finite real number.
     """
+    _check_fill(fill)
     theta = theta.to(x.device, x.dtype).expand(x.shape[0], 2, 3)
+    background = border_median(x) if fill == "border" else fill
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
+    warped = F.grid_sample(
+        x - background, grid, padding_mode="zeros", align_corners=False
+    )
+    identity = torch.eye(2, 3, device=x.device, dtype=x.dtype)
+    unmoved = (theta == identity).all(dim=(1, 2))
+    return torch.where(unmoved[:, None, None, None], x, warped + background)
 
 
 class AffineViews:
@@ -246,9 +341,9 @@ class AffineViews:
     n_views : int
         Views of each image, the image itself included; 1 is the image alone.
     distortion : RandomAffine or None, default=None
-        The ranges the distortions are drawn from; ``None`` is
-        ``RandomAffine()``, the training augmentation of the episodic
-        classifiers.
+        The ranges the distortions are drawn from, and the ``fill`` they
+        bring in from outside the image; ``None`` is ``RandomAffine()``, the
+        training augmentation of the episodic classifiers.
     seed : int, default=0
         Seeds the draws.
 
@@ -276,6 +371,7 @@ class AffineViews:
         distortion = RandomAffine() if distortion is None else distortion
         generator = torch.Generator().manual_seed(seed)
         self.thetas = distortion.draw(n_views - 1, generator=generator)
+        self.fill = distortion.fill
 
     def __len__(self):
         return self.n_views
@@ -284,4 +380,4 @@ class AffineViews:
         """Yield the ``n_views`` views of the images ``x``, ``x`` itself first."""
         yield x
         for theta in self.thetas:
-            yield warp(x, theta)
+            yield warp(x, theta, fill=self.fill)

@@ -2,10 +2,12 @@
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from skmeta.augmentation import (
     AffineViews,
     RandomAffine,
+    border_median,
     flips_as_classes,
     rotations_as_classes,
     warp,
@@ -146,10 +148,10 @@ def test_affine_preserves_non_square_shape():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_affine_without_distortion_is_the_identity(dtype):
+def test_affine_without_distortion_is_exactly_the_identity(dtype):
     torch.manual_seed(0)
     x = random_images(n=3, c=2, h=28, w=28, dtype=dtype)
-    torch.testing.assert_close(RandomAffine(**IDENTITY)(x), x, atol=1e-5, rtol=0)
+    assert torch.equal(RandomAffine(**IDENTITY)(x), x)
 
 
 def test_affine_with_defaults_changes_images():
@@ -261,7 +263,8 @@ def test_affine_has_no_parameters_and_shows_its_settings():
     module = RandomAffine(degrees=5.0, scale=(0.9, 1.1), shear=2.0, translate=0.05)
     assert list(module.parameters()) == []
     assert repr(module) == (
-        "RandomAffine(degrees=5.0, scale=(0.9, 1.1), shear=2.0, translate=0.05)"
+        "RandomAffine(degrees=5.0, scale=(0.9, 1.1), shear=2.0, translate=0.05, "
+        "fill='border')"
     )
 
 
@@ -340,3 +343,127 @@ def test_fewer_than_one_view_is_a_value_error(n_views):
         ValueError, match=f"n_views must be at least 1; got n_views={n_views}"
     ):
         AffineViews(n_views)
+
+
+# -- the fill: each image's own background -------------------------------------------
+
+#: Turns a quarter turn and zooms out twice: every corner of the output comes
+#: from outside the image.
+TURN_AND_SHRINK = torch.tensor([[0.0, -2.0, 0.0], [2.0, 0.0, 0.0]])
+
+
+def corners(x):
+    return torch.stack(
+        [x[..., 0, 0], x[..., 0, -1], x[..., -1, 0], x[..., -1, -1]], dim=-1
+    )
+
+
+def test_the_border_median_by_hand():
+    # A 4x4 image: its 12 border pixels, 4 of them 0.2, 8 of them 0.6 and the
+    # 4 inner pixels 9 (ignored); the middle two of the 12 are 0.6 and 0.6.
+    x = torch.full((1, 1, 4, 4), 0.6)
+    x[..., 0, :] = 0.2
+    x[..., 1:3, 1:3] = 9.0
+    assert border_median(x).tolist() == [[[[pytest.approx(0.6)]]]]
+    # With 6 of each, the median is the mean of the two middle values.
+    x[..., 3, 1:3] = 0.2
+    assert border_median(x).flatten().tolist() == [pytest.approx(0.4)]
+
+
+def test_the_border_median_is_per_image_and_per_channel():
+    x = torch.zeros(2, 3, 7, 5)
+    x[0, 1] = 0.5
+    x[1, 2] = 1.0
+    x[:, :, 2:5, 2] = 0.9  # strokes inside change nothing
+    assert border_median(x).shape == (2, 3, 1, 1)
+    assert border_median(x).flatten().tolist() == [0.0, 0.5, 0.0, 0.0, 0.0, 1.0]
+
+
+def test_a_dark_on_light_image_is_filled_with_white_and_a_light_on_dark_with_black():
+    light_on_dark = strokes(n=2)
+    dark_on_light = 1 - light_on_dark
+    assert (corners(warp(dark_on_light, TURN_AND_SHRINK)) == 1.0).all()
+    assert (corners(warp(light_on_dark, TURN_AND_SHRINK)) == 0.0).all()
+    # and what was the image is still there: a white cross on black, turned,
+    # and its inverse
+    out = warp(light_on_dark, TURN_AND_SHRINK)
+    assert out.amax() > 0.4
+    torch.testing.assert_close(warp(dark_on_light, TURN_AND_SHRINK), 1 - out)
+
+
+def test_random_distortions_of_a_dark_on_light_image_keep_a_white_border():
+    torch.manual_seed(0)
+    out = RandomAffine()(1 - blob(n=16, size=28, radius=4))
+    border = torch.cat([out[..., :3, :].flatten(1), out[..., -3:, :].flatten(1)], 1)
+    assert (border == 1).all()
+    assert (out.amin(dim=(1, 2, 3)) < 0.1).all()  # the dark blob is still there
+
+
+def test_each_image_and_channel_is_filled_with_its_own_background():
+    x = torch.zeros(2, 2, 16, 16)
+    x[0, 0], x[0, 1], x[1, 0], x[1, 1] = 1.0, 0.25, 0.5, 0.0
+    x[:, :, 6:10, 6:10] = 0.75
+    fills = corners(warp(x, TURN_AND_SHRINK))
+    assert torch.equal(fills, x[..., :1, :1].expand(2, 2, 1, 4)[:, :, 0])
+
+
+@pytest.mark.parametrize("shape", [(4, 1, 28, 28), (3, 3, 20, 32)])
+def test_warping_commutes_with_inverting_the_polarity(shape):
+    x = random_images(*shape)
+    theta = RandomAffine(degrees=40.0).draw(
+        shape[0], generator=torch.Generator().manual_seed(0)
+    )
+    torch.testing.assert_close(warp(1 - x, theta), 1 - warp(x, theta))
+
+
+def test_random_affine_and_views_treat_an_image_and_its_inverse_alike():
+    x = strokes(n=4)
+    torch.manual_seed(5)
+    light = RandomAffine()(x)
+    torch.manual_seed(5)
+    dark = RandomAffine()(1 - x)
+    torch.testing.assert_close(dark, 1 - light)
+    views = AffineViews(4)
+    for view, inverse in zip(views(x), views(1 - x), strict=True):
+        torch.testing.assert_close(inverse, 1 - view)
+
+
+def test_the_identity_returns_each_image_exactly_and_moves_the_others():
+    x = random_images(n=2, c=2, h=9, w=9)
+    theta = torch.stack([torch.eye(2, 3), TURN_AND_SHRINK])
+    out = warp(x, theta)
+    assert torch.equal(out[0], x[0])
+    assert torch.equal(out[1:], warp(x[1:], TURN_AND_SHRINK))
+    assert not torch.equal(out[1], x[1])
+
+
+def test_a_constant_fill_is_grid_samples_zero_padding_shifted_by_it():
+    x = random_images(n=3, h=10, w=10)
+    theta = RandomAffine().draw(3, generator=torch.Generator().manual_seed(2))
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    zeros = F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
+    assert torch.equal(warp(x, theta, fill=0.0), zeros)
+    ones = F.grid_sample(x - 1, grid, padding_mode="zeros", align_corners=False) + 1
+    torch.testing.assert_close(warp(x, theta, fill=1.0), ones)
+    assert (corners(warp(x, TURN_AND_SHRINK, fill=0.3)) == 0.3).all()
+
+
+def test_views_bring_in_the_fill_of_their_distortion():
+    dark_on_light = 1 - strokes(n=1)
+    wide = {"degrees": 90.0, "scale": (0.5, 0.6)}
+    views = list(AffineViews(3, distortion=RandomAffine(**wide))(dark_on_light))
+    zero = list(
+        AffineViews(3, distortion=RandomAffine(**wide, fill=0.0))(dark_on_light)
+    )
+    for view, zero_filled in zip(views[1:], zero[1:], strict=True):
+        assert (corners(view) == 1.0).all()
+        assert (corners(zero_filled) == 0.0).all()
+
+
+@pytest.mark.parametrize("fill", ["median", float("nan"), True, None])
+def test_a_fill_that_is_not_border_or_a_number_is_a_value_error(fill):
+    message = f'fill must be "border" or a finite real number; got fill={fill!r}'
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        RandomAffine(fill=fill)
+    with pytest.raises(ValueError, match="fill must be"):
+        warp(strokes(n=1), torch.eye(2, 3), fill=fill)
