@@ -1,11 +1,14 @@
 """Specifications of the image augmentations in skmeta.augmentation."""
 
+import sys
+
 import pytest
 import torch
 from torch.nn import functional as F
 
 from skmeta.augmentation import (
     AffineViews,
+    NaturalImageAugmentation,
     RandomAffine,
     border_median,
     flips_as_classes,
@@ -467,3 +470,163 @@ def test_a_fill_that_is_not_border_or_a_number_is_a_value_error(fill):
         RandomAffine(fill=fill)
     with pytest.raises(ValueError, match="fill must be"):
         warp(strokes(n=1), torch.eye(2, 3), fill=fill)
+
+
+# -- NaturalImageAugmentation --------------------------------------------------------
+
+#: Every part of the natural-image augmentation off: the identity.
+STILL = {
+    "scale": (1.0, 1.0),
+    "ratio": (1.0, 1.0),
+    "flip": 0.0,
+    "brightness": 0.0,
+    "contrast": 0.0,
+    "saturation": 0.0,
+}
+
+
+@pytest.fixture
+def kornia():
+    return pytest.importorskip("kornia")
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 24, 24), (4, 1, 28, 28), (2, 3, 20, 32)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_natural_keeps_shape_dtype_and_the_unit_range(kornia, shape, dtype):
+    torch.manual_seed(0)
+    x = random_images(*shape, dtype=dtype)
+    out = NaturalImageAugmentation()(x)
+    assert out.shape == x.shape
+    assert out.dtype == dtype
+    assert out.min() >= 0 and out.max() <= 1
+    assert ((out - x).abs().amax(dim=(1, 2, 3)) > 0.01).all()
+
+
+def test_natural_is_reproducible_under_torch_manual_seed(kornia):
+    x = random_images(n=4, c=3, h=16, w=16)
+    augment = NaturalImageAugmentation()
+    torch.manual_seed(7)
+    first = augment(x)
+    torch.manual_seed(7)
+    assert torch.equal(augment(x), first)
+    torch.manual_seed(8)
+    assert not torch.equal(augment(x), first)
+
+
+def test_natural_draws_anew_for_each_image(kornia):
+    torch.manual_seed(0)
+    out = NaturalImageAugmentation()(
+        random_images(n=1, c=3, h=16, w=16).expand(2, -1, -1, -1)
+    )
+    assert not torch.allclose(out[0], out[1], atol=1e-3)
+
+
+def test_natural_with_everything_off_is_the_identity(kornia):
+    x = random_images(n=3, c=3, h=12, w=12)
+    torch.testing.assert_close(NaturalImageAugmentation(**STILL)(x), x)
+
+
+def test_a_certain_flip_is_the_mirror_image(kornia):
+    x = random_images(n=3, c=3, h=12, w=12)
+    out = NaturalImageAugmentation(**(STILL | {"flip": 1.0}))(x)
+    torch.testing.assert_close(out, x.flip(-1))
+
+
+def test_a_crop_of_a_quarter_of_the_area_spans_half_a_ramp(kornia):
+    # Columns 0..15: a square crop of a quarter of the area is 8 columns wide,
+    # resized back to 16, so each row spans 7 of the original's 15 steps.
+    ramp = torch.arange(16.0).expand(5, 1, 16, 16) / 15
+    torch.manual_seed(0)
+    out = NaturalImageAugmentation(**(STILL | {"scale": (0.25, 0.25)}))(ramp) * 15
+    torch.testing.assert_close(
+        out.amax(dim=(1, 2, 3)) - out.amin(dim=(1, 2, 3)), torch.full((5,), 7.0)
+    )
+    torch.testing.assert_close(out[:, :, 0], out[:, :, -1])  # still a ramp
+
+
+def test_brightness_scales_each_grey_image_by_one_factor(kornia):
+    x = random_images(n=8, c=1, h=10, w=10) * 0.5 + 0.25  # no clamping at 1.4
+    torch.manual_seed(0)
+    ratio = NaturalImageAugmentation(**(STILL | {"brightness": 0.4}))(x) / x
+    factor = ratio.amax(dim=(1, 2, 3))
+    torch.testing.assert_close(ratio.amin(dim=(1, 2, 3)), factor)
+    assert ((factor >= 0.6) & (factor <= 1.4)).all()
+    assert factor.std() > 0.01
+
+
+def test_contrast_scales_each_grey_image_about_its_mean(kornia):
+    x = random_images(n=8, c=1, h=10, w=10) * 0.5 + 0.25
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    torch.manual_seed(0)
+    out = NaturalImageAugmentation(**(STILL | {"contrast": 0.4}))(x)
+    ratio = (out - mean) / (x - mean)
+    factor = ratio.median(dim=-1).values.median(dim=-1).values
+    torch.testing.assert_close(
+        ratio, factor[..., None, None].expand_as(ratio), atol=1e-3, rtol=1e-3
+    )
+    torch.testing.assert_close(out.mean(dim=(1, 2, 3), keepdim=True), mean)
+    assert ((factor >= 0.6) & (factor <= 1.4)).all()
+
+
+def test_saturation_and_hue_leave_grey_images_alone(kornia):
+    x = random_images(n=4, c=1, h=10, w=10)
+    colour = {"saturation": 0.9, "hue": 0.4}
+    torch.manual_seed(0)
+    torch.testing.assert_close(NaturalImageAugmentation(**(STILL | colour))(x), x)
+
+
+def test_saturation_changes_colours_and_leaves_greys(kornia):
+    colour = random_images(n=4, c=3, h=10, w=10)
+    grey = colour[:, :1].expand(-1, 3, -1, -1)
+    augment = NaturalImageAugmentation(**(STILL | {"saturation": 0.9}))
+    torch.manual_seed(0)
+    torch.testing.assert_close(augment(grey), grey)
+    torch.manual_seed(0)
+    assert ((augment(colour) - colour).abs().amax(dim=(1, 2, 3)) > 0.01).all()
+
+
+def test_colour_on_other_channel_counts_is_a_value_error(kornia):
+    x = random_images(n=2, c=2, h=8, w=8)
+    with pytest.raises(ValueError, match="saturation and hue need RGB.*got 2 channels"):
+        NaturalImageAugmentation()(x)
+    plain = NaturalImageAugmentation(saturation=0.0)
+    assert plain(x).shape == x.shape
+
+
+def test_natural_needs_a_batch_of_images(kornia):
+    with pytest.raises(ValueError, match=r"needs images.*got shape \(3, 8, 8\)"):
+        NaturalImageAugmentation()(torch.rand(3, 8, 8))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("scale", (0.5, 0.2)),
+        ("scale", (0.0, 1.0)),
+        ("scale", (0.5, 1.5)),
+        ("scale", 0.5),
+        ("ratio", (0.0, 1.0)),
+        ("flip", 1.5),
+        ("brightness", -0.1),
+        ("contrast", "high"),
+        ("saturation", True),
+        ("hue", 0.6),
+    ],
+)
+def test_a_parameter_out_of_range_is_a_value_error_naming_it(kornia, name, value):
+    with pytest.raises(ValueError, match=f"^{name} must be .*got {name}="):
+        NaturalImageAugmentation(**{name: value})
+
+
+def test_natural_shows_its_settings(kornia):
+    assert repr(NaturalImageAugmentation(flip=0.0, hue=0.1)) == (
+        "NaturalImageAugmentation(scale=(0.08, 1.0), ratio=(0.75, 1.3333333333333333), "
+        "flip=0.0, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)"
+    )
+
+
+def test_without_kornia_the_error_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "kornia", None)
+    monkeypatch.setitem(sys.modules, "kornia.augmentation", None)
+    with pytest.raises(ImportError, match=r"pip install 'skmeta\[images\]'"):
+        NaturalImageAugmentation()
