@@ -4,6 +4,8 @@
   package (no download): the default data of the ``skmeta`` command.
 - :func:`load_omniglot`: any Omniglot subset, downloaded, checksummed and cached.
 - :func:`load_digits_fewshot`: scikit-learn's bundled digits, a small tabular set.
+- :func:`load_image_folder`: a user's folder of image files, one subfolder per
+  class (and optionally per group of classes).
 - :func:`load_movielens`: MovieLens ratings, each user a task (the optional
   ``movielens`` extra).
 
@@ -13,6 +15,7 @@ groups (users), whose tasks share the classes like and dislike.
 """
 
 from ._digits import load_digits_fewshot
+from ._image_folder import IMAGE_EXTENSIONS, load_image_folder
 from ._movielens import load_movielens
 from ._omniglot import get_data_home, load_omniglot, load_omniglot_minimal
 from ._split import FewShotSplit
@@ -27,9 +30,11 @@ FEWSHOT_DATASETS = {
 
 __all__ = [
     "FEWSHOT_DATASETS",
+    "IMAGE_EXTENSIONS",
     "FewShotSplit",
     "get_data_home",
     "load_digits_fewshot",
+    "load_image_folder",
     "load_movielens",
     "load_omniglot",
     "load_omniglot_minimal",
