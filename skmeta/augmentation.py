@@ -232,8 +232,12 @@ class RandomAffine(nn.Module):
 
 
 def _check_fill(fill):
-    number = isinstance(fill, Real) and not isinstance(fill, bool)
-    if not (fill == "border" or (number and math.isfinite(fill))):
+    if isinstance(fill, str):
+        valid = fill == "border"
+    else:
+        number = isinstance(fill, Real) and not isinstance(fill, bool)
+        valid = number and math.isfinite(fill)
+    if not valid:
         raise ValueError(
             f'fill must be "border" or a finite real number; got fill={fill!r}.'
         )
