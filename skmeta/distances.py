@@ -16,6 +16,20 @@ CUDA for the same reason. They are modules so that a learnable distance
 (Mahalanobis) trains and saves with the network that owns it; the others have
 no parameters.
 
+**No cancellation.** The squared Euclidean, Euclidean and Mahalanobis
+distances, and the cosine distance between unit vectors, take the expanded
+form :math:`\|a\|^2 - 2 a \cdot b + \|b\|^2` (one matrix product) after
+subtracting one common point from ``a`` and ``b``, the mean of the rows of
+``b``: the distance is unchanged, and its rounding error, about
+:math:`\epsilon (\|a - c\|^2 + \|b - c\|^2)` instead of
+:math:`\epsilon (\|a\|^2 + \|b\|^2)`, no longer grows with an offset that
+all points share. (Uncentred, float32 features of 20 classes offset by 1e5
+gave a Prototypical Network with an identity backbone 0.07 training
+accuracy where scikit-learn's ``NearestCentroid`` has 1.00.) Points whose
+squares would overflow or underflow are scaled first, and
+:func:`l2_normalize` divides each vector by its largest magnitude before
+squaring, so that vectors of 1e19 or 1e-30 get unit norm.
+
 Estimators accept either a name from :data:`DISTANCES` or a module instance.
 """
 
@@ -33,6 +47,7 @@ __all__ = [
     "Manhattan",
     "SquaredEuclidean",
     "get_distance",
+    "l2_normalize",
 ]
 
 
@@ -59,13 +74,104 @@ def _check_pair(a, b):
         )
 
 
+def _centered(a, b):
+    """``a`` and ``b`` minus the mean of the rows of ``b`` (per episode).
+
+    Distances that depend on ``a - b`` only are unchanged; the mean is a
+    constant to autograd, so gradients are too (up to rounding).
+    """
+    if b.shape[-2] == 0:  # no rows: nothing to centre on, nothing to compute
+        return a, b
+    center = b.detach().mean(-2, keepdim=True)
+    return a - center, b - center
+
+
+def _expanded(a, b):
+    r"""Squared distances :math:`\|a\|^2 - 2 a \cdot b + \|b\|^2`, clamped at 0.
+
+    One matrix product; exact only up to about
+    :math:`\epsilon (\|a\|^2 + \|b\|^2)`, so callers centre ``a`` and ``b``
+    first (:func:`_centered`).
+    """
+    a_sq = a.pow(2).sum(-1, keepdim=True)
+    b_sq = b.pow(2).sum(-1).unsqueeze(-2)
+    return (a @ b.mT).mul_(-2).add_(a_sq).add_(b_sq).clamp_min_(0)
+
+
+#: Magnitudes whose squares, summed over any realistic dimension, neither
+#: overflow nor underflow float32: 2**-50 to 2**50 (squares 1e-30 to 1e30).
+_SAFE_MAGNITUDES = (2.0**-50, 2.0**50)
+
+
+def _scaled_squared(a, b):
+    r"""Squared distances of centred ``a`` and ``b`` as ``(q, s)``: :math:`q s^2`.
+
+    ``s`` is 1 (division by it is exact: nothing changes) unless the
+    largest magnitude in ``a`` and ``b`` lies outside
+    :data:`_SAFE_MAGNITUDES`; then it brings that magnitude to the nearer
+    bound, so that no square overflows or underflows before the distance
+    itself would. ``s`` is a scalar tensor, a constant to autograd.
+    """
+    if a.numel() + b.numel() == 0:
+        return _expanded(a, b), a.new_ones(())
+    largest = torch.cat((a.detach().reshape(-1), b.detach().reshape(-1))).abs().amax()
+    largest = largest.clamp_min_(torch.finfo(a.dtype).tiny)  # all zero: s is tiny
+    s = largest / largest.clamp(*_SAFE_MAGNITUDES)  # x / x == 1 in range
+    return _expanded(a / s, b / s), s
+
+
+def l2_normalize(x, dim=-1):
+    r"""Scale each vector along ``dim`` to unit Euclidean norm, safely.
+
+    :math:`x / \|x\|_2`, computed as :math:`y / \|y\|_2` with
+    :math:`y = x / \max_k |x_k|`, so that the squares summed for the norm
+    lie in :math:`[1, d]` whatever the magnitude of ``x``: rows of 1e19,
+    whose squared norm overflows float32 (where
+    :func:`torch.nn.functional.normalize` returns zeros), and rows of
+    1e-30, whose squared norm underflows (where ``normalize``, clamping the
+    norm at ``eps``, leaves them near zero), both come out with norm 1. A
+    row of zeros stays zero.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (..., d, ...), floating point
+        The vectors, along ``dim``.
+    dim : int, default=-1
+        The dimension of the vectors' components.
+
+    Returns
+    -------
+    torch.Tensor of the shape and dtype of ``x``
+        Unit vectors (zero where ``x`` is zero). The gradient is that of
+        :math:`x / \|x\|_2`; at a zero vector it is the identity.
+
+    Notes
+    -----
+    The scale :math:`\max_k |x_k|` is a constant to autograd:
+    :math:`x / \|x\|_2` does not change when ``x`` is scaled, so the
+    gradient is the same.
+    """
+    if x.shape[dim] == 0:
+        return x.clone()
+    largest = x.detach().abs().amax(dim, keepdim=True)
+    y = x / torch.where(largest > 0, largest, torch.ones_like(largest))
+    norm = torch.linalg.vector_norm(y, dim=dim, keepdim=True)  # in [1, sqrt(d)]
+    return y / torch.where(norm > 0, norm, torch.ones_like(norm))
+
+
 class SquaredEuclidean(nn.Module):
     r"""Squared Euclidean distance :math:`\|a - b\|_2^2`.
 
     The distance of Prototypical Networks (Snell et al., 2017, eq. 1-2), a
     Bregman divergence, for which the class mean is the optimal prototype.
-    Computed as :math:`\|a\|^2 - 2 a \cdot b + \|b\|^2` with one matrix
-    product, clamped at 0 against rounding.
+    Computed as :math:`\|a'\|^2 - 2 a' \cdot b' + \|b'\|^2` with one
+    matrix product, on :math:`a' = a - c` and :math:`b' = b - c` for ``c`` the
+    mean of the rows of ``b``, clamped at 0 against rounding: the rounding
+    error does not grow with an offset common to ``a`` and ``b``. Points
+    whose squares would overflow or underflow are scaled first, so the
+    result is ``inf`` only where the squared distance itself exceeds the
+    largest float (3.4e38 in float32), and 0 only where it is below the
+    smallest.
 
     References
     ----------
@@ -76,16 +182,20 @@ class SquaredEuclidean(nn.Module):
     @_in_float32
     def forward(self, a, b):
         _check_pair(a, b)
-        a_sq = a.pow(2).sum(-1, keepdim=True)
-        b_sq = b.pow(2).sum(-1).unsqueeze(-2)
-        return (a_sq - 2 * a @ b.transpose(-1, -2) + b_sq).clamp_min_(0)
+        squared, s = _scaled_squared(*_centered(a, b))
+        return squared * s * s
 
 
 class Euclidean(nn.Module):
     r"""Euclidean distance :math:`\|a - b\|_2`.
 
-    The gradient of the square root is infinite at 0, so the squared
-    distance is clamped at ``eps`` (default 1e-12) before the root.
+    The root of :class:`SquaredEuclidean`'s distance (centred), clamped at
+    ``eps`` (default 1e-12) before the root, whose gradient is infinite at 0:
+    distances below :math:`\sqrt{\epsilon}` = 1e-6 come out as 1e-6. Points
+    whose squares would overflow or underflow (centred coordinates beyond
+    :math:`2^{50}` or all below :math:`2^{-50}` in magnitude) are divided by
+    a common scale first and the root multiplied back: distances of points
+    of 1e30 are finite.
     """
 
     def __init__(self, eps=1e-12):
@@ -94,26 +204,33 @@ class Euclidean(nn.Module):
 
     @_in_float32
     def forward(self, a, b):
-        return SquaredEuclidean()(a, b).clamp_min(self.eps).sqrt()
+        _check_pair(a, b)
+        squared, s = _scaled_squared(*_centered(a, b))
+        # eps in the units of squared; never 0, whose root has no gradient
+        eps = (self.eps / s / s).clamp_min(torch.finfo(squared.dtype).tiny)
+        return squared.clamp_min(eps).sqrt() * s
 
 
 class Cosine(nn.Module):
     r"""Cosine distance :math:`1 - \frac{a \cdot b}{\|a\| \|b\|}`, in [0, 2].
 
-    Vectors of norm below ``eps`` (default 1e-8) are treated as having norm
-    ``eps``, as in :func:`torch.nn.functional.normalize`.
+    Computed as :math:`\frac12 \|\hat a - \hat b\|^2` between the unit
+    vectors :math:`\hat a, \hat b` of :func:`l2_normalize` (centred, as in
+    :class:`SquaredEuclidean`), which equals it: vectors that nearly share a
+    direction (features with a large common offset) keep distances down to
+    the resolution of their float type, where :math:`1 - \hat a \cdot \hat b`
+    rounds them to 0 below about 1e-7. A zero vector has no direction: its
+    distance to anything is 1 (cosine similarity 0).
     """
-
-    def __init__(self, eps=1e-8):
-        super().__init__()
-        self.eps = eps
 
     @_in_float32
     def forward(self, a, b):
         _check_pair(a, b)
-        a = nn.functional.normalize(a, dim=-1, eps=self.eps)
-        b = nn.functional.normalize(b, dim=-1, eps=self.eps)
-        return 1 - a @ b.transpose(-1, -2)
+        a, b = l2_normalize(a), l2_normalize(b)
+        half = _expanded(*_centered(a, b)) / 2
+        zero_a = (a == 0).all(-1).unsqueeze(-1)
+        zero_b = (b == 0).all(-1).unsqueeze(-2)
+        return torch.where(zero_a | zero_b, torch.ones_like(half), half)
 
 
 class Manhattan(nn.Module):
@@ -174,7 +291,11 @@ class Mahalanobis(nn.Module):
     @_in_float32
     def forward(self, a, b):
         _check_pair(a, b)
-        return SquaredEuclidean()(a @ self.L.T, b @ self.L.T)
+        # Centred before the projection: an offset of a and b would make
+        # a L^T and b L^T round to a precision the differences lack.
+        a, b = _centered(a, b)
+        squared, s = _scaled_squared(a @ self.L.T, b @ self.L.T)
+        return squared * s * s
 
 
 #: Distances by the name estimators accept for their ``distance`` parameter.
