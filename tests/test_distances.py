@@ -15,6 +15,7 @@ from skmeta.distances import (
     Manhattan,
     SquaredEuclidean,
     get_distance,
+    l2_normalize,
 )
 
 # Factories, so that no test sees a module another test converted or trained.
@@ -87,6 +88,200 @@ def test_manhattan_and_euclidean_differ_on_the_diagonal():
     a, b = t([[0.0, 0.0]]), t([[1.0, 1.0]])
     torch.testing.assert_close(Manhattan()(a, b), t([[2.0]]))
     torch.testing.assert_close(Euclidean()(a, b), t([[math.sqrt(2)]]))
+
+
+# -- no cancellation: a common offset, in float32 ------------------------------
+
+
+def expanded_form(a, b):
+    """The uncentred |a|^2 - 2 a.b + |b|^2, to show what the inputs provoke."""
+    return (a * a).sum(-1, keepdim=True) - 2 * a @ b.mT + (b * b).sum(-1)[..., None, :]
+
+
+# 1e6 + 0.5, 1e6 and 1e6 + 2 are float32 numbers (spacing 0.0625 at 1e6).
+FAR_QUERY = t([[1e6 + 0.5]], torch.float32)
+FAR_POINTS = t([[1e6], [1e6 + 2.0]], torch.float32)
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (SquaredEuclidean, [[0.25, 2.25]]),
+        (Euclidean, [[0.5, 1.5]]),
+        (Manhattan, [[0.5, 1.5]]),
+        (lambda: Mahalanobis(1), [[0.25, 2.25]]),  # L = 1
+    ],
+    ids=["sqeuclidean", "euclidean", "manhattan", "mahalanobis"],
+)
+def test_distances_far_from_the_origin_are_exact_in_float32(make, expected):
+    out = make()(FAR_QUERY, FAR_POINTS)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, t(expected, torch.float32), rtol=0, atol=0)
+    # (1e6 + 0.5)^2 is 1e12 + 1e6 + 0.25, where float32's spacing is 65536
+    naive = expanded_form(FAR_QUERY, FAR_POINTS).clamp_min(0)
+    assert not torch.equal(naive[0, :1], t([0.25], torch.float32))
+
+
+def test_cosine_of_nearly_parallel_vectors_is_not_rounded_to_zero():
+    # 1 - cos = 1 - 1 / sqrt(1 + 1e-8) = 5e-9 - 3.75e-17: below float32's
+    # resolution at 1, so 1 - a.b of the unit vectors rounds it to 0.
+    a, b = t([[1.0, 0.0]], torch.float32), t([[1.0, 1e-4]], torch.float32)
+    torch.testing.assert_close(
+        Cosine()(a, b), t([[5e-9]], torch.float32), rtol=1e-6, atol=0
+    )
+    naive = (
+        1 - nn.functional.normalize(a, dim=-1) @ nn.functional.normalize(b, dim=-1).T
+    )
+    assert naive.item() == 0
+
+
+def cosine_form(a, b):
+    """1 - a.b of the unit vectors: an absolute rounding error of about 1e-7."""
+    unit = nn.functional.normalize
+    return 1 - unit(a, dim=-1) @ unit(b, dim=-1).mT
+
+
+def explicit(name, a, b):
+    """Distances in float64 from the explicit differences (no cancellation)."""
+    a, b = a.double(), b.double()
+    if name == "cosine":
+        a, b = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
+    diff = a.unsqueeze(-2) - b.unsqueeze(-3)
+    return {
+        "sqeuclidean": diff.pow(2).sum(-1),
+        "mahalanobis": diff.pow(2).sum(-1),  # L = I
+        "euclidean": diff.pow(2).sum(-1).sqrt(),
+        "manhattan": diff.abs().sum(-1),
+        "cosine": diff.pow(2).sum(-1) / 2,
+    }[name]
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e3, 1e4, 1e5, 1e6])
+@pytest.mark.parametrize("name", IDS)
+def test_float32_distances_of_offset_points_match_float64(name, offset):
+    # Each episode its own offset: the centring point is per episode.
+    a, b = random_batch(e=2, n=7, m=4, d=6, seed=3, dtype=torch.float32)
+    shift = t([[[offset]], [[-offset / 2]]], torch.float32)
+    a, b = a + shift, b + shift  # the float32 inputs; the float64 reference
+    out = get_distance(name, 6)(a, b)  # sees the same rounded values
+    expected = explicit(name, a, b)
+    if name == "cosine":
+        # Unit vectors hold a direction to float32's resolution, so the
+        # relative error grows as offset / spread (1e-2 at 1e5); the form
+        # 1 - a.b, whose error is absolute, is wrong from 1e3.
+        if offset > 1e4:
+            return  # the classification test covers larger offsets
+        rtol = 1e-6 + 1e-6 * offset
+        naive = (
+            1
+            - nn.functional.normalize(a, dim=-1) @ nn.functional.normalize(b, dim=-1).mT
+        )
+        assert offset == 0 or not torch.allclose(naive.double(), expected, rtol=rtol)
+    else:
+        rtol = 1e-6
+        naive = expanded_form(a, b).clamp_min(0)
+        if name in ("sqeuclidean", "mahalanobis") and offset >= 1e3:
+            assert not torch.allclose(naive.double(), expected, rtol=0.1)
+    torch.testing.assert_close(out.double(), expected, rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize("make", ALL, ids=IDS)
+def test_gradients_of_offset_points_equal_those_without_offset(make):
+    # In training the gradient is what matters; dyadic values so that the
+    # offset inputs are the same points, exactly.
+    gen = torch.Generator().manual_seed(5)
+    a = (torch.randint(-64, 64, (5, 3), generator=gen) / 16).float()
+    b = (torch.randint(-64, 64, (4, 3), generator=gen) / 16).float()
+    grads = []
+    for offset in (0.0, 1e4):
+        if make is Cosine:  # not translation invariant: scale instead
+            x, y = (a * (1 + offset)).requires_grad_(), (b * (1 + offset))
+        else:
+            x, y = (a + offset).requires_grad_(), (b + offset)
+        make()(x, y.requires_grad_()).sum().backward()
+        scale = 1 + offset if make is Cosine else 1  # d(x/c) = dx / c
+        grads.append((x.grad * scale, y.grad * scale))
+    for got, expected in zip(grads[1], grads[0], strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+# -- no overflow or underflow ------------------------------------------------------
+
+
+@pytest.mark.parametrize("magnitude", [1e19, 1e-30, 1e30, 1e-38])
+def test_l2_normalize_gives_unit_vectors_at_any_magnitude(magnitude):
+    x = t([[3.0, 4.0], [-1.0, 0.0], [1.0, 1.0]], torch.float32)
+    out = l2_normalize(x * magnitude)
+    expected = t([[0.6, 0.8], [-1.0, 0.0], [0.5**0.5, 0.5**0.5]], torch.float32)
+    torch.testing.assert_close(out, expected)
+    # where F.normalize squares 1e19 to inf (zeros) or 1e-30 to 0 (no unit)
+    if magnitude in (1e19, 1e-30):
+        naive = nn.functional.normalize(x * magnitude, dim=-1)
+        assert not torch.allclose(naive, expected)
+
+
+def test_l2_normalize_keeps_zero_vectors_and_follows_dim():
+    x = t([[0.0, 0.0, 0.0], [2.0, 0.0, 0.0]], torch.float32)
+    torch.testing.assert_close(
+        l2_normalize(x), t([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]], torch.float32)
+    )
+    # along dim 0: columns (0, 2), (0, 0), (0, 0)
+    torch.testing.assert_close(
+        l2_normalize(x, dim=0), t([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]], torch.float32)
+    )
+    images = torch.randn(2, 3, 4, 5)
+    torch.testing.assert_close(
+        l2_normalize(images, dim=1), nn.functional.normalize(images, dim=1)
+    )
+    assert l2_normalize(torch.empty(3, 0)).shape == (3, 0)
+
+
+def test_l2_normalize_has_the_gradient_of_x_over_its_norm():
+    x = torch.randn(4, 5, dtype=torch.float64)
+    w = torch.randn(4, 5, dtype=torch.float64)
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    (l2_normalize(ours) * w).sum().backward()
+    (nn.functional.normalize(theirs, dim=-1) * w).sum().backward()
+    torch.testing.assert_close(ours.grad, theirs.grad)
+    zero = torch.zeros(1, 3, requires_grad=True)
+    l2_normalize(zero).sum().backward()
+    assert torch.isfinite(zero.grad).all()
+
+
+@pytest.mark.parametrize("magnitude", [1e19, 1e-30, 1e30])
+@pytest.mark.parametrize(
+    ("make", "power"),
+    [(Euclidean, 1), (Manhattan, 1), (Cosine, 0)],
+    ids=["euclidean", "manhattan", "cosine"],
+)
+def test_distances_of_huge_or_tiny_points_scale_with_them(make, power, magnitude):
+    # distances that float32 holds, though squares of the points it does not
+    a, b = random_batch(e=2, n=5, m=3, d=4, seed=6, dtype=torch.float32)
+    # eps would clamp Euclidean distances below 1e-6
+    distance = Euclidean(eps=0) if make is Euclidean else make()
+    expected = distance(a, b).double() * magnitude**power
+    out = distance(a * magnitude, b * magnitude)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=0)
+
+
+def test_squared_distances_are_inf_only_where_they_exceed_float32():
+    # Squared norms of 1.3e19 (1.7e38) are finite, but twice their product
+    # (3.6e38) is not: the uncentred form gives 0 where the answer is 1e36.
+    query = t([[1.4e19]], torch.float32)
+    points = t([[1.3e19], [-1.3e19]], torch.float32)
+    for distance in (SquaredEuclidean(), Mahalanobis(1)):
+        out = distance(query, points).double()
+        torch.testing.assert_close(out[0, 0], t(1e36), rtol=1e-6, atol=0)
+        assert out[0, 1] == float("inf")  # 2.7e19 squared: 7.3e38
+    naive = expanded_form(query, points).clamp_min(0)
+    assert naive[0, 0] == 0
+
+
+def test_euclidean_of_tiny_points_is_clamped_at_the_root_of_eps():
+    a, b = t([[0.0, 0.0]], torch.float32), t([[3e-30, 4e-30]], torch.float32)
+    assert Euclidean()(a, b).item() == pytest.approx(1e-6)
+    assert Euclidean(eps=0)(a, b).item() == pytest.approx(5e-30)
 
 
 # -- brute force on batched episodes ------------------------------------------------
