@@ -8,27 +8,37 @@ two references on the same episodes: the raw input and the untrained backbone::
     skmeta                         # Omniglot minimal, embedded, 80-second limit
     skmeta --time-limit 600        # longer meta-training
     skmeta --dataset digits        # a tabular set of 5 base classes
+    skmeta --data my_images/       # a folder of images, one subfolder per class
     skmeta --n-way 5 --k-shot 1 5 --episodes 600 --save protonet.skmeta
+
+With ``--data``, a random ``--novel-fraction`` of the folder's classes (of its
+groups, where the folders nest as ``group/class/file``) is held out, whole, as
+the novel classes.
+
+A Ctrl-C (SIGINT) ends the command with one line on stderr, saying what it
+interrupted and what was saved, and the exit status 130.
 
 Run ``skmeta --help`` for every option.
 """
 
 import argparse
 import inspect
-import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.model_selection import GroupShuffleSplit
+from skorch.callbacks import Callback
 from torch import nn
 
 from . import __version__
 from ._base import resolve_device
 from ._precision import PRECISIONS
 from .callbacks import TimeLimit
-from .datasets import FEWSHOT_DATASETS
+from .datasets import FEWSHOT_DATASETS, FewShotSplit, load_image_folder
 from .fewshot import CLASSIFIERS, PrototypicalClassifier
 from .model_selection import evaluate_episodes
 from .persistence import save
@@ -42,6 +52,13 @@ DEFAULT_N_WAYS = (5, 20)
 #: start-up and the evaluation of three models, then ends within 3 minutes on
 #: a 2-core CPU.
 DEFAULT_TIME_LIMIT = 80.0
+
+#: Fraction of the classes (or groups) of a ``--data`` folder held out as
+#: novel classes by default.
+DEFAULT_NOVEL_FRACTION = 0.3
+
+#: The exit status of a command interrupted by SIGINT, as a shell reports it.
+EXIT_INTERRUPTED = 130
 
 _PROG = "skmeta"
 
@@ -104,7 +121,8 @@ def build_parser():
             "interval over episodes) on the novel classes, never seen in training."
         ),
     )
-    parser.add_argument(
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
         "--dataset",
         choices=list(FEWSHOT_DATASETS),
         default="omniglot",
@@ -112,6 +130,33 @@ def build_parser():
         "background_small1 (136 characters), novel the 3 alphabets only in "
         "background_small2 (106 characters); digits: scikit-learn's bundled "
         "digits, base 0-4 and novel 5-9 (default: omniglot)",
+    )
+    source.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="FOLDER",
+        help="a folder of image files instead, FOLDER/<class>/<file> or "
+        "FOLDER/<group>/<class>/<file> (PNG, JPEG, BMP, WebP, TIFF; read by "
+        "skmeta.datasets.load_image_folder); --novel-fraction of its classes, "
+        "or of its groups, are the novel ones",
+    )
+    parser.add_argument(
+        "--image-size",
+        type=_int_at_least(1),
+        default=None,
+        metavar="PIXELS",
+        help="resize the images of --data to PIXELS x PIXELS (Lanczos); "
+        "needed when they differ in size (default: their own size)",
+    )
+    parser.add_argument(
+        "--novel-fraction",
+        type=_fraction,
+        default=None,
+        metavar="F",
+        help="fraction of the classes of --data (of its groups, where the "
+        "folders nest two deep) held out as novel classes, drawn with --seed "
+        f"(default: {DEFAULT_NOVEL_FRACTION:g})",
     )
     parser.add_argument(
         "--data-home",
@@ -221,7 +266,8 @@ def build_parser():
         action=argparse.BooleanOptionalAction,
         default=None,
         help="add the 90/180/270-degree rotations of each base class as new "
-        "classes (default: on for omniglot, off for digits; images only)",
+        "classes (default: on for omniglot, off for digits and --data; images "
+        "only)",
     )
     parser.add_argument(
         "--flips",
@@ -229,7 +275,7 @@ def build_parser():
         default=None,
         help="add the mirror image of each base class as a new class (with "
         "--rotations, 8 classes from each; default: on for omniglot, off for "
-        "digits; images only)",
+        "digits and --data; images only)",
     )
     parser.add_argument(
         "--device",
@@ -257,7 +303,8 @@ def build_parser():
         default=None,
         metavar="PATH",
         help="write the fitted estimator there, without pickle (load it with "
-        "skmeta.persistence.load)",
+        "skmeta.persistence.load); the folder is checked before training, and "
+        "a meta-training cut short by Ctrl-C is saved too",
     )
     parser.add_argument(
         "--quiet",
@@ -271,10 +318,18 @@ def build_parser():
 
 
 def _load(args):
-    """Return the dataset's FewShotSplit; raise _UsageError on missing data."""
+    """Return the data's FewShotSplit, and a line on how it was split or None.
+
+    Raises _UsageError on missing or unreadable data.
+    """
+    if args.data is not None:
+        return _load_folder(args)
+    for option in ("image_size", "novel_fraction"):
+        if getattr(args, option) is not None:
+            raise _UsageError(f"--{option.replace('_', '-')} applies to --data only.")
     loader = FEWSHOT_DATASETS[args.dataset]
     if args.data_home is None:
-        return loader()  # the embedded or bundled copy
+        return loader(), None  # the embedded or bundled copy
     if "data_home" not in inspect.signature(loader).parameters:
         raise _UsageError(
             f"--data-home does not apply to {args.dataset}, which ships with "
@@ -288,16 +343,64 @@ def _load(args):
             "leave it out to use the copy embedded in skmeta."
         )
     try:
-        return loader(data_home=data_home)
+        return loader(data_home=data_home), None
     except OSError as exc:  # FileNotFoundError, download or checksum failure
         raise _UsageError(f"could not load {args.dataset}: {exc}") from exc
 
 
-def _make_estimator(args, images):
+def _load_folder(args):
+    """A ``--data`` folder, its classes (or groups) split at random, whole."""
+    if args.data_home is not None:
+        raise _UsageError("--data-home does not apply to --data.")
+    folder = args.data.expanduser()
+    try:
+        data = load_image_folder(
+            folder,
+            image_size=args.image_size,
+            verbose=False if args.quiet else None,
+        )
+    except (OSError, ValueError) as exc:  # the message names the files or sizes
+        raise _UsageError(f"--data {args.data}: {exc}") from exc
+    by_group = data.groups is not None
+    units = data.groups if by_group else data.y
+    noun = "groups" if by_group else "classes"
+    fraction = args.novel_fraction or DEFAULT_NOVEL_FRACTION
+    n_units = len(np.unique(units))
+    try:
+        base, novel = next(
+            GroupShuffleSplit(
+                n_splits=1, test_size=fraction, random_state=args.seed
+            ).split(data.X, groups=units)
+        )
+    except ValueError as exc:  # a side with no class
+        raise _UsageError(
+            f"--data {args.data}: --novel-fraction {fraction:g} of its {n_units} "
+            f"{noun} leaves a side empty; it needs at least 2 {noun}."
+        ) from exc
+    split = FewShotSplit(
+        X_base=data.X[base],
+        y_base=data.y[base],
+        X_novel=data.X[novel],
+        y_novel=data.y[novel],
+        name=folder.resolve().name,
+    )
+    how = (
+        f"  split: {len(np.unique(units[novel]))} of {n_units} {noun} novel "
+        f"(--novel-fraction {fraction:g}, --seed {args.seed})"
+    )
+    if by_group:
+        how += f": {', '.join(np.unique(units[novel]).tolist())}"
+    return split, how
+
+
+def _make_estimator(args, images, progress):
     """The method's estimator, with the options the command sets."""
     cls = CLASSIFIERS[args.method]
+    # Rotations and flips as new classes suit handwritten characters, not
+    # every image: on by default for Omniglot only.
+    omniglot = args.data is None and args.dataset == "omniglot"
     symmetries = {
-        name: images if getattr(args, name) is None else getattr(args, name)
+        name: omniglot if getattr(args, name) is None else getattr(args, name)
         for name in ("rotations", "flips")
     }
     for name, on in symmetries.items():
@@ -308,8 +411,9 @@ def _make_estimator(args, images):
             )
     params = {"device": args.device, "random_state": args.seed}
     params["verbose"] = 0 if args.quiet else 1
+    params["callbacks"] = [("cli_progress", _MetaTrainingEnd(progress))]
     if args.time_limit:
-        params["callbacks"] = [TimeLimit(args.time_limit)]
+        params["callbacks"].append(TimeLimit(args.time_limit))
     options = {
         "max_epochs": args.max_epochs,
         "episodes_per_epoch": args.episodes_per_epoch,
@@ -331,14 +435,24 @@ def _make_estimator(args, images):
 
 
 def _check_save_path(path):
-    """Fail before training, not after, on a path that cannot be written."""
-    folder = path.expanduser().parent
+    """Fail before training, not after, on a path that cannot be written.
+
+    The target must be a regular file or not exist (not a folder, nor a device
+    such as ``/dev/full``), and a file is created and removed in its folder,
+    where the save writes its temporary file.
+    """
+    target = path.expanduser()
+    if target.exists() and not target.is_file():
+        raise _UsageError(
+            f"--save {path}: not a regular file; give the path of a file to write."
+        )
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".skmeta-") as f:
+            f.write(b"\0")
+            f.flush()
     except OSError as exc:
-        raise _UsageError(f"--save {path}: {exc}") from exc
-    if not os.access(folder, os.W_OK) or path.expanduser().is_dir():
-        raise _UsageError(f"--save {path}: cannot write a file there.")
+        raise _UsageError(f"--save {path}: cannot write a file there: {exc}") from exc
 
 
 def _summary(split, embedded, estimator):
@@ -390,91 +504,164 @@ def _training_report(estimator, seconds, args):
     )
 
 
-def _accuracy_table(models, split, args):
-    """Rows of mean ± 95% CI accuracy (%), and notes on skipped settings."""
+class _Progress:
+    """What the command is doing, for the one line that a Ctrl-C prints."""
+
+    def __init__(self):
+        self.doing = "start-up"
+        self.saved = None
+
+    def interrupted_line(self):
+        saved = (
+            f"the fitted estimator was saved to {self.saved} before it"
+            if self.saved is not None
+            else "nothing was saved"
+        )
+        return f"{_PROG}: interrupted during {self.doing}; {saved}"
+
+
+class _MetaTrainingEnd(Callback):
+    """Tells the command's progress that meta-training is over, fit not yet."""
+
+    def __init__(self, progress):
+        self.progress = progress
+
+    def on_train_end(self, net, **kwargs):
+        self.progress.doing = "the end of fit, after meta-training"
+
+
+def _settings(split, args):
+    """The (n_way, k_shot) settings to evaluate, every one of them feasible.
+
+    Checked before training: an N-way K-shot episode needs N novel classes
+    holding at least K + Q samples each. Raises _UsageError naming each
+    setting that the novel classes cannot form.
+    """
     classes, counts = np.unique(split.y_novel, return_counts=True)
     n_ways = args.n_way or [n for n in DEFAULT_N_WAYS if n <= len(classes)]
+    if not n_ways:
+        raise _UsageError(
+            f"{split.name} has {len(classes)} novel classes, fewer than the "
+            f"{min(DEFAULT_N_WAYS)} of the default episodes; pass --n-way "
+            f"{len(classes)} or fewer"
+            + (", or a larger --novel-fraction." if args.data is not None else ".")
+        )
+    problems = []
+    for n_way in n_ways:
+        if n_way > len(classes):
+            problems.append(
+                f"{n_way}-way episodes need {n_way} novel classes and "
+                f"{split.name} has {len(classes)}"
+            )
+            continue
+        for k_shot in args.k_shot:
+            per_class = k_shot + args.n_query
+            eligible = int(np.sum(counts >= per_class))
+            if n_way > eligible:
+                problems.append(
+                    f"{n_way}-way {k_shot}-shot episodes need {n_way} novel "
+                    f"classes of {per_class} samples (--k-shot {k_shot} + "
+                    f"--n-query {args.n_query}) and {eligible} have as many"
+                )
+    if problems:
+        raise _UsageError(
+            "cannot evaluate as asked: "
+            + "; ".join(problems)
+            + ". Lower --n-way, --k-shot or --n-query."
+        )
+    return [(n_way, k_shot) for n_way in n_ways for k_shot in args.k_shot]
+
+
+def _accuracy_table(models, split, settings, args):
+    """Rows of mean ± 95% CI accuracy (%) of each model, one per setting."""
     widths = [15] + [max(16, len(name) + 2) for name in models]
 
     def row(cells):
         return "".join(f"{c:<{w}}" for c, w in zip(cells, widths, strict=True))
 
     lines = [row(["setting", *models]).rstrip()]
-    notes = []
-    for n_way in n_ways:
-        for k_shot in args.k_shot:
-            setting = f"{n_way}-way {k_shot}-shot"
-            per_class = k_shot + args.n_query
-            eligible = int(np.sum(counts >= per_class))
-            if n_way > len(classes):
-                notes.append(
-                    f"note: skipped {setting}: {split.name} has only "
-                    f"{len(classes)} novel classes"
-                )
-                continue
-            if n_way > eligible:
-                notes.append(
-                    f"note: skipped {setting}: only {eligible} novel classes have "
-                    f"the {per_class} samples (k-shot + n-query) an episode needs"
-                )
-                continue
-            cells = [setting]
-            for model in models.values():
-                scores = evaluate_episodes(
-                    model,
-                    split.X_novel,
-                    split.y_novel,
-                    n_way=n_way,
-                    k_shot=k_shot,
-                    n_query=args.n_query,
-                    n_episodes=args.episodes,
-                    random_state=args.seed,
-                )
-                cells.append(f"{100 * scores.mean:.2f} ± {100 * scores.ci95:.2f}")
-            lines.append(row(cells).rstrip())
-    return lines if len(lines) > 1 else [], notes
+    for n_way, k_shot in settings:
+        cells = [f"{n_way}-way {k_shot}-shot"]
+        for model in models.values():
+            scores = evaluate_episodes(
+                model,
+                split.X_novel,
+                split.y_novel,
+                n_way=n_way,
+                k_shot=k_shot,
+                n_query=args.n_query,
+                n_episodes=args.episodes,
+                random_state=args.seed,
+            )
+            cells.append(f"{100 * scores.mean:.2f} ± {100 * scores.ci95:.2f}")
+        lines.append(row(cells).rstrip())
+    return lines
 
 
-def _run(args):
+def _save(estimator, args, progress):
+    progress.doing = f"the save to {args.save}"
+    try:
+        save(estimator, args.save.expanduser())
+    except OSError as exc:
+        raise _UsageError(f"--save {args.save}: {exc}") from exc
+    progress.saved = args.save
+
+
+def _run(args, progress):
     try:
         device = resolve_device(args.device)
     except (ValueError, RuntimeError) as exc:
         raise _UsageError(f"--device {args.device}: {exc}") from exc
     if args.save is not None:
         _check_save_path(args.save)
-    split = _load(args)
-    estimator = _make_estimator(args, images=split.X_base.ndim == 4)
+    progress.doing = "the loading of the data"
+    split, how = _load(args)
+    settings = _settings(split, args)
+    estimator = _make_estimator(args, split.X_base.ndim == 4, progress)
     if args.transductive and "transductive_steps" not in estimator.get_params():
         raise _UsageError(f"--transductive does not apply to --method {args.method}.")
     loader = FEWSHOT_DATASETS[args.dataset]
-    embedded = args.data_home is None and (
-        "data_home" in inspect.signature(loader).parameters
-    )
+    embedded = args.data is None and args.data_home is None
+    embedded &= "data_home" in inspect.signature(loader).parameters
     print(_summary(split, embedded, estimator))
+    if how is not None:
+        print(how)
     limit = f", time limit {args.time_limit:g} s" if args.time_limit else ""
     precision = estimator.get_params()["precision"]
     on = f"{device}" if precision == "float32" else f"{device} in {precision}"
     print(f"meta-training {args.method} on {on}{limit}", flush=True)
 
+    progress.doing = "meta-training"
     start = time.perf_counter()
     try:
         estimator.fit(split.X_base, split.y_base)
     except ValueError as exc:  # the data or a diverged run: the message says
         raise _UsageError(str(exc)) from exc
     if estimator.stop_reason_ == "interrupted":
-        print(f"{_PROG}: meta-training was interrupted", file=sys.stderr)
-        return 130  # as a shell reports SIGINT; nothing is saved or evaluated
+        # fit kept the weights of the last whole step: saved if asked, since a
+        # long run cut short is still worth having; never evaluated.
+        if args.save is not None:
+            _save(estimator, args, progress)
+        saved = (
+            f"the model as trained so far was saved to {args.save}"
+            if progress.saved is not None
+            else "nothing was saved"
+        )
+        steps = f"{estimator._step_noun} done: {estimator.n_steps_}"
+        print(
+            f"{_PROG}: meta-training was interrupted ({steps}); {saved}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     print(_training_report(estimator, time.perf_counter() - start, args), flush=True)
     if args.save is not None:
-        try:
-            save(estimator, args.save.expanduser())
-        except OSError as exc:
-            raise _UsageError(f"--save {args.save}: {exc}") from exc
+        _save(estimator, args, progress)
         print(f"saved the fitted estimator to {args.save}")
 
     # The same episodes on the raw input, with no learning: prototypes are
     # class means of the pixels or features (sklearn's NearestCentroid); and
     # the method with the backbone it starts from, before meta-training.
+    progress.doing = "the evaluation"
     raw = PrototypicalClassifier(backbone=nn.Flatten(), max_epochs=0, test_time_views=1)
     untrained = clone(estimator).set_params(max_epochs=0, callbacks=None, verbose=0)
     models = {
@@ -482,13 +669,8 @@ def _run(args):
         "untrained": untrained.fit(split.X_base, split.y_base),
         args.method: estimator,
     }
-    lines, notes = _accuracy_table(models, split, args)
+    lines = _accuracy_table(models, split, settings, args)
     print()
-    for note in notes:
-        print(note)
-    if not lines:
-        print("no N-way K-shot setting fits the novel classes: nothing evaluated")
-        return 0
     print(
         f"N-way K-shot accuracy (%) on the novel classes: mean ± 95% CI over "
         f"{args.episodes} episodes of {args.n_query} queries per class"
@@ -510,7 +692,7 @@ def _run(args):
         vars(refining).update(
             vars(estimator) | {"transductive_steps": args.transductive}
         )
-        lines, _ = _accuracy_table({f"{args.method}": refining}, split, args)
+        lines = _accuracy_table({f"{args.method}": refining}, split, settings, args)
         print(
             f"\ntransductive: {args.transductive} step(s) of soft k-means with each "
             "episode's queries as the unlabelled set\n(not comparable with the "
@@ -532,17 +714,23 @@ def main(argv=None):
     Returns
     -------
     int
-        The exit status: 0 on success, 2 on a usage or data error (missing
-        Omniglot archives, an unavailable device...), whose message goes to
-        stderr.
+        The exit status: 0 on success; 2 on a usage or data error (missing
+        Omniglot archives, an unreadable image file, an unavailable device,
+        N-way K-shot settings that the novel classes cannot form...), whose
+        message goes to stderr; 130 when interrupted by Ctrl-C (SIGINT), with
+        one line on stderr saying what was interrupted and what was saved.
     """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error
         return exc.code if isinstance(exc.code, int) else 2
+    progress = _Progress()
     try:
-        return _run(args)
+        return _run(args, progress)
     except _UsageError as exc:
         print(f"{_PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(progress.interrupted_line(), file=sys.stderr)
+        return EXIT_INTERRUPTED

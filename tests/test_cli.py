@@ -10,12 +10,14 @@ they are absent.
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from skorch.callbacks import Callback
 
 from skmeta import PrototypicalClassifier, cli
@@ -113,11 +115,26 @@ def test_untrained_column_is_the_backbone_before_meta_training(capsys):
         assert row["untrained"] == row["prototypical"]
 
 
-def test_settings_wider_than_the_novel_classes_are_skipped_with_a_note(capsys):
-    assert main([*DIGITS, "--n-way", "5", "10", "--k-shot", "1"]) == 0
-    out = capsys.readouterr().out
-    assert "note: skipped 10-way 1-shot: digits has only 5 novel classes" in out
-    assert list(_table(out)) == [(5, 1)]
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--n-way", "6"], "6-way episodes need 6 novel classes and digits has 5"),
+        (["--n-way", "5", "10"], "10-way episodes need 10 novel classes"),
+        (
+            ["--k-shot", "1", "200"],
+            "5-way 200-shot episodes need 5 novel classes of 215 samples "
+            "(--k-shot 200 + --n-query 15) and 0 have as many",
+        ),
+    ],
+)
+def test_settings_the_novel_classes_cannot_form_exit_2_before_training(
+    argv, message, capsys
+):
+    assert main([*DIGITS, *argv]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert len(captured.err.splitlines()) == 1
+    assert "meta-training" not in captured.out
 
 
 def test_same_seed_same_table(capsys):
@@ -186,6 +203,22 @@ def test_save_to_an_unwritable_path_fails_before_training(tmp_path, capsys):
     assert "meta-training" not in captured.out
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+def test_save_to_a_device_fails_before_training(capsys):
+    # /dev/full accepts opening for writing and fails on the first write.
+    assert main([*DIGITS, "--save", "/dev/full"]) == 2
+    captured = capsys.readouterr()
+    assert "--save /dev/full: not a regular file" in captured.err
+    assert "meta-training" not in captured.out
+
+
+def test_the_save_check_leaves_the_folder_as_it_was(tmp_path, capsys):
+    (tmp_path / "old.skmeta").write_bytes(b"a model")
+    cli._check_save_path(tmp_path / "old.skmeta")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.skmeta"]
+    assert (tmp_path / "old.skmeta").read_bytes() == b"a model"
+
+
 def test_an_interrupted_meta_training_prints_no_table_and_exits_130(
     monkeypatch, capsys
 ):
@@ -198,12 +231,93 @@ def test_an_interrupted_meta_training_prints_no_table_and_exits_130(
         def on_batch_end(self, net, **kwargs):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "TimeLimit", CtrlC)  # the command's one callback
+    monkeypatch.setattr(cli, "TimeLimit", CtrlC)  # the command's time limit
     with pytest.warns(UserWarning, match="interrupted"):
         assert main(DIGITS) == 130
     captured = capsys.readouterr()
-    assert "meta-training was interrupted" in captured.err
+    assert captured.err == (
+        "skmeta: meta-training was interrupted (episodes done: 1); nothing was saved\n"
+    )
     assert "setting" not in captured.out
+
+
+class _CtrlCAt(Callback):
+    """Stands in for TimeLimit: a KeyboardInterrupt at one of skorch's hooks."""
+
+    hook = None
+
+    def __init__(self, seconds):
+        setattr(self, self.hook, self._interrupt)
+
+    def _interrupt(self, net, **kwargs):
+        raise KeyboardInterrupt
+
+
+def test_an_interrupted_meta_training_is_saved_when_asked(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(_CtrlCAt, "hook", "on_batch_end")
+    monkeypatch.setattr(cli, "TimeLimit", _CtrlCAt)
+    path = tmp_path / "cut_short.skmeta"
+    with pytest.warns(UserWarning, match="interrupted"):
+        assert main([*DIGITS, "--save", str(path)]) == 130
+    err = capsys.readouterr().err
+    assert f"the model as trained so far was saved to {path}" in err
+    model = load(path)
+    assert (model.stop_reason_, model.n_steps_) == ("interrupted", 1)
+
+
+def test_an_interrupt_at_the_end_of_fit_says_so(monkeypatch, capsys):
+    # After meta-training, inside fit (the support set's embedding): the
+    # interrupt leaves fit, which keeps nothing.
+    monkeypatch.setattr(_CtrlCAt, "hook", "on_train_end")
+    monkeypatch.setattr(cli, "TimeLimit", _CtrlCAt)
+    assert main(DIGITS) == 130
+    assert capsys.readouterr().err == (
+        "skmeta: interrupted during the end of fit, after meta-training; "
+        "nothing was saved\n"
+    )
+
+
+def test_an_interrupted_evaluation_says_what_was_saved(tmp_path, monkeypatch, capsys):
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "evaluate_episodes", ctrl_c)
+    path = tmp_path / "model.skmeta"
+    assert main([*DIGITS, "--save", str(path)]) == 130
+    assert capsys.readouterr().err == (
+        f"skmeta: interrupted during the evaluation; the fitted estimator was "
+        f"saved to {path} before it\n"
+    )
+    assert load(path).stop_reason_ == "max_epochs"
+
+
+def test_a_real_sigint_during_meta_training_exits_130_with_one_line():
+    # A signal sent to a real process lands wherever training is, a step
+    # included: not a callback's KeyboardInterrupt.
+    argv = ["--dataset", "digits", "--max-epochs", "100000", "--time-limit", "60"]
+    argv += ["--episodes-per-epoch", "1", "--episodes", "20", "--k-shot", "1"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "skmeta", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        for line in process.stdout:  # the epoch log's header: training is on
+            if "train_loss" in line:
+                break
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    last = err.splitlines()[-1]
+    assert last.startswith("skmeta: ") and "interrupted" in last, err
+    assert "setting" not in out
 
 
 def test_missing_data_home_exits_2_with_a_message(tmp_path, capsys):
@@ -327,3 +441,112 @@ def test_precision_reaches_the_estimator_and_the_report(capsys, monkeypatch):
 def test_maml_in_float16_exits_2_naming_the_precision(capsys):
     assert main([*DIGITS, "--method", "maml", "--precision", "float16"]) == 2
     assert "'precision' parameter" in capsys.readouterr().err
+
+
+# --- a folder of images: --data ---------------------------------------------
+
+FOLDER_ARGS = ["--k-shot", "1", "--n-query", "2", "--test-time-views", "1", *TINY]
+
+
+def _write_folder(root, classes, n_images=4, size=16):
+    """One PNG folder per class name (a relative path); each class a pattern."""
+    rng = np.random.RandomState(0)
+    for name in classes:
+        pattern = rng.randint(0, 256, size=(size, size))
+        for i in range(n_images):
+            noisy = np.clip(pattern + rng.randint(-30, 30, size=pattern.shape), 0, 255)
+            (root / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(noisy.astype(np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """The labels the command meta-trains on and those it evaluates on."""
+    seen = {"fit": [], "evaluated": set()}
+    real_fit, real_evaluate = PrototypicalClassifier.fit, cli.evaluate_episodes
+
+    def fit(self, X, y):
+        seen["fit"].append(set(np.asarray(y).tolist()))
+        return real_fit(self, X, y)
+
+    def evaluate(model, X, y, **kwargs):
+        seen["evaluated"] |= set(np.asarray(y).tolist())
+        return real_evaluate(model, X, y, **kwargs)
+
+    monkeypatch.setattr(PrototypicalClassifier, "fit", fit)
+    monkeypatch.setattr(cli, "evaluate_episodes", evaluate)
+    return seen
+
+
+def test_a_folder_of_classes_is_split_whole_and_gets_the_table(
+    tmp_path, capsys, recorded
+):
+    classes = [f"class{i}" for i in range(10)]
+    folder = _write_folder(tmp_path / "my_images", classes)
+    assert main(["--data", str(folder), "--n-way", "2", *FOLDER_ARGS]) == 0
+    out = capsys.readouterr().out
+    assert "dataset: my_images (samples of shape 1x16x16)\n" in out
+    assert "base (meta-train):  7 classes, 28 images\n" in out
+    assert "novel (meta-test):  3 classes, 12 images\n" in out
+    assert "split: 3 of 10 classes novel (--novel-fraction 0.3, --seed 0)" in out
+    assert "rotations" not in out  # on by default for Omniglot only
+    assert list(_table(out)) == [(2, 1)]
+    trained, evaluated = recorded["fit"][0], recorded["evaluated"]
+    assert len(trained) == 7 and len(evaluated) == 3
+    assert trained | evaluated == set(classes) and not trained & evaluated
+
+
+def test_nested_folders_are_split_by_group(tmp_path, capsys, recorded):
+    classes = [f"g{g}/c{c}" for g in range(4) for c in range(3)]
+    folder = _write_folder(tmp_path / "alphabets", classes)
+    argv = ["--data", str(folder), "--n-way", "2", "--novel-fraction", "0.5"]
+    assert main([*argv, *FOLDER_ARGS]) == 0
+    out = capsys.readouterr().out
+    match = re.search(r"split: 2 of 4 groups novel \(.*\): (g\d), (g\d)$", out, re.M)
+    novel_groups = set(match.groups())
+    evaluated = recorded["evaluated"]
+    assert {label.split("/")[0] for label in evaluated} == novel_groups
+    assert len(evaluated) == 6
+    assert not recorded["fit"][0] & evaluated
+
+
+def test_a_folder_with_an_unreadable_file_exits_2_naming_it(tmp_path, capsys):
+    folder = _write_folder(tmp_path / "images", ["a", "b"])
+    (folder / "b" / "broken.png").write_bytes(b"not a png")
+    assert main(["--data", str(folder), *FOLDER_ARGS]) == 2
+    captured = capsys.readouterr()
+    assert f"--data {folder}: 1 of 9 image file(s) could not be read" in captured.err
+    assert "b/broken.png" in captured.err
+    assert captured.out == ""
+
+
+def test_images_of_several_sizes_need_image_size(tmp_path, capsys):
+    folder = _write_folder(tmp_path / "images", [f"c{i}" for i in range(4)])
+    _write_folder(folder, ["c4"], size=20)
+    argv = ["--data", str(folder), "--n-way", "2", *FOLDER_ARGS]
+    assert main(argv) == 2
+    assert "The images differ in size" in capsys.readouterr().err
+    assert main([*argv, "--image-size", "18"]) == 0
+    assert "(samples of shape 1x18x18)" in capsys.readouterr().out
+
+
+def test_too_few_novel_classes_for_the_default_episodes_exit_2(tmp_path, capsys):
+    folder = _write_folder(tmp_path / "images", [f"c{i}" for i in range(6)])
+    assert main(["--data", str(folder), *FOLDER_ARGS]) == 2
+    err = capsys.readouterr().err
+    assert "has 2 novel classes, fewer than the 5 of the default episodes" in err
+    assert "--n-way 2 or fewer, or a larger --novel-fraction" in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--image-size", "28"], "--image-size applies to --data only"),
+        (["--novel-fraction", "0.5"], "--novel-fraction applies to --data only"),
+        (["--dataset", "digits", "--data", "x"], "not allowed with argument"),
+    ],
+)
+def test_folder_options_without_a_folder_exit_2(argv, message, capsys):
+    assert main([*argv, *TINY]) == 2
+    assert message in capsys.readouterr().err
