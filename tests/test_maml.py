@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 from helpers import assert_same_weights, weights
-from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
@@ -178,18 +177,47 @@ def test_adapt_fine_tunes_a_copy_and_keeps_the_meta_weights(fitted, digits):
 
 
 def test_support_with_another_number_of_classes_gets_a_zero_head(fitted, digits):
-    clf = clone(fitted).set_params(n_inner_steps_test=0)
-    clf.fit(digits.X_base, digits.y_base)
+    # From a zero head the first step moves the head alone (the backbone's
+    # gradient goes through the head's weights): with uniform probabilities,
+    # dL/dlogits = (1/3 - onehot(y)) / n, so the step adds
+    # W = alpha (onehot - 1/3)^T z / n and b = alpha * mean(onehot - 1/3).
+    clf = copy.deepcopy(fitted).set_params(n_inner_steps_test=1)
     mask = np.isin(digits.y_novel, np.unique(digits.y_novel)[:3])
-    clf.adapt(digits.X_novel[mask], digits.y_novel[mask])
+    X_s, y_s = digits.X_novel[mask][:30], digits.y_novel[mask][:30]
+    clf.adapt(X_s, y_s)
     assert clf.adapted_params_["head.weight"].shape == (3, 16)
-    assert not clf.adapted_params_["head.weight"].any()
-    np.testing.assert_allclose(clf.predict_proba(digits.X_novel[:4]), 1 / 3)
-    # After fine-tuning, predictions are over the 3 classes.
-    clf.set_params(n_inner_steps_test=5).adapt(
-        digits.X_novel[mask], digits.y_novel[mask]
+    with torch.no_grad():
+        z = clf.module_.embed(torch.from_numpy(X_s))
+    onehot = nn.functional.one_hot(torch.from_numpy(np.searchsorted(clf.classes_, y_s)))
+    residual = onehot.float() - 1 / 3
+    alpha = FAST["inner_lr"]
+    torch.testing.assert_close(
+        clf.adapted_params_["head.weight"], alpha * residual.T @ z / len(z)
     )
-    assert set(clf.predict(digits.X_novel)) <= set(np.unique(digits.y_novel[mask]))
+    torch.testing.assert_close(
+        clf.adapted_params_["head.bias"], alpha * residual.mean(0)
+    )
+    theta = clf.module_.params()
+    for name, p in clf.adapted_params_.items():
+        if name.startswith("backbone"):
+            torch.testing.assert_close(p, theta[name])
+    assert set(clf.predict(digits.X_novel)) <= set(np.unique(y_s))
+
+
+def test_fine_tuning_takes_at_least_one_step(fitted, digits):
+    # Without a step the support labels never reach a prediction: the zero
+    # head gave probabilities 1/3 and every query classes_[0].
+    with pytest.raises(ValueError, match="n_inner_steps_test"):
+        MAMLClassifier(n_inner_steps_test=0, **FAST).fit(digits.X_base, digits.y_base)
+    clf = copy.deepcopy(fitted).set_params(n_inner_steps_test=0)
+    X_s, y_s = digits.X_novel[:30], digits.y_novel[:30]
+    for use in (
+        lambda: clf.predict(X_s),  # fit's support set, fine-tuned on first use
+        lambda: clf.adapt(X_s, y_s),
+        lambda: evaluate_episodes(clf, X_s, y_s, n_way=3, n_query=2, n_episodes=1),
+    ):
+        with pytest.raises(ValueError, match="n_inner_steps_test"):
+            use()
 
 
 def test_first_order_trains(digits):
@@ -227,6 +255,7 @@ def test_errors(fitted, digits):
         dict(inner_lr=0),
         dict(meta_batch_size=0),
         dict(n_inner_steps=0),
+        dict(n_inner_steps_test=0),
         dict(first_order="yes"),
     ):
         with pytest.raises(ValueError, match=next(iter(bad))):

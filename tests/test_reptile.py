@@ -240,10 +240,14 @@ def test_errors(fitted, digits):
         dict(inner_optimizer="rmsprop"),
         dict(meta_step_size=0),
         dict(inner_batch_size=0),
-        dict(n_inner_steps_test=-1),
+        dict(n_inner_steps_test=0),
     ):
         with pytest.raises(ValueError, match=next(iter(bad))):
             ReptileClassifier(**bad).fit(digits.X_base, digits.y_base)
+    # Set after fit, 0 steps is refused where it would be used.
+    clf = copy.deepcopy(fitted).set_params(n_inner_steps_test=0)
+    with pytest.raises(ValueError, match="n_inner_steps_test"):
+        clf.adapt(digits.X_novel[:30], digits.y_novel[:30])
 
 
 def test_meta_training_beats_the_untrained_model_on_novel_omniglot_classes():

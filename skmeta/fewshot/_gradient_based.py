@@ -387,6 +387,8 @@ class GradientBasedClassifier(EpisodicClassifier):
 
     def _take_support(self, X, y_enc):
         """Fine-tune a copy of ``θ`` on the support set (``fit`` and ``adapt``)."""
+        # The parameters of fine-tuning may have been set after fit, unchecked.
+        self._validate_params()
         module = self.module_
         device = next(module.parameters()).device
         x = torch.from_numpy(X).to(device)
@@ -425,6 +427,7 @@ class GradientBasedClassifier(EpisodicClassifier):
         episode.
         """
         check_is_fitted(self)
+        self._validate_params()  # n_inner_steps_test may be set after fit
         X = self._validate_X(X, reset=False)
         y = check_labels(y)
         check_consistent_length(X, y)

@@ -146,6 +146,13 @@ class MAMLClassifier(GradientBasedClassifier):
 
     Fine-tuning is full-batch: the whole support set in one pass.
 
+    ``n_inner_steps_test`` is at least 1, and an error otherwise (also when set
+    after ``fit``): without a step, a prediction never reads the support
+    labels. The meta-learned head's output ``j`` stands for no class in
+    particular (each training episode gives its classes to the outputs in
+    random order), so ``θ`` as it is predicts at chance; a zero head predicts
+    uniform probabilities, every query ``classes_[0]``.
+
     References
     ----------
     .. [1] C. Finn, P. Abbeel, S. Levine. "Model-Agnostic Meta-Learning for
@@ -187,10 +194,11 @@ class MAMLClassifier(GradientBasedClassifier):
             "n_inner_steps_test": Param(
                 "int",
                 3,
-                [Interval(Integral, 0, None, closed="left")],
+                [Interval(Integral, 1, None, closed="left")],
                 """SGD steps of :meth:`adapt`, of ``fit``'s default support and
                 of each evaluation episode (3 for 5-way Omniglot in the paper).
-                0 predicts with ``θ`` as it is.""",
+                At least 1: the support labels reach a prediction only through
+                these steps (see Notes).""",
             ),
             "meta_batch_size": Param(
                 "int",

@@ -220,8 +220,8 @@ class ReptileClassifier(GradientBasedClassifier):
     Notes
     -----
     Batch norm, the zero head for support sets of another number of classes
-    than ``n_way``, and ``transform`` are as in
-    :class:`~skmeta.MAMLClassifier`.
+    than ``n_way``, ``transform`` and why ``n_inner_steps_test`` is at least 1
+    are as in :class:`~skmeta.MAMLClassifier`.
 
     References
     ----------
@@ -294,9 +294,10 @@ class ReptileClassifier(GradientBasedClassifier):
             "n_inner_steps_test": Param(
                 "int",
                 50,
-                [Interval(Integral, 0, None, closed="left")],
+                [Interval(Integral, 1, None, closed="left")],
                 """Steps of :meth:`adapt`, of ``fit``'s default support and of
-                each evaluation episode. 0 predicts with ``θ`` as it is.""",
+                each evaluation episode. At least 1, as for
+                :class:`~skmeta.MAMLClassifier` (see its Notes).""",
             ),
             "reset_inner_optimizer": Param(
                 "bool",
