@@ -220,6 +220,41 @@ def test_fine_tuning_takes_at_least_one_step(fitted, digits):
             use()
 
 
+def _batch_norm_maml(digits):
+    backbone = nn.Sequential(nn.Linear(64, 8), nn.BatchNorm1d(8), nn.ReLU())
+    clf = MAMLClassifier(
+        backbone=backbone, embedding_dim=8, max_epochs=0, batch_size=4, **_ADAPT
+    )
+    return clf.fit(digits.X_base, digits.y_base).adapt(
+        digits.X_novel[:20], digits.y_novel[:20]
+    )
+
+
+_ADAPT = dict(inner_lr=0.1, random_state=0)
+
+
+def test_batch_statistics_are_those_of_the_samples_predicted_together(digits):
+    clf = _batch_norm_maml(digits)
+    X = digits.X_novel[20:29]
+
+    def alone(rows):  # the probabilities of these rows in one forward pass
+        with torch.no_grad():
+            logits = clf.module_.logits(clf.adapted_params_, torch.from_numpy(rows))
+        return logits.softmax(1).numpy()
+
+    # No padding: 3 rows are normalised with their own statistics.
+    np.testing.assert_allclose(clf.predict_proba(X[:3]), alone(X[:3]), atol=1e-6)
+    # 9 rows in chunks of at most 4: 3 + 3 + 3, no sample left alone.
+    np.testing.assert_allclose(
+        clf.predict_proba(X),
+        np.concatenate([alone(X[:3]), alone(X[3:6]), alone(X[6:])]),
+        atol=1e-6,
+    )
+    # One sample alone would get the same output whatever it is.
+    with pytest.raises(ValueError, match="at least 2 samples together"):
+        clf.predict(X[:1])
+
+
 def test_first_order_trains(digits):
     clf = MAMLClassifier(first_order=True, **FAST).fit(digits.X_base, digits.y_base)
     assert np.isfinite(clf.history_[:, "train_loss"]).all()

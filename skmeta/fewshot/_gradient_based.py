@@ -65,6 +65,10 @@ def batch_statistics_norm(module):
     return module
 
 
+def _has_batch_norm(module):
+    return any(isinstance(m, _BATCH_NORMS) for m in module.modules())
+
+
 class _Learner(nn.Module):
     """The classifier whose weights are meta-learned: backbone, then head."""
 
@@ -399,14 +403,42 @@ class GradientBasedClassifier(EpisodicClassifier):
         raise NotImplementedError
 
     def _predict_logits(self, params, X):
-        """Logits of validated X under ``params``, in chunks of ``batch_size``."""
+        """Logits of validated X under ``params``, in chunks of at most ``batch_size``.
+
+        The chunks are of near-equal sizes, so that no sample is left alone
+        in a last chunk: batch norm normalises each chunk with its own
+        statistics. For the same reason, chunks are padded to ``_MIN_ROWS``
+        rows (see :func:`~skmeta._base._at_least_rows`) only where the network
+        has no batch norm: repeated rows would weigh in its statistics.
+
+        Raises
+        ------
+        ValueError
+            If a batch norm would get one value per channel (one sample of
+            1-D features: X of one sample, or ``batch_size=1``), which makes
+            every output the same whatever the input.
+        """
         module = self.module_
         device = next(module.parameters()).device
-        with torch.inference_mode(), autocast(device, self.precision):
-            logits = [
-                module.logits(params, _at_least_rows(c).to(device))[: len(c)].float()
-                for c in torch.from_numpy(X).split(self.batch_size)
-            ]
+        pad = (lambda c: c) if _has_batch_norm(module) else _at_least_rows
+        n_chunks = max(1, math.ceil(len(X) / self.batch_size))
+        chunks = torch.from_numpy(X).tensor_split(n_chunks)
+        try:
+            with torch.inference_mode(), autocast(device, self.precision):
+                logits = [
+                    module.logits(params, pad(c).to(device))[: len(c)].float()
+                    for c in chunks
+                ]
+        except ValueError as error:
+            if "more than 1 value per channel" not in str(error):
+                raise
+            raise ValueError(
+                f"{type(self).__name__} predicts with batch statistics (see "
+                "Notes), and one sample alone gives a batch norm of the network "
+                "one value per channel: every output would be the same whatever "
+                f"the input. Predict at least 2 samples together; got {len(X)} "
+                f"with batch_size={self.batch_size}."
+            ) from error
         return torch.cat(logits)
 
     def _logits(self, X):
