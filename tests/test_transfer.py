@@ -109,6 +109,17 @@ def test_a_class_of_one_sample_trains(digits):
     assert len(clf.classes_) == 6 and clf.support_counts_[-1] == 1
 
 
+def test_pre_training_needs_two_base_classes(tiny_images):
+    # Over one class the cross-entropy is 0: nothing would be trained.
+    X, y = tiny_images
+    one = y == 0
+    with pytest.raises(ValueError, match="at least 2 of them.*y has 1"):
+        TransferClassifier(max_epochs=1, random_state=0).fit(X[one], y[one])
+    # Rotations make 4 classes of one: that trains.
+    clf = TransferClassifier(rotations=True, max_epochs=1, random_state=0)
+    assert clf.fit(X[one], y[one]).n_base_classes_ == 4
+
+
 def test_mini_batches_cover_the_data_once_per_epoch():
     X, y = torch.arange(10.0)[:, None], torch.arange(10)
     batches = _MiniBatches(X, y, 4, None)

@@ -266,8 +266,9 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
         "summary": """Pre-train on all the base classes of (X, y), which become the
         support set.""",
         "y": "; a class may have one sample",
-        "raises": """, if ``rotations=True`` or ``flips=True`` is asked for
-            non-image X, if
+        "raises": """, if y has one class and there is something to train
+            (``max_epochs > 0``, a backbone with weights), if ``rotations=True``
+            or ``flips=True`` is asked for non-image X, if
             ``transductive_steps`` is set with ``head="logistic"``""",
     }
 
@@ -288,6 +289,7 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
             self.n_base_classes_ = int(y_t.max()) + 1
             module = self._build_network().to(self.device_)
             if trains(module, self.max_epochs):
+                self._check_base_classes(y_train)
                 batches = _MiniBatches(
                     X_t, y_t, self.train_batch_size, self._augmentation(X.ndim)
                 )
@@ -307,6 +309,22 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
         return self._finish_fit(
             module, history, stop_reason, classes, X_train, X, y_enc
         )
+
+    def _check_base_classes(self, y_train):
+        """Raise unless pre-training has at least 2 base classes to tell apart.
+
+        The cross-entropy over one class is 0 whatever the weights: nothing
+        would be trained.
+        """
+        if self.n_base_classes_ < 2:
+            raise ValueError(
+                f"{type(self).__name__} pre-trains a classifier over the base "
+                "classes, which needs at least 2 of them (over one, the "
+                "cross-entropy is 0 whatever the weights); y has "
+                f"{int(y_train.max()) + 1}. Fit on 2 or more classes, or, for "
+                "images, add rotations=True or flips=True (each symmetry a new "
+                "class)."
+            )
 
     def _build_module(self, backbone, embedding_dim):
         if self.classifier == "cosine":
