@@ -8,6 +8,7 @@ confidence interval as the field does (e.g. Snell et al., 2017; Chen et al.,
 """
 
 import copy
+import sys
 from dataclasses import dataclass
 from numbers import Integral
 
@@ -21,6 +22,7 @@ from sklearn.utils.validation import (
     check_is_fitted,
     column_or_1d,
 )
+from tqdm.auto import tqdm
 
 from ._base import check_labels
 from ._docs import fill_doc
@@ -305,6 +307,7 @@ class EpisodeScores:
         "y": ["array-like"],
         **_EPISODES,
         "groups": ["array-like", None],
+        "verbose": ["boolean", None],
     },
     prefer_skip_nested_validation=True,
 )
@@ -320,6 +323,7 @@ def evaluate_episodes(
     n_episodes=600,
     random_state=None,
     groups=None,
+    verbose=None,
 ):
     """Meta-test a fitted few-shot classifier on N-way K-shot episodes.
 
@@ -354,6 +358,9 @@ def evaluate_episodes(
     groups : array-like of shape (n_samples,), default=None
         The task of each sample (a user, an alphabet). Given, each episode is
         drawn within one group (see :class:`~skmeta.episodes.EpisodeSampler`).
+    verbose : bool or None, default=None
+        Show a progress bar of the episodes on stderr. None shows it only
+        when stderr is a terminal, never in a log file or a pipe.
 
     Returns
     -------
@@ -364,8 +371,9 @@ def evaluate_episodes(
     ------
     ValueError
         If fewer than ``n_way`` classes (with ``groups``, in any group) have
-        ``k_shot + n_query`` samples, if X, y and ``groups`` differ in length,
-        or X has another sample shape than in fit.
+        ``k_shot + n_query`` samples (checked before anything is embedded),
+        if X, y and ``groups`` differ in length, or X has another sample
+        shape than in fit.
     TypeError
         If ``estimator`` has no ``adapt`` and ``predict`` (nor is a Pipeline
         ending in such a classifier).
@@ -386,7 +394,15 @@ def evaluate_episodes(
     check_consistent_length(X, y)
     if groups is not None:
         groups = check_groups(check_labels(groups, "groups"), y)
-    sampler = EpisodeSampler(n_way, k_shot, n_query, n_episodes, random_state)
+    if verbose is None:
+        verbose = sys.stderr.isatty()
+    sampler = (_ShownEpisodes if verbose else EpisodeSampler)(
+        n_way, k_shot, n_query, n_episodes, random_state
+    )
+    try:
+        sampler._class_index(y, groups)  # at once, not after embedding X
+    except ValueError as error:
+        raise _NoEpisodeError(str(error)) from None
     if not episodic:
         accuracies = _adapted_copy_accuracies(model, X, y, sampler, groups)
     elif groups is None:  # the protocol's three arguments, for third parties
@@ -401,6 +417,21 @@ def evaluate_episodes(
         k_shot=k_shot,
         n_query=n_query,
     )
+
+
+class _NoEpisodeError(ValueError):
+    """The labels cannot form one episode of the asked shape."""
+
+
+class _ShownEpisodes(EpisodeSampler):
+    """An episode sampler whose ``split`` shows a progress bar on stderr."""
+
+    def split(self, X=None, y=None, groups=None):
+        shape = f"{self.n_way}-way {self.k_shot}-shot episodes"
+        with tqdm(total=self.n_episodes, desc=shape, unit="episode") as bar:
+            for episode in super().split(X, y, groups):
+                yield episode
+                bar.update()
 
 
 def _adapted_copy_accuracies(estimator, X, y, sampler, groups):
@@ -425,6 +456,14 @@ class EpisodicScorer(_MetadataRequester):
     :func:`evaluate_episodes` on (X, y), the held-out classes of a
     class-disjoint split, without changing the estimator. With an int
     ``random_state`` every candidate is scored on the same episodes.
+
+    A test fold that cannot form one episode (fewer than ``n_way`` classes
+    with ``k_shot + n_query`` samples) is a ``ValueError`` that says so. In
+    ``GridSearchCV`` and ``cross_validate``, pass ``error_score="raise"`` so
+    that it stops the search: scikit-learn catches what a scorer raises and,
+    with its default ``error_score=np.nan``, records NaN with the message in
+    a "Scoring failed" warning; a search whose every score is NaN still
+    returns a ``best_params_``, which then means nothing.
 
     Tasks by group (each episode within one user, say) need the test fold's
     ``groups``: with scikit-learn's metadata routing on, ask for them with
@@ -451,6 +490,7 @@ class EpisodicScorer(_MetadataRequester):
     ...     {"embedding_dim": [16, 32]},
     ...     cv=ClassKFold(n_splits=2),
     ...     scoring=EpisodicScorer(n_way=2, k_shot=1, n_episodes=20),
+    ...     error_score="raise",
     ... )
     """
 
@@ -492,17 +532,38 @@ class EpisodicScorer(_MetadataRequester):
         -------
         float
             Mean query accuracy, in [0, 1].
+
+        Raises
+        ------
+        ValueError
+            If (X, y) cannot form one episode: fewer than ``n_way`` classes
+            (with ``groups``, in any group) have ``k_shot + n_query`` samples;
+            or as :func:`evaluate_episodes`.
         """
-        return evaluate_episodes(
-            estimator,
-            X,
-            y,
-            n_way=self.n_way,
-            k_shot=self.k_shot,
-            n_query=self.n_query,
-            n_episodes=self.n_episodes,
-            random_state=self.random_state,
-            groups=groups,
-        ).mean
+        try:
+            scores = evaluate_episodes(
+                estimator,
+                X,
+                y,
+                n_way=self.n_way,
+                k_shot=self.k_shot,
+                n_query=self.n_query,
+                n_episodes=self.n_episodes,
+                random_state=self.random_state,
+                groups=groups,
+                verbose=False,
+            )
+        except _NoEpisodeError as error:
+            n_classes = len(np.unique(check_labels(y)))
+            raise ValueError(
+                f"{self!r} cannot draw one episode from these {n_classes} "
+                f"classes (a test fold's, in a search): {error} Score fewer "
+                "ways (a smaller n_way), shots or queries, or hold out more "
+                "classes in each fold (fewer folds, or a larger test_size). In "
+                "GridSearchCV and cross_validate, error_score='raise' stops at "
+                "such a fold; with their default, error_score=np.nan, it scores "
+                "NaN and the search still names a best candidate."
+            ) from None
+        return scores.mean
 
     __call__ = score

@@ -1,12 +1,15 @@
 """Specification of class-disjoint splitters and episodic evaluation."""
 
+import io
+import sys
+
 import numpy as np
 import pytest
 import sklearn
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GroupKFold, cross_validate
+from sklearn.model_selection import GridSearchCV, GroupKFold, cross_validate
 from sklearn.neighbors import NearestCentroid
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -333,3 +336,84 @@ def test_episodic_scorer_draws_episodes_within_the_routed_groups():
         assert score == within.mean
         across = evaluate_episodes(estimator, X[test], y[test], **shape)
         assert not np.array_equal(within.accuracies, across.accuracies)
+
+
+# --- folds that cannot form an episode; progress ---------------------------------
+
+
+def _six_classes():
+    rng = np.random.RandomState(0)
+    y = np.repeat(np.arange(6), 10)
+    return rng.normal(size=(60, 3)).astype(np.float32) + y[:, None], y
+
+
+def _grid_search(**kwargs):
+    """Three class folds of 2 classes each, scored 5-way: no fold has an episode."""
+    return GridSearchCV(
+        PrototypicalClassifier(backbone="identity", embedding_dim=3, max_epochs=0),
+        {"distance": ["euclidean", "cosine"]},
+        cv=ClassKFold(3),
+        scoring=EpisodicScorer(n_way=5, n_episodes=2),
+        **kwargs,
+    )
+
+
+def test_a_search_whose_folds_cannot_form_an_episode_stops_with_what_to_do():
+    X, y = _six_classes()
+    with pytest.raises(ValueError) as error:
+        _grid_search(error_score="raise").fit(X, y)
+    message = str(error.value)
+    for part in ("n_way=5", "these 2 classes", "smaller n_way", "fewer folds"):
+        assert part in message
+
+
+def test_under_the_default_error_score_the_warning_says_what_to_do():
+    # scikit-learn catches what a scorer raises: with error_score=np.nan each
+    # fold scores NaN, and its warning carries the scorer's message.
+    X, y = _six_classes()
+    with pytest.warns(UserWarning) as record:
+        search = _grid_search().fit(X, y)
+    messages = [str(w.message) for w in record]
+    assert any("error_score='raise' stops at such a fold" in m for m in messages)
+    assert np.isnan(search.cv_results_["mean_test_score"]).all()
+
+
+class _NeverScores(_CentroidFewShot):
+    def score_episodes(self, X, y, episodes, groups=None):
+        raise AssertionError("scored although no episode can be drawn")
+
+
+def test_evaluation_checks_the_episode_shape_before_scoring(digits):
+    clf = _NeverScores().fit(digits.X_base, digits.y_base)
+    two_classes = np.isin(digits.y_novel, [5, 6])
+    with pytest.raises(ValueError, match="n_way=5 needs 5 classes"):
+        evaluate_episodes(clf, digits.X_novel[two_classes], digits.y_novel[two_classes])
+
+
+def _evaluate_quickly(scorer=evaluate_episodes, **kwargs):
+    X, y = _six_classes()
+    clf = _CentroidFewShot().fit(X, y)
+    return scorer(clf, X, y, **kwargs)
+
+
+_SHAPE = dict(n_way=2, k_shot=2, n_query=1, n_episodes=3, random_state=0)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_is_shown_on_a_terminal_or_when_asked(capsys, monkeypatch):
+    _evaluate_quickly(**_SHAPE)  # pytest's captured stderr is not a terminal
+    _evaluate_quickly(**_SHAPE, verbose=False)
+    assert capsys.readouterr().err == ""
+    _evaluate_quickly(**_SHAPE, verbose=True)
+    assert "2-way 2-shot episodes" in capsys.readouterr().err
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    _evaluate_quickly(**_SHAPE)
+    assert "3/3" in terminal.getvalue()
+    _evaluate_quickly(**_SHAPE, verbose=False)
+    _evaluate_quickly(EpisodicScorer(**_SHAPE))  # nor in model selection
+    assert terminal.getvalue().count("3/3") == 1
