@@ -8,6 +8,7 @@ keeps only what is its own: its torch module and its loss.
 import contextlib
 import copy
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from ._docs import FIT, fill_doc
 from ._params import Parameters, build_estimator_class
 from ._precision import autocast
 from ._sklearn import _fit_context
+from .backbones import build_backbone
 from .episodes import check_groups
 
 __all__ = [
@@ -58,13 +60,13 @@ def _fit_with_doc(doc):
 
         @_fit_context(prefer_skip_nested_validation=True)
         def fit(self, X, y, groups=None):
-            return self._atomically("_fit", X, y, groups)
+            return self._atomically("_fit", X, y, groups, fresh=True)
 
     else:
 
         @_fit_context(prefer_skip_nested_validation=True)
         def fit(self, X, y):
-            return self._atomically("_fit", X, y)
+            return self._atomically("_fit", X, y, fresh=True)
 
     fit.__doc__ = FIT.format(**{"groups": "", **doc})
     return fit
@@ -150,7 +152,11 @@ def check_labels(y, name="y"):
                 "use one type of label (all str, or all int)."
             )
     try:
-        check_classification_targets(y)
+        with warnings.catch_warnings():
+            # Labels are classes here by contract: an N-way 1-shot support
+            # set has as many classes as samples, which is no regression.
+            warnings.filterwarnings("ignore", message=".*regression problem")
+            check_classification_targets(y)
     except ValueError as exc:
         raise ValueError(f"{name} must be class labels: {exc}") from exc
     return y
@@ -258,7 +264,11 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     _learning_rates = ("lr",)
 
     def _validate_X(self, X, *, reset):
-        """Validate X as float32 of shape (n, n_features) or (n, c, h, w)."""
+        """Validate X as float32 of shape (n, n_features) or (n, c, h, w).
+
+        uint8 images (4-D) are scaled to [0, 1], as torchvision's ``ToTensor``
+        scales them; other dtypes are taken as they are.
+        """
         if not reset and hasattr(self, "input_shape_"):
             shape = getattr(X, "shape", None) or np.asarray(X).shape
             if len(shape) > 1 and len(shape) != 1 + len(self.input_shape_):
@@ -267,15 +277,18 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                     f"{self.input_shape_} as in fit; got a {len(shape)}-D array of "
                     f"shape {tuple(shape)}."
                 )
+        scale = _pixel_scale(X)
         X = validate_data(
             self, X, reset=reset, allow_nd=True, dtype=np.float32, ensure_min_features=1
         )
-        return self._check_shape(X, reset=reset)
+        return self._check_shape(X / scale if scale != 1 else _writable(X), reset=reset)
 
     def _validate_X_y(self, X, y):
+        scale = _pixel_scale(X)
         X, y = validate_data(
             self, X, y, allow_nd=True, dtype=np.float32, ensure_min_features=1
         )
+        X = X / scale if scale != 1 else _writable(X)
         return self._check_shape(X, reset=True), check_labels(y)
 
     def _check_shape(self, X, *, reset):
@@ -284,6 +297,13 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 "X must be 2-D (n_samples, n_features) or 4-D (n_samples, "
                 f"channels, height, width); got a {X.ndim}-D array of shape "
                 f"{X.shape}."
+            )
+        if X.ndim == 4 and X.shape[3] in (1, 3, 4) and X.shape[1] > 4:
+            raise ValueError(
+                f"X of shape {X.shape} looks channels-last (n_samples, height, "
+                f"width, channels); skmeta takes images channels-first, (n_samples, "
+                f"channels, height, width): pass X.transpose(0, 3, 1, 2) (a NumPy "
+                f"array) or X.permute(0, 3, 1, 2) (a torch tensor)."
             )
         if reset:
             self.input_shape_ = X.shape[1:]
@@ -294,21 +314,53 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             )
         return X
 
+    def _new_backbone(self, input_shape):
+        """The untrained backbone for samples of ``input_shape``.
+
+        ``embedding_dim`` left at its default does not ask for a size, so a
+        backbone that cannot take it (a module instance, ResNet-12) only
+        warns when it was set.
+        """
+        default = self._parameters["embedding_dim"].default
+        return build_backbone(
+            self.backbone,
+            input_shape,
+            self.embedding_dim,
+            self.backbone_params,
+            embedding_dim_is_default=self.embedding_dim == default,
+        )
+
     def _seed(self):
         """An int seed for torch, derived from ``random_state``."""
         return int(
             check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         )
 
-    def _atomically(self, method, *args):
+    #: Fitted state whose name does not end with "_" (private, derived in fit).
+    _private_fitted = ()
+
+    def _is_fitted_state(self, name):
+        """Whether attribute ``name`` is fitted state: ends with "_", or is private."""
+        fitted = name.endswith("_") and not name.startswith("__")
+        return fitted or name in self._private_fitted
+
+    def _atomically(self, method, *args, fresh=False):
         """Run ``method`` on a shallow copy; the copy's state becomes self's on success.
 
         ``fit`` and ``adapt`` go through here, so that a failure part-way (an
         error, a diverged training run, a ``KeyboardInterrupt`` in ``adapt``)
         leaves the estimator as it was: unfitted, or the previous model whole.
+        With ``fresh`` (``fit``), the copy starts without the fitted state of
+        a previous fit, and on success the estimator's state is replaced
+        wholesale: nothing of an earlier fit (``feature_names_in_`` of a
+        DataFrame, say) outlives it.
         """
         work = copy.copy(self)
+        if fresh:
+            for name in [name for name in vars(work) if self._is_fitted_state(name)]:
+                delattr(work, name)
         getattr(work, method)(*args)
+        vars(self).clear()
         vars(self).update(vars(work))
         return self
 
@@ -496,3 +548,14 @@ def _check_finite_output(values, estimator, what):
             "are not finite or too large. Refit it with a lower learning rate."
         )
     return values
+
+
+def _pixel_scale(X):
+    """255 for uint8 images (4-D), which ``ToTensor`` divides by; else 1."""
+    dtype, ndim = getattr(X, "dtype", None), getattr(X, "ndim", None)
+    return np.float32(255) if dtype == np.uint8 and ndim == 4 else 1
+
+
+def _writable(X):
+    """``X``, copied only if it is read-only (torch cannot share such memory)."""
+    return X if X.flags.writeable else X.copy()

@@ -173,17 +173,21 @@ class _StopOnDivergence(Callback):
     Checked after every step, so the error names the step and the learning
     rates to lower, instead of a model that predicts NaN, or one class for
     everything, without a word. Training has diverged when the loss or a
-    weight is not finite, or when the loss exceeds ``max_loss`` (no loss of
+    weight is not finite, when the loss exceeds ``max_loss`` (no loss of
     skmeta reaches it while training goes well: cross-entropy starts near
     log(n_way), the metric losses near their margins or scales; MAML at
     lr=1e3 reached 4e24, Reptile at inner_lr=1e3 6e12, both finite, with
-    chance accuracy). It has collapsed when the network gives exactly the
-    same output for every row of a step whose inputs differ (dead units, as a
-    far too large learning rate leaves them), for ``patience`` steps in a row,
-    or for every step after the first (two at least; the first step's outputs
-    come before any update) of a training shorter than that. A step that
-    returns no outputs (Reptile's meta-update, whose inner steps it does not
-    keep) is checked for divergence only.
+    chance accuracy), or when the largest magnitude of a parameter tensor
+    has grown more than ``max_growth`` times past its initial one (or past
+    1, if that was smaller): a bounded loss (a margin, a cosine) can hide a
+    divergence that the weights show (Triplet and ArcFace at lr=1e3 reached
+    weights of 1e4 against 0.13 at a flat loss). It has collapsed when the
+    network gives exactly the same output for every row of a step whose
+    inputs differ (dead units, as a far too large learning rate leaves them),
+    for ``patience`` steps in a row, or for every step after the first (two
+    at least; the first step's outputs come before any update) of a training
+    shorter than that. A step that returns no outputs (Reptile's meta-update,
+    whose inner steps it does not keep) is checked for divergence only.
 
     Parameters
     ----------
@@ -193,15 +197,63 @@ class _StopOnDivergence(Callback):
         Steps of identical outputs that make a collapse.
     max_loss : float, default=1e6
         A training loss above it has exploded.
+    max_growth : float, default=1e3
+        A parameter whose largest magnitude grew by more has diverged.
+    input_scale : float or None, default=None
+        The largest magnitude in the training inputs; above
+        ``_LARGE_INPUT``, the message names the inputs' scale as the likely
+        cause and suggests standardizing them.
     """
 
-    def __init__(self, learning_rates, patience=10, max_loss=1e6):
+    #: Inputs larger than this in magnitude are named in a divergence error.
+    _LARGE_INPUT = 1e3
+
+    def __init__(
+        self,
+        learning_rates,
+        patience=10,
+        max_loss=1e6,
+        max_growth=1e3,
+        input_scale=None,
+    ):
         self.learning_rates = learning_rates
         self.patience = patience
         self.max_loss = max_loss
+        self.max_growth = max_growth
+        self.input_scale = input_scale
 
     def on_train_begin(self, net, **kwargs):
         self.steps_ = self.constant_steps_ = 0
+        self._start(net.module_)
+
+    def _start(self, module):
+        """Record the initial magnitudes of ``module``'s tensors, and their limits.
+
+        Parameters may grow ``max_growth`` times past their initial largest
+        magnitude (or past 1); buffers (running statistics) follow the data
+        and are only checked for being finite.
+        """
+        self.names_, self.initial_ = self._magnitudes(module)
+        parameters = {name for name, _ in module.named_parameters()}
+        growth = [
+            math.inf if n not in parameters else self.max_growth for n in self.names_
+        ]
+        growth = torch.tensor(growth, device=self.initial_.device)
+        self.limits_ = growth * self.initial_.clamp(min=1.0)
+
+    @staticmethod
+    def _magnitudes(module):
+        """Names and largest magnitudes of the floating tensors of ``module``."""
+        named = [
+            (n, t)
+            for n, t in module.state_dict().items()
+            if t.is_floating_point() and t.numel()
+        ]
+        if not named:
+            return [], torch.zeros(0)
+        # One reduction per tensor; NaN propagates through max.
+        top = torch.stack([t.detach().abs().max().float() for _, t in named])
+        return [n for n, _ in named], top
 
     def on_batch_end(
         self, net, batch=None, training=False, loss=None, y_pred=None, **kwargs
@@ -220,18 +272,7 @@ class _StopOnDivergence(Callback):
                 "(it exploded)"
             )
         else:
-            named = [
-                (n, t)
-                for n, t in net.module_.state_dict().items()
-                if t.is_floating_point()
-            ]
-            # One reduction per tensor and one synchronisation per step.
-            finite = (
-                torch.stack([t.isfinite().all() for _, t in named]) if named else None
-            )
-            if finite is not None and not finite.all():
-                name = named[int((~finite).nonzero()[0])][0]
-                what = f"the weights {name!r} are not finite"
+            what = self._weights_diverged(net.module_)
         if what is not None:
             self._raise(net, what)
         constant = _same_rows(y_pred) and not _same_rows(_inputs(batch))
@@ -239,6 +280,24 @@ class _StopOnDivergence(Callback):
         self.constant_steps_ = self.constant_steps_ + 1 if constant else 0
         if self.constant_steps_ >= self.patience:
             self._raise(net, self._collapsed())
+
+    def _weights_diverged(self, module):
+        """What diverged in the weights of ``module``, or None."""
+        names, top = self._magnitudes(module)
+        if names != self.names_:  # the module changed its tensors: a new start
+            self._start(module)
+            return None
+        bad = ~top.isfinite() | (top > self.limits_)
+        if not bad.any():  # one synchronisation per step
+            return None
+        i = int(bad.nonzero()[0])
+        if not math.isfinite(float(top[i])):
+            return f"the weights {names[i]!r} are not finite"
+        return (
+            f"the weights {names[i]!r} grew from a largest magnitude of "
+            f"{float(self.initial_[i]):.3g} to {float(top[i]):.3g} (more than "
+            f"{self.max_growth:.0e} times)"
+        )
 
     def on_train_end(self, net, **kwargs):
         if 2 <= self.constant_steps_ >= self.steps_ - 1:
@@ -253,10 +312,17 @@ class _StopOnDivergence(Callback):
     def _raise(self, net, what):
         step = sum(len(epoch["batches"]) for epoch in net.history)
         rates = ", ".join(f"{k}={v!r}" for k, v in self.learning_rates.items())
+        remedy = f"Lower the learning rate ({rates})"
+        scale = self.input_scale
+        if scale is not None and not scale <= self._LARGE_INPUT:
+            remedy = (
+                f"The training inputs reach {scale:.3g} in magnitude, the likely "
+                "cause: standardize X first (sklearn.preprocessing.StandardScaler "
+                "in a Pipeline; images scaled to [0, 1]). Otherwise, l" + remedy[1:]
+            )
         raise ValueError(
             f"Training diverged at step {step} (epoch {len(net.history)}): "
-            f"{what}. Lower the learning rate ({rates}). The estimator is "
-            "left as it was before fit."
+            f"{what}. {remedy}. The estimator is left as it was before fit."
         )
 
 

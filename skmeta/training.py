@@ -1,12 +1,15 @@
 """The one skorch set-up that trains every estimator's module."""
 
+import contextlib
+import signal
 import sys
+import threading
 import time
 import warnings
 
 import numpy as np
 from skorch import NeuralNet
-from skorch.callbacks import EarlyStopping, PrintLog, ProgressBar
+from skorch.callbacks import Callback, EarlyStopping, PrintLog, ProgressBar
 
 from ._batchnorm import RunningStatsWarmup
 from ._precision import with_precision
@@ -21,7 +24,9 @@ from .callbacks import (
 __all__ = ["train_module"]
 
 
-def train_module(estimator, module, data, *, steps_per_epoch, validation=None, **net):
+def train_module(
+    estimator, module, data, *, steps_per_epoch, inputs=None, validation=None, **net
+):
     """Train ``module`` on ``data`` with skorch; the one set-up of every estimator.
 
     Parameters
@@ -35,6 +40,10 @@ def train_module(estimator, module, data, *, steps_per_epoch, validation=None, *
         One epoch of training steps; each item is a whole step.
     steps_per_epoch : int
         Items of ``data``, for the progress bar.
+    inputs : torch.Tensor or None
+        The training inputs that ``data`` draws from; their largest
+        magnitude lets a divergence error say when the inputs' scale is the
+        likely cause.
     validation : callable or None
         Maps the module in training to ``(valid_loss, valid_acc)`` on the
         held-out classes; called after every epoch.
@@ -51,11 +60,20 @@ def train_module(estimator, module, data, *, steps_per_epoch, validation=None, *
     stop_reason : str
         ``"max_epochs"``, ``"time_limit"``, ``"early_stopping"`` or
         ``"interrupted"`` (a ``KeyboardInterrupt``, with a warning).
+
+    Notes
+    -----
+    Ctrl-C (SIGINT, in the main thread) ends training after the step in
+    progress, so that the weights are never those of a half-done update; a
+    second Ctrl-C interrupts at once.
     """
+    input_scale = None
+    if inputs is not None and inputs.numel():
+        input_scale = float(inputs.abs().max())
     net_class = with_precision(net.pop("net_class", NeuralNet), estimator.precision)
     callbacks = list(net.pop("callbacks", []))
     rates = {name: getattr(estimator, name) for name in estimator._learning_rates}
-    callbacks.append(("divergence", _StopOnDivergence(rates)))
+    callbacks.append(("divergence", _StopOnDivergence(rates, input_scale=input_scale)))
     callbacks.append(("running_stats", RunningStatsWarmup()))
     if validation is not None:
         callbacks.append(("valid", _HeldOutValidation(validation)))
@@ -75,19 +93,64 @@ def train_module(estimator, module, data, *, steps_per_epoch, validation=None, *
     user = list(estimator.callbacks or [])
     if validation is None:
         _check_monitors(user)
+    interrupt = _InterruptBetweenSteps()
     net = net_class(
         module=module,
         max_epochs=estimator.max_epochs,
         batch_size=None,  # every item of the data is a whole training step
         train_split=None,  # validation holds out classes: _HeldOutValidation
-        callbacks=callbacks + user,
+        # Last: every other callback has seen the step before it ends training.
+        callbacks=[*callbacks, *user, ("interrupt", interrupt)],
         callbacks__print_log=_EpochLog(),
         device=estimator.device_,
         verbose=int(estimator.verbose),
         **net,
     )
-    net.fit(data, y=None)
+    with interrupt.deferring_sigint():
+        net.fit(data, y=None)
     return net.module_, net.history_, _finish_history(net)
+
+
+class _InterruptBetweenSteps(Callback):
+    """End training after the step in progress when Ctrl-C is pressed.
+
+    Python raises ``KeyboardInterrupt`` wherever the interpreter is when
+    SIGINT arrives: in the middle of an optimizer update, a step would leave
+    some weights updated and others not. While :meth:`deferring_sigint` is
+    active (in the main thread), the first SIGINT only records the request
+    and restores the previous handler, so a second one interrupts at once;
+    the step completes, and this callback then raises ``KeyboardInterrupt``
+    after it, skorch's way to end ``fit`` from a callback.
+    """
+
+    def __init__(self):
+        self.requested = False
+
+    @contextlib.contextmanager
+    def deferring_sigint(self):
+        """Defer SIGINT to the end of the step during the block (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.getsignal(signal.SIGINT)
+
+        def request(signum, frame):
+            self.requested = True
+            signal.signal(signal.SIGINT, previous)
+
+        signal.signal(signal.SIGINT, request)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def on_epoch_end(self, net, **kwargs):
+        if self.requested:
+            raise KeyboardInterrupt
 
 
 def _check_monitors(callbacks):
@@ -106,23 +169,42 @@ def _check_monitors(callbacks):
 def _finish_history(net):
     """Why training stopped; an epoch cut short is completed in the history.
 
-    An epoch that a time limit or an interruption ended after some of its
-    steps gets its ``train_loss`` (the mean over those steps, weighted as
-    skorch weights them) and ``dur``, and its row in the epoch log. A
-    ``KeyboardInterrupt`` that no callback raised (Ctrl-C) warns: the model
-    is only partly trained.
+    A step that an interruption ended before its loss was recorded (a
+    ``KeyboardInterrupt`` raised inside it: it made no update) is dropped,
+    and so is an epoch left without a step. An epoch that a time limit or an
+    interruption ended after some of its steps gets its ``train_loss`` (the
+    mean over those steps, weighted as skorch weights them), ``dur``, NaN for
+    the validation scores it had no time for (so that every column of
+    ``history_`` has one entry per epoch), and its row in the epoch log. A
+    ``KeyboardInterrupt`` that no time limit raised (Ctrl-C) warns: the
+    model is only partly trained.
     """
     history = net.history_
+    interrupted_in_step = False
+    batches = history[-1]["batches"] if len(history) else []
+    if batches and "train_loss" not in batches[-1]:
+        del batches[-1]
+        interrupted_in_step = True
+    if len(history) and not history[-1]["batches"] and "dur" not in history[-1]:
+        del history[-1]
+        interrupted_in_step = True
     last = history[-1] if len(history) else {}
     cut_short = bool(last) and "dur" not in last
-    if cut_short and last["batches"]:
+    if cut_short:
         losses = [b["train_loss"] for b in last["batches"]]
         sizes = [b.get("train_batch_size", 1) for b in last["batches"]]
         history.record("train_loss", float(np.average(losses, weights=sizes)))
         timer = dict(net.callbacks_).get("epoch_timer")
         if timer is not None:
             history.record("dur", time.time() - timer.epoch_start_time_)
+        if any(isinstance(cb, _HeldOutValidation) for _, cb in net.callbacks_):
+            for name in ("valid_loss", "valid_acc"):
+                if name not in last:
+                    history.record(name, float("nan"))
+                    history.record(f"{name}_best", False)
         for _, callback in net.callbacks_:
+            if isinstance(callback, ProgressBar) and hasattr(callback, "pbar_"):
+                callback.pbar_.close()
             if isinstance(callback, PrintLog):
                 callback.on_epoch_end(net)
     callbacks = [cb for _, cb in net.callbacks_]
@@ -133,11 +215,12 @@ def _finish_history(net):
     ):
         return "early_stopping"
     n_epochs = len(history)
-    if n_epochs < net.max_epochs or cut_short:
+    if n_epochs < net.max_epochs or cut_short or interrupted_in_step:
         n_steps = sum(len(epoch["batches"]) for epoch in history)
         warnings.warn(
-            f"Training was interrupted (KeyboardInterrupt) after {n_steps} steps "
-            f"in epoch {n_epochs} of {net.max_epochs}: the model is only partly "
+            f"Training was interrupted (KeyboardInterrupt) after {n_steps} "
+            f"complete steps in epoch {max(n_epochs, 1)} of {net.max_epochs}: the "
+            "model keeps the weights of its last complete step, only partly "
             "trained. stop_reason_ is 'interrupted'.",
             UserWarning,
             stacklevel=4,

@@ -292,7 +292,9 @@ def test_skorch_callbacks_see_every_step_and_verbose_prints_the_epoch_log(
     assert count.steps == clf.n_steps_ == 2 * per_epoch
     out = capsys.readouterr().out
     assert "train_loss" in out
-    # After the epoch log, the step that a time limit does not bound.
-    assert out.splitlines()[-1] == (
-        f"taking the {len(digits.X_base)} training samples as the support set"
+    # fit ends with its training: the support set waits for a prediction.
+    assert "support set" not in out
+    clf.predict(digits.X_base[:2])
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"embedding the {len(digits.X_base)} training samples as the support set"
     )

@@ -7,6 +7,7 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import NearestCentroid
@@ -214,14 +215,29 @@ def test_test_time_views_average_the_embeddings_of_fixed_affine_views(tiny_image
     )
 
 
-def test_verbose_fit_says_it_embeds_the_support_set_with_its_views(tiny_images, capsys):
+def test_the_training_set_is_embedded_as_support_set_once_on_first_use(
+    tiny_images, capsys
+):
     X, y = tiny_images
     clf = PrototypicalClassifier(test_time_views=3, verbose=1, **FAST).fit(X, y)
+    assert "support set" not in capsys.readouterr().out
+    before = dict(vars(clf))
+    proba = clf.predict_proba(X)
     assert capsys.readouterr().out.splitlines()[-1] == (
-        f"taking the {len(X)} training samples as the support set "
+        f"embedding the {len(X)} training samples as the support set "
         "(3 test-time views each)"
     )
-    clf.set_params(verbose=0).fit(X, y)
+    # Once: a second prediction embeds nothing more, and neither changed the
+    # estimator's attributes (scikit-learn's check_dict_unchanged).
+    np.testing.assert_array_equal(clf.predict_proba(X), proba)
+    assert capsys.readouterr().out == ""
+    assert vars(clf) == before
+    # The prototypes are those of adapt() to the same samples.
+    prototypes = clf.prototypes_
+    adapted = clone(clf).set_params(verbose=0).fit(X, y).adapt(X, y)
+    np.testing.assert_allclose(adapted.prototypes_, prototypes)
+    capsys.readouterr()
+    clf.set_params(verbose=0).fit(X, y).predict(X)
     assert capsys.readouterr().out == ""
 
 

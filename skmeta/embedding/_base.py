@@ -31,7 +31,7 @@ from .._params import (
     registry_constraints,
 )
 from .._sklearn import Interval, StrOptions
-from ..backbones import build_backbone, embedding_size
+from ..backbones import embedding_size
 from ..batches import ClassBalancedBatchSampler
 from ..distances import DISTANCES, Mahalanobis
 from ..episodes import EpisodeSampler
@@ -444,9 +444,7 @@ class MetricEmbedder(TorchEstimator):
     def _build_network(self):
         """The untrained network for samples of ``input_shape_``."""
         shape = self.input_shape_
-        backbone = build_backbone(
-            self.backbone, shape, self.embedding_dim, self.backbone_params
-        )
+        backbone = self._new_backbone(shape)
         loss = self._build_loss(embedding_size(backbone, shape), self._n_loss_classes)
         return MetricNetwork(backbone, loss, self.normalize)
 
@@ -494,6 +492,7 @@ class MetricEmbedder(TorchEstimator):
             module,
             stream,
             steps_per_epoch=self.batches_per_epoch,
+            inputs=stream.X,
             validation=validation,
             criterion=module.loss,
             optimizer=torch.optim.Adam,

@@ -37,7 +37,7 @@ from ..augmentation import (
     flips_as_classes,
     rotations_as_classes,
 )
-from ..backbones import build_backbone, embedding_size
+from ..backbones import embedding_size
 from ..episodes import EpisodeSampler
 from ..training import train_module
 
@@ -136,6 +136,51 @@ class _EpisodeStream(IterableDataset):
             yield {"x": x, "y": self.y_episode}, self.y_query
 
 
+class _DeferredSupport:
+    """The training samples of ``fit``: the default support set, embedded on first use.
+
+    ``fit`` keeps them instead of embedding them (with test-time views, the
+    support set of Omniglot minimal took 19 s after an 80 s time limit, and
+    a user's ``adapt`` then threw it away). The first read of a support
+    attribute embeds them once, on a copy of the estimator, and keeps the
+    resulting attributes here: a prediction never changes the estimator's
+    own attributes, as scikit-learn asks.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, ...), float32
+        The validated training samples.
+    y_enc : ndarray of shape (n_samples,), int64
+        Their encoded labels.
+    """
+
+    def __init__(self, X, y_enc):
+        self._samples = (X, y_enc)
+        self._state = None
+
+    def embedded(self, estimator):
+        """The support attributes of ``estimator`` for the training samples."""
+        if self._state is None:
+            X, y_enc = self._samples
+            if estimator.verbose:
+                views = estimator._n_test_time_views()
+                each = f" ({views} test-time views each)" if views > 1 else ""
+                print(
+                    f"embedding the {len(X)} training samples as the support set{each}",
+                    flush=True,
+                )
+            view = copy.copy(estimator)
+            del view._deferred_support
+            view._take_support(X, y_enc)
+            self._state = {
+                name: vars(view)[name]
+                for name in estimator._support_attributes
+                if name in vars(view)
+            }
+            self._samples = None
+        return self._state
+
+
 class FewShotClassifier(ClassifierMixin, TorchEstimator):
     """Base of the few-shot classifiers: a support set, and queries compared with it.
 
@@ -148,7 +193,30 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
     :meth:`_features` gives: the embedding size), returning a module with
     ``embed(x)``, ``encode_support(z_support, y_support)`` and
     ``query_logits(support_state, z_query)``, and trains it in ``fit``.
+
+    After ``fit``, the training samples are the support set, embedded when a
+    prediction first needs them (see :class:`_DeferredSupport`): ``fit``
+    keeps its time budget, and ``fit`` followed by :meth:`adapt` or by
+    evaluation on novel classes embeds nothing in vain.
     """
+
+    #: The fitted attributes that hold the support set, as ``_set_support``
+    #: (or ``_take_support``) sets them; after ``fit``, computed on first read.
+    _support_attributes = ()
+
+    _private_fitted = ("_deferred_support",)
+
+    def __getattr__(self, name):
+        # Reached only for an attribute not found the usual way: the support
+        # set of fit, embedded on first use, lives in the deferred support.
+        deferred = vars(self).get("_deferred_support")
+        if deferred is not None and name in type(self)._support_attributes:
+            state = deferred.embedded(self)
+            if name in state:
+                return state[name]
+        raise AttributeError(
+            f"{type(self).__name__!r} object has no attribute {name!r}"
+        )
 
     def _build_network(self):
         """The untrained module for samples of ``input_shape_``."""
@@ -262,12 +330,6 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
             )
         ]
 
-    def _new_backbone(self, input_shape):
-        """The untrained backbone for samples of ``input_shape``."""
-        return build_backbone(
-            self.backbone, input_shape, self.embedding_dim, self.backbone_params
-        )
-
     def _features(self, backbone):
         """What ``_build_module`` needs of the backbone's output: its size ``d``."""
         return embedding_size(backbone, self.input_shape_)
@@ -313,6 +375,7 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         check_consistent_length(X_support, y_support)
         encoder = LabelEncoder().fit(y_support)
         self.classes_ = encoder.classes_
+        vars(self).pop("_deferred_support", None)
         self._take_support(X_support, encoder.transform(y_support))
 
     def _logits(self, X):
@@ -422,24 +485,18 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         return self.classes_[best]
 
     def _finish_fit(self, module, history, stop_reason, classes, X_base, X, y_enc):
-        """The fitted state of a trained ``module``: the training data as support."""
+        """The fitted state of a trained ``module``: the training data as support.
+
+        The support set is deferred (:class:`_DeferredSupport`); only
+        ``normalization="centered-l2"`` embeds the base classes ``X_base`` now,
+        for ``feature_mean_``.
+        """
         self.module_ = module
         self._record_training(history, stop_reason)
         self.classes_ = classes
-        if self.verbose:  # after the epoch log: the time this takes is not training
-            views = self._n_test_time_views()
-            each = f" ({views} test-time views each)" if views > 1 else ""
-            print(
-                f"taking the {len(X)} training samples as the support set{each}",
-                flush=True,
-            )
-        if getattr(self, "normalization", None) != "centered-l2":
-            self._take_support(X, y_enc)
-            return self
-        z = self._embed(X)
-        # Nothing held out: the base classes are X, embedded once for both.
-        self._fit_comparison_space(z if X_base is X else self._embed(X_base))
-        self._set_support(self._comparison_space(z), y_enc)
+        if getattr(self, "normalization", None) == "centered-l2":
+            self._fit_comparison_space(self._embed(X_base))
+        self._deferred_support = _DeferredSupport(X, y_enc)
         return self
 
     def _take_support(self, X, y_enc):
@@ -689,7 +746,7 @@ class EpisodicClassifier(FewShotClassifier):
         Returns the trained module, skorch's history and why training
         stopped (see :func:`skmeta.training.train_module`). Subclasses change the
         training through the hooks ``_training_batches``, ``_meta_lr``,
-        ``_schedule``, ``_net_kwargs`` and the attributes ``_net_class``,
+        ``_schedule`` and the attributes ``_net_class``,
         ``_optimizer`` and ``_criterion``.
         """
         batches = self._training_batches(stream)
@@ -698,13 +755,13 @@ class EpisodicClassifier(FewShotClassifier):
             module,
             batches,
             steps_per_epoch=len(batches),
+            inputs=stream.X,
             validation=validation,
             net_class=self._net_class,
             criterion=self._criterion,
             optimizer=self._optimizer,
             lr=self._meta_lr(),
             callbacks=self._schedule(len(batches)),
-            **self._net_kwargs(),
         )
 
     def _training_batches(self, stream):
@@ -713,6 +770,3 @@ class EpisodicClassifier(FewShotClassifier):
 
     def _meta_lr(self):
         return self.lr
-
-    def _net_kwargs(self):
-        return {}

@@ -318,13 +318,15 @@ class GradientBasedClassifier(EpisodicClassifier):
     """Base of MAML and Reptile: adapt-by-fine-tuning few-shot classifiers.
 
     A subclass sets ``_net_class`` and ``_optimizer``, and provides
-    ``_fine_tune(params, x, y)`` (the test-time adaptation from ``θ``) and,
-    if needed, ``_net_kwargs()``. The meta-learned weights live in
+    ``_fine_tune(params, x, y)`` (the test-time adaptation from ``θ``). The
+    meta-learned weights live in
     ``module_`` and never change after ``fit``; the weights adapted to the
     current support set are ``adapted_params_``.
     """
 
     _step_noun = "meta-batches"
+
+    _support_attributes = ("adapted_params_",)
 
     #: The documentation of ``n_way`` for both: the head's outputs.
     n_way_change = {

@@ -297,6 +297,8 @@ class MatchingClassifier(EpisodicClassifier):
     array([1., 1., 1., 1., 1.], dtype=float32)
     """
 
+    _support_attributes = ("support_embeddings_", "support_labels_")
+
     _parameters = episodic_parameters(
         {
             "fce": Param(

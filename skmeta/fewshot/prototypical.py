@@ -161,6 +161,8 @@ class PrototypeHead:
     ``transductive_steps`` is set (:func:`soft_kmeans`).
     """
 
+    _support_attributes = ("prototypes_", "support_counts_")
+
     def _set_support(self, z_support, y_support):
         y = torch.from_numpy(np.asarray(y_support)).to(z_support.device)
         n_classes = len(self.classes_)

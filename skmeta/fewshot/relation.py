@@ -399,6 +399,8 @@ class RelationClassifier(EpisodicClassifier):
     ((3, 5), True)
     """
 
+    _support_attributes = ("class_features_",)
+
     _parameters = episodic_parameters(
         {
             "loss": Param(

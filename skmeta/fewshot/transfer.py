@@ -194,6 +194,12 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
     (3, 5)
     """
 
+    _support_attributes = (
+        *PrototypeHead._support_attributes,
+        "head_coef_",
+        "head_intercept_",
+    )
+
     _parameters = Parameters(
         changed(
             {
@@ -289,7 +295,7 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
             self.n_base_classes_ = int(y_t.max()) + 1
             module = self._build_network().to(self.device_)
             if trains(module, self.max_epochs):
-                self._check_base_classes(y_train)
+                self._check_base_classes()
                 batches = _MiniBatches(
                     X_t, y_t, self.train_batch_size, self._augmentation(X.ndim)
                 )
@@ -298,6 +304,7 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
                     module,
                     batches,
                     steps_per_epoch=len(batches),
+                    inputs=X_t,
                     validation=validation,
                     criterion=nn.CrossEntropyLoss,
                     optimizer=torch.optim.Adam,
@@ -310,7 +317,7 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
             module, history, stop_reason, classes, X_train, X, y_enc
         )
 
-    def _check_base_classes(self, y_train):
+    def _check_base_classes(self):
         """Raise unless pre-training has at least 2 base classes to tell apart.
 
         The cross-entropy over one class is 0 whatever the weights: nothing
@@ -320,8 +327,8 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
             raise ValueError(
                 f"{type(self).__name__} pre-trains a classifier over the base "
                 "classes, which needs at least 2 of them (over one, the "
-                "cross-entropy is 0 whatever the weights); y has "
-                f"{int(y_train.max()) + 1}. Fit on 2 or more classes, or, for "
+                "cross-entropy is 0 whatever the weights); y has one class. "
+                "Fit on 2 or more classes, or, for "
                 "images, add rotations=True or flips=True (each symmetry a new "
                 "class)."
             )

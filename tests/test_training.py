@@ -1,0 +1,183 @@
+"""The one training run of every estimator (skmeta.training): interruptions,
+divergence, and the history a cut-short run leaves."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from helpers import EMBEDDERS, FEW_SHOT, short
+from sklearn.base import clone
+from skorch.callbacks import Callback
+
+from skmeta import MatchingClassifier, PrototypicalClassifier, TripletEmbedder
+
+ESTIMATORS = [short(cls) for cls in FEW_SHOT]
+ESTIMATORS += [short(cls, embedding_dim=8) for cls in EMBEDDERS]
+
+
+class _InterruptedForward(torch.nn.Module):
+    """An MLP whose ``forward`` raises KeyboardInterrupt on its ``at``-th training call.
+
+    Ctrl-C lands inside a step, before its loss exists, and not in a callback.
+    """
+
+    def __init__(self, n_features, at=3):
+        super().__init__()
+        self.linear = torch.nn.Linear(n_features, 8)
+        self.at, self.calls = at, 0
+
+    def forward(self, x):
+        if self.training and torch.is_grad_enabled():
+            self.calls += 1
+            if self.calls == self.at:
+                raise KeyboardInterrupt
+        return self.linear(x)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
+def test_an_interrupt_inside_a_step_keeps_the_last_complete_step(estimator, digits):
+    X, y = digits.X_base, digits.y_base
+    model = clone(estimator).set_params(
+        backbone=_InterruptedForward(X.shape[1]), max_epochs=5, random_state=0
+    )
+    with pytest.warns(UserWarning, match="interrupted"):
+        model.fit(X, y)
+    assert model.stop_reason_ == "interrupted"
+    # The interrupted step made no update and left no row without a loss.
+    assert all("train_loss" in b for epoch in model.history_ for b in epoch["batches"])
+    assert model.n_steps_ == sum(len(e["batches"]) for e in model.history_)
+    assert len(model.history_) <= 1  # in its first epoch (or first step)
+    # A usable estimator.
+    assert np.isfinite(model.transform(X[:3])).all()
+
+
+def test_an_interrupt_in_a_step_leaves_the_weights_of_the_steps_before(digits):
+    X, y = digits.X_base, digits.y_base
+    params = dict(max_epochs=1, episodes_per_epoch=10, random_state=0)
+    torch.manual_seed(0)
+    backbone = _InterruptedForward(X.shape[1], at=3)
+    with pytest.warns(UserWarning, match="after 2 complete steps"):
+        cut = PrototypicalClassifier(backbone=backbone, **params).fit(X, y)
+    # The same two episodes, run to the end of an epoch of two.
+    torch.manual_seed(0)
+    whole = PrototypicalClassifier(
+        backbone=_InterruptedForward(X.shape[1], at=-1),
+        **{**params, "episodes_per_epoch": 2},
+    ).fit(X, y)
+    for name, value in whole.module_.state_dict().items():
+        torch.testing.assert_close(cut.module_.state_dict()[name], value)
+
+
+_CHILD = textwrap.dedent(
+    """
+    import time, warnings
+    from skorch.callbacks import Callback
+    from skmeta import PrototypicalClassifier
+    from skmeta.datasets import load_digits_fewshot
+
+    class Announce(Callback):
+        def on_batch_end(self, net, training=False, **kwargs):
+            if training:
+                print("step", flush=True)
+                time.sleep(0.02)
+
+    d = load_digits_fewshot()
+    clf = PrototypicalClassifier(
+        max_epochs=1000, episodes_per_epoch=10, callbacks=[Announce()], random_state=0
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf.fit(d.X_base, d.y_base)
+    print("stop_reason", clf.stop_reason_, clf.n_steps_, flush=True)
+    print("warned", any("interrupted" in str(w.message) for w in caught), flush=True)
+    print("accuracy", clf.score(d.X_base, d.y_base), flush=True)
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT is POSIX")
+def test_a_real_sigint_ends_fit_after_the_step_and_keeps_the_model():
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        assert child.stdout.readline().strip() == "step"
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 0, err
+    lines = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    reason, steps = lines["stop_reason"].split()
+    assert reason == "interrupted" and 1 <= int(steps) < 10_000
+    assert lines["warned"] == "True"
+    assert 0.2 < float(lines["accuracy"]) <= 1.0
+    assert "Traceback" not in err
+
+
+class _StopDuringEpoch(Callback):
+    def __init__(self, epoch, step):
+        self.epoch, self.step = epoch, step
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        row = net.history[-1]
+        if (
+            training
+            and len(net.history) == self.epoch
+            and len(row["batches"]) == (self.step)
+        ):
+            raise KeyboardInterrupt
+
+
+def test_a_cut_short_epoch_has_a_full_history_row(digits):
+    clf = PrototypicalClassifier(
+        max_epochs=3,
+        episodes_per_epoch=4,
+        validation_fraction=0.4,
+        callbacks=[_StopDuringEpoch(epoch=2, step=2)],
+        random_state=0,
+    )
+    with pytest.warns(UserWarning, match="interrupted"):
+        clf.fit(digits.X_base, digits.y_base)
+    history = clf.history_
+    # One entry per epoch in every column, NaN where validation had no time.
+    assert len(history[:, "valid_loss"]) == len(history[:, "epoch"]) == 2
+    assert math.isnan(history[-1, "valid_loss"]) and math.isnan(
+        history[-1, "valid_acc"]
+    )
+    assert np.isfinite(history[0, "valid_loss"])
+    assert history[-1, "train_loss"] == pytest.approx(
+        np.mean([b["train_loss"] for b in history[-1, "batches"]])
+    )
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        TripletEmbedder(lr=1e3, embedding_dim=8, max_epochs=2, batches_per_epoch=20),
+        MatchingClassifier(lr=1e3, max_epochs=2, episodes_per_epoch=20),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_weights_that_grow_a_thousandfold_are_a_divergence(estimator, digits):
+    # Issue 25: bounded losses (a margin, a cosine) stayed finite at lr=1e3
+    # while the weights reached 1e4, and the models were degraded silently.
+    with pytest.raises(ValueError, match=r"grew from .* Lower the learning rate"):
+        clone(estimator).set_params(random_state=0).fit(digits.X_base, digits.y_base)
+
+
+def test_divergence_on_huge_inputs_names_their_scale(digits):
+    with pytest.raises(ValueError, match=r"inputs reach 1e\+30 .*StandardScaler"):
+        PrototypicalClassifier(max_epochs=1, episodes_per_epoch=5).fit(
+            digits.X_base * 1e30, digits.y_base
+        )
