@@ -113,7 +113,7 @@ def test_pre_training_needs_two_base_classes(tiny_images):
     # Over one class the cross-entropy is 0: nothing would be trained.
     X, y = tiny_images
     one = y == 0
-    with pytest.raises(ValueError, match="at least 2 of them.*y has 1"):
+    with pytest.raises(ValueError, match="at least 2 of them.*y has one class"):
         TransferClassifier(max_epochs=1, random_state=0).fit(X[one], y[one])
     # Rotations make 4 classes of one: that trains.
     clf = TransferClassifier(rotations=True, max_epochs=1, random_state=0)
