@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -309,6 +310,7 @@ def test_a_real_sigint_during_meta_training_exits_130_with_one_line():
         for line in process.stdout:  # the epoch log's header: training is on
             if "train_loss" in line:
                 break
+        time.sleep(0.5)  # into a later epoch's steps, past the log's printing
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=120)
     finally:
