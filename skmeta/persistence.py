@@ -1041,6 +1041,14 @@ class _Reader:
         for name, spec in modules.items():
             values[name] = self._module(name, spec)
         estimator = cls(**values)
+        constraints = estimator._parameter_constraints
+        for name, value in params.items():
+            # scikit-learn's Interval(Integral, ...) takes True as 1.
+            takes_bool = any(
+                c in ("boolean", "verbose") or c is bool for c in constraints[name]
+            )
+            if isinstance(value, bool) and not takes_bool:
+                raise self.error(f"params.{name}", f"{value}, but it takes no bool")
         try:
             estimator._validate_params()
         except InvalidParameterError as error:
@@ -1139,13 +1147,17 @@ class _Reader:
 
         Each has the shape of the network's parameter of its name (or of a
         submodule's), but for the output layer: one row per class of
-        ``classes_`` (MAML's zero head).
+        ``classes_`` (MAML's zero head). A network with ``logits(params, x)``
+        must give, under each dict, one score per class of ``classes_``; on
+        the meta device, so a shape that does not fit is found without data.
         """
         n_classes = len(estimator.classes_)
         parameters = dict(network.named_parameters())
-        for key, (kind, _, item) in self.kinds.items():
+        dicts = {}
+        for key, (kind, name, item) in self.kinds.items():
             if kind != "dict":
                 continue
+            dicts.setdefault(name, {})[item] = self.specs[key]
             shape = self.specs[key][1]
             names = [n for n in parameters if n == item or n.endswith(f".{item}")]
             expected = parameters[names[0]] if len(names) == 1 else None
@@ -1157,6 +1169,22 @@ class _Reader:
                     f"tensors/{key}",
                     f"shape {list(shape)}: not a parameter of the network, nor one "
                     f"with a row per class ({n_classes})",
+                )
+        logits = getattr(network, "logits", None)
+        for name, specs in dicts.items() if logits is not None else ():
+            try:
+                with torch.device("meta"):
+                    params = {k: torch.empty(s, dtype=d) for k, (d, s) in specs.items()}
+                    scores = logits(params, torch.zeros(2, *estimator.input_shape_))
+            except Exception as error:  # the network's own shape checks
+                raise self.error(
+                    f"fitted.{name}", f"the network cannot use these weights: {error}"
+                ) from error
+            if tuple(scores.shape) != (2, n_classes):
+                raise self.error(
+                    f"fitted.{name}",
+                    f"scores of shape {tuple(scores.shape[1:])} per sample under these "
+                    f"weights, for {n_classes} classes_",
                 )
 
 
