@@ -3,9 +3,12 @@ Saving, loading, and the device
 ===============================
 
 :func:`skmeta.persistence.save` writes a fitted estimator as data only: its
-parameters and fitted attributes as JSON, its weights as tensors that
-``torch.load(..., weights_only=True)`` reads. :func:`skmeta.persistence.load`
-rebuilds it on the device asked for, so a model trained on a GPU
+parameters and fitted attributes as JSON, its weights and arrays as raw tensor
+bytes. It writes a temporary file and renames it only once it is whole, so a
+failed save never destroys the model saved before. :func:`skmeta.persistence.load`
+checks every entry before it allocates anything, imports nothing the file
+names (a custom backbone class is passed in ``trusted=[MyNet]``), and rebuilds
+the model on the device asked for, so a model trained on a GPU
 (``device="cuda"``) loads on a laptop's CPU. Pickle and joblib also work, as
 for every scikit-learn estimator, but loading such a file runs code from it.
 
