@@ -422,6 +422,7 @@ MODELS = _fitted_tiny_models()
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 @settings(
+    # 30 in the suite; PERSISTENCE_EXAMPLES=400 searched deeper (passes, ~65 s).
     max_examples=int(os.environ.get("PERSISTENCE_EXAMPLES", 30)),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
