@@ -32,6 +32,7 @@ from ._precision import autocast
 from ._sklearn import _fit_context
 from .backbones import build_backbone
 from .episodes import check_groups
+from .training import optimizer_arguments
 
 __all__ = [
     "check_labels",
@@ -222,39 +223,71 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """scikit-learn's constraints, read from the registries as they are now."""
         return self._parameters.constraints()
 
-    def get_params(self, deep=True):
-        """Parameters of the estimator; with ``deep``, ``backbone__<name>`` too.
+    #: Prefixes of ``get_params``/``set_params`` names routed into a dict
+    #: parameter, as skorch routes ``module__<name>`` and ``optimizer__<name>``.
+    _routed_prefixes = {
+        "backbone__": "backbone_params",
+        "optimizer__": "optimizer_params",
+    }
 
-        Each entry of ``backbone_params`` appears as ``backbone__<name>``, as
-        skorch shows ``module__<name>``, so that ``GridSearchCV`` can search
-        a backbone's constructor arguments.
+    def _routes(self):
+        """The routed prefixes whose dict parameter this estimator has."""
+        names = self._parameters
+        return {p: n for p, n in self._routed_prefixes.items() if n in names}
+
+    def get_params(self, deep=True):
+        """Parameters of the estimator; with ``deep``, routed entries too.
+
+        Each entry of ``backbone_params`` appears as ``backbone__<name>``, and
+        each of ``optimizer_params`` as ``optimizer__<name>``, as skorch shows
+        ``module__<name>``, so that ``GridSearchCV`` can search a backbone's
+        constructor arguments or the optimizer's weight decay.
         """
         params = super().get_params(deep=deep)
-        # Not validated before fit: anything but a dict has no entries to show.
-        if deep and isinstance(self.backbone_params, dict):
-            for name, value in self.backbone_params.items():
-                params[f"backbone__{name}"] = value
+        if not deep:
+            return params
+        for prefix, name in self._routes().items():
+            # Not validated before fit: anything but a dict has no entries.
+            entries = getattr(self, name)
+            if isinstance(entries, dict):
+                params.update({f"{prefix}{k}": v for k, v in entries.items()})
         return params
 
     def set_params(self, **params):
         """Set parameters; ``backbone__<name>=v`` sets ``backbone_params[name]``.
 
-        ``backbone_params`` is replaced by a new dict, never changed in place,
-        so a clone's parameters stay its own.
+        Likewise ``optimizer__<name>`` sets ``optimizer_params[name]``. The dict
+        is replaced by a new one, never changed in place, so a clone's
+        parameters stay its own.
         """
         routed = {
-            key.removeprefix("backbone__"): params.pop(key)
-            for key in list(params)
-            if key.startswith("backbone__")
+            name: {
+                key.removeprefix(prefix): params.pop(key)
+                for key in list(params)
+                if key.startswith(prefix)
+            }
+            for prefix, name in self._routes().items()
         }
         super().set_params(**params)
-        if routed:
-            current = self.backbone_params
-            self.backbone_params = {
-                **(current if isinstance(current, dict) else {}),
-                **routed,
-            }
+        for name, entries in routed.items():
+            if entries:
+                current = getattr(self, name)
+                setattr(
+                    self,
+                    name,
+                    {**(current if isinstance(current, dict) else {}), **entries},
+                )
         return self
+
+    def _optimizer_arguments(self, module):
+        """The skorch net's optimizer arguments for training ``module``.
+
+        See :func:`skmeta.training.optimizer_arguments`; ``backbone_lr=0``
+        freezes ``module.backbone``.
+        """
+        return optimizer_arguments(
+            module, self.optimizer, self.optimizer_params, self.backbone_lr
+        )
 
     #: Validation episodes drawn from the held-out classes after each epoch:
     #: the same episodes every epoch, so that epochs compare.
@@ -338,6 +371,10 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     #: Fitted state whose name does not end with "_" (private, derived in fit).
     _private_fitted = ()
+
+    #: Fitted attributes that hold a support set, computed on first read
+    #: after ``fit`` (see :class:`skmeta.fewshot._base.FewShotClassifier`).
+    _support_attributes = ()
 
     def _is_fitted_state(self, name):
         """Whether attribute ``name`` is fitted state: ends with "_", or is private."""

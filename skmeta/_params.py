@@ -35,6 +35,7 @@ from torch import nn
 from ._precision import PRECISIONS
 from ._sklearn import Interval, StrOptions
 from .backbones import BACKBONES
+from .training import OPTIMIZERS
 
 __all__ = ["Param", "Parameters", "build_estimator_class"]
 
@@ -220,6 +221,7 @@ def episodic_parameters(own, **changes):
     shared = (
         EPISODE_PARAMETERS
         | META_TRAINING_PARAMETERS
+        | OPTIMIZER_PARAMETERS
         | own
         | BACKBONE_PARAMETERS
         | IMAGE_PARAMETERS
@@ -397,13 +399,48 @@ META_TRAINING_PARAMETERS = {
         "float",
         1e-3,
         [Interval(Real, 0, None, closed="neither")],
-        "Adam's learning rate.",
+        """The optimizer's learning rate (the backbone's too, unless
+        ``backbone_lr`` is set).""",
     ),
     "lr_step": Param(
         "int or None",
         1000,
         [Interval(Integral, 1, None, closed="left"), None],
         "Halve the learning rate every ``lr_step`` episodes; ``None`` keeps it.",
+    ),
+}
+
+#: The optimizer of the training step, as a pretrained backbone needs it.
+OPTIMIZER_PARAMETERS = {
+    "optimizer": Param(
+        '{"adam", "adamw", "sgd"} or torch.optim.Optimizer class',
+        "adam",
+        registry_constraints(OPTIMIZERS, type),
+        """The optimizer of the training steps: a name of
+        :data:`skmeta.training.OPTIMIZERS` (``torch.optim.Adam``, ``AdamW``,
+        ``SGD``) or a ``torch.optim.Optimizer`` subclass.""",
+    ),
+    "optimizer_params": Param(
+        "dict or None",
+        None,
+        [dict, None],
+        """Extra arguments of the optimizer (``weight_decay``, ``momentum``,
+        ``betas``...). Each is also a parameter ``optimizer__<name>`` of
+        ``get_params`` and ``set_params``, as in skorch, so that
+        ``GridSearchCV`` can search it (``{"optimizer__weight_decay": [0,
+        1e-4]}``).""",
+    ),
+    "backbone_lr": Param(
+        "float or None",
+        None,
+        [Interval(Real, 0, None, closed="left"), None],
+        """The backbone's learning rate, when it should differ from ``lr``
+        (the rest of the network's): lower for a pretrained backbone than
+        for a new head. 0 freezes the backbone: its weights do not change
+        and its batch-norm layers stay in eval mode, so their running
+        statistics do not move either (as in every frozen layer, one whose
+        parameters all have ``requires_grad=False``). ``None`` trains it at
+        ``lr``.""",
     ),
 }
 

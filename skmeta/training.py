@@ -8,6 +8,7 @@ import time
 import warnings
 
 import numpy as np
+import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping, PrintLog, ProgressBar
 
@@ -21,7 +22,71 @@ from .callbacks import (
     _StopOnDivergence,
 )
 
-__all__ = ["train_module"]
+__all__ = ["OPTIMIZERS", "optimizer_arguments", "train_module"]
+
+#: Optimizers by name, for the ``optimizer`` parameter of the estimators.
+OPTIMIZERS = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+}
+
+
+def optimizer_arguments(module, optimizer, optimizer_params=None, backbone_lr=None):
+    """The skorch net's optimizer arguments for an estimator's optimizer parameters.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network to train; with ``backbone_lr``, its submodule
+        ``backbone`` gets that learning rate.
+    optimizer : str or torch.optim.Optimizer subclass
+        A name of :data:`OPTIMIZERS`, or the class.
+    optimizer_params : dict or None, default=None
+        Extra arguments of the optimizer (``weight_decay``...).
+    backbone_lr : float or None, default=None
+        The backbone's learning rate (a parameter group of skorch's
+        ``optimizer__param_groups``); 0 freezes it: its parameters get
+        ``requires_grad=False``.
+
+    Returns
+    -------
+    dict
+        ``optimizer`` and ``optimizer__<name>`` arguments of a skorch net.
+
+    Raises
+    ------
+    TypeError
+        If ``optimizer`` is neither a name nor a ``torch.optim.Optimizer``
+        subclass.
+    ValueError
+        If ``backbone_lr`` is given and ``module`` has no ``backbone``.
+    """
+    if isinstance(optimizer, str):
+        optimizer = OPTIMIZERS[optimizer]
+    if not (
+        isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)
+    ):
+        raise TypeError(
+            f"optimizer must be one of {sorted(OPTIMIZERS)} or a "
+            f"torch.optim.Optimizer subclass; got {optimizer!r}."
+        )
+    arguments = {"optimizer": optimizer}
+    for name, value in (optimizer_params or {}).items():
+        arguments[f"optimizer__{name}"] = value
+    if backbone_lr is None:
+        return arguments
+    backbone = getattr(module, "backbone", None)
+    if not isinstance(backbone, torch.nn.Module):
+        raise ValueError(
+            f"backbone_lr={backbone_lr} needs a network with a backbone; "
+            f"{type(module).__name__} has none."
+        )
+    if backbone_lr == 0:
+        backbone.requires_grad_(False)
+    else:
+        arguments["optimizer__param_groups"] = [("backbone.*", {"lr": backbone_lr})]
+    return arguments
 
 
 def train_module(
@@ -49,8 +114,9 @@ def train_module(
         held-out classes; called after every epoch.
     **net
         Arguments of the skorch net: ``net_class`` (default
-        ``skorch.NeuralNet``), ``criterion``, ``optimizer``, ``lr``,
-        ``callbacks`` (the method's own, e.g. a schedule), and any other.
+        ``skorch.NeuralNet``), ``criterion``, ``lr``, ``callbacks`` (the
+        method's own, e.g. a schedule), and any other. The optimizer's come
+        from the estimator's ``_optimizer_arguments(module)``.
 
     Returns
     -------
@@ -67,6 +133,7 @@ def train_module(
     progress, so that the weights are never those of a half-done update; a
     second Ctrl-C interrupts at once.
     """
+    net = {**estimator._optimizer_arguments(module), **net}
     input_scale = None
     if inputs is not None and inputs.numel():
         input_scale = float(inputs.abs().max())
@@ -106,9 +173,42 @@ def train_module(
         verbose=int(estimator.verbose),
         **net,
     )
-    with interrupt.deferring_sigint():
+    with interrupt.deferring_sigint(), _frozen_layers_in_eval(module):
         net.fit(data, y=None)
     return net.module_, net.history_, _finish_history(net)
+
+
+@contextlib.contextmanager
+def _frozen_layers_in_eval(module):
+    """Keep the batch-norm layers of frozen parts of ``module`` in eval mode.
+
+    skorch puts the whole module in training mode at every step; a frozen
+    part (a submodule with parameters, none of which requires a gradient:
+    a frozen backbone, or layers a user froze) would still update its
+    batch-norm running statistics. A forward pre-hook on each of its
+    batch-norm layers puts the layer in eval mode before each forward pass,
+    for the duration of the block.
+    """
+    frozen = set()
+    for part in module.modules():
+        parameters = list(part.parameters())
+        if parameters and not any(p.requires_grad for p in parameters):
+            frozen.update(
+                layer
+                for layer in part.modules()
+                if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm)
+            )
+    handles = [layer.register_forward_pre_hook(_eval_mode_hook) for layer in frozen]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _eval_mode_hook(layer, args):
+    """Forward pre-hook: the layer runs in eval mode (its running statistics)."""
+    layer.training = False
 
 
 class _InterruptBetweenSteps(Callback):

@@ -13,9 +13,16 @@ import pytest
 import torch
 from helpers import EMBEDDERS, FEW_SHOT, short
 from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
 from skorch.callbacks import Callback
 
-from skmeta import MatchingClassifier, PrototypicalClassifier, TripletEmbedder
+from skmeta import (
+    MatchingClassifier,
+    PrototypicalClassifier,
+    TransferClassifier,
+    TripletEmbedder,
+)
+from skmeta.model_selection import ClassKFold, EpisodicScorer
 
 ESTIMATORS = [short(cls) for cls in FEW_SHOT]
 ESTIMATORS += [short(cls, embedding_dim=8) for cls in EMBEDDERS]
@@ -181,3 +188,78 @@ def test_divergence_on_huge_inputs_names_their_scale(digits):
         PrototypicalClassifier(max_epochs=1, episodes_per_epoch=5).fit(
             digits.X_base * 1e30, digits.y_base
         )
+
+
+def _backbone_state(estimator):
+    return {k: v.clone() for k, v in estimator.module_.backbone.state_dict().items()}
+
+
+def test_backbone_lr_zero_freezes_the_backbone_and_its_batch_norm(tiny_images):
+    X, y = tiny_images
+    params = dict(max_epochs=2, train_batch_size=8, random_state=0)
+    untrained = TransferClassifier(**{**params, "max_epochs": 0}).fit(X, y)
+    frozen = TransferClassifier(**params, backbone_lr=0).fit(X, y)
+    before, after = _backbone_state(untrained), _backbone_state(frozen)
+    assert any("running_mean" in name for name in after)
+    for name, value in before.items():
+        torch.testing.assert_close(after[name], value, rtol=0, atol=0)
+    # The head trained.
+    head = frozen.module_.classifier.weight
+    assert not torch.equal(head, untrained.module_.classifier.weight)
+
+
+def test_layers_a_user_froze_keep_their_batch_norm_statistics(digits):
+    torch.manual_seed(0)
+    backbone = torch.nn.Sequential(
+        torch.nn.Linear(64, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU()
+    )
+    backbone[:2].requires_grad_(False)
+    backbone.append(torch.nn.Linear(16, 8))
+    clf = PrototypicalClassifier(backbone=backbone, max_epochs=1, random_state=0)
+    clf.fit(digits.X_base, digits.y_base)
+    bn = clf.module_.backbone[1]
+    torch.testing.assert_close(bn.running_mean, torch.zeros(16))
+    torch.testing.assert_close(bn.running_var, torch.ones(16))
+    assert not torch.equal(clf.module_.backbone[3].weight, backbone[3].weight)
+
+
+def test_backbone_lr_is_the_step_size_of_the_backbone_alone(tiny_images):
+    # Adam's first step moves each weight with a gradient by its learning rate.
+    X, y = tiny_images
+    params = dict(train_batch_size=len(X), max_epochs=1, random_state=0)
+    untrained = TransferClassifier(**{**params, "max_epochs": 0}).fit(X, y)
+    tuned = TransferClassifier(**params, lr=1e-2, backbone_lr=1e-5).fit(X, y)
+    moved = {
+        name: (value - untrained.module_.state_dict()[name]).abs().max().item()
+        for name, value in tuned.module_.state_dict().items()
+        if name.endswith("weight")
+    }
+    backbone = [v for k, v in moved.items() if k.startswith("backbone.")]
+    head = [v for k, v in moved.items() if k.startswith("classifier.")]
+    assert 0 < max(backbone) <= 1.01e-5
+    assert max(head) == pytest.approx(1e-2, rel=1e-2)
+
+
+def test_optimizer_weight_decay_and_backbone_lr_are_searchable(digits):
+    search = GridSearchCV(
+        PrototypicalClassifier(max_epochs=1, episodes_per_epoch=3, random_state=0),
+        {"optimizer__weight_decay": [0.0, 1e-2], "backbone_lr": [None, 1e-4]},
+        cv=ClassKFold(2),
+        scoring=EpisodicScorer(n_way=2, n_episodes=5),
+        error_score="raise",
+    ).fit(digits.X_base, digits.y_base, groups=None)
+    assert len(search.cv_results_["params"]) == 4
+    best = search.best_estimator_
+    assert best.optimizer_params is None or "weight_decay" in best.optimizer_params
+    assert set(search.best_params_) == {"optimizer__weight_decay", "backbone_lr"}
+
+
+def test_an_optimizer_is_named_or_a_torch_optimizer_class(digits):
+    X, y = digits.X_base, digits.y_base
+    with pytest.raises(ValueError, match="optimizer"):
+        PrototypicalClassifier(optimizer="adamax", max_epochs=1).fit(X, y)
+    clf = PrototypicalClassifier(
+        optimizer=torch.optim.SGD, max_epochs=1, episodes_per_epoch=2, random_state=0
+    ).set_params(optimizer__momentum=0.9)
+    assert clf.optimizer_params == {"momentum": 0.9}
+    assert clf.fit(X, y).get_params()["optimizer__momentum"] == 0.9

@@ -24,6 +24,7 @@ from .._docs import EMBEDDING
 from .._params import (
     BACKBONE_PARAMETERS,
     META_TRAINING_PARAMETERS,
+    OPTIMIZER_PARAMETERS,
     RUNTIME_PARAMETERS,
     Param,
     Parameters,
@@ -79,7 +80,8 @@ BATCH_PARAMETERS = {
     ),
     "lr": dataclasses.replace(
         META_TRAINING_PARAMETERS["lr"],
-        doc="Adam's learning rate, for the backbone and the loss's own parameters.",
+        doc="""The optimizer's learning rate, for the loss's own parameters and
+        the backbone (unless ``backbone_lr`` is set).""",
     ),
 }
 
@@ -120,7 +122,13 @@ def embedder_parameters(own, **changes):
     ``changes`` are as for :func:`skmeta._params.episodic_parameters`. The
     first parameter may be given by position, the others by keyword.
     """
-    shared = own | BATCH_PARAMETERS | BACKBONE_PARAMETERS | RUNTIME_PARAMETERS
+    shared = (
+        own
+        | BATCH_PARAMETERS
+        | OPTIMIZER_PARAMETERS
+        | BACKBONE_PARAMETERS
+        | RUNTIME_PARAMETERS
+    )
     return Parameters(changed(shared, changes), positional=1)
 
 
@@ -266,6 +274,8 @@ class MetricEmbedder(TorchEstimator):
     >>> embedder.fit_transform(data.X_base, data.y_base).shape
     (901, 8)
     """
+
+    _private_fitted = ("_n_loss_classes",)
 
     _parameters = embedder_parameters(
         {
@@ -495,7 +505,6 @@ class MetricEmbedder(TorchEstimator):
             inputs=stream.X,
             validation=validation,
             criterion=module.loss,
-            optimizer=torch.optim.Adam,
             lr=self.lr,
         )
 

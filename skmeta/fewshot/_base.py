@@ -200,10 +200,6 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
     evaluation on novel classes embeds nothing in vain.
     """
 
-    #: The fitted attributes that hold the support set, as ``_set_support``
-    #: (or ``_take_support``) sets them; after ``fit``, computed on first read.
-    _support_attributes = ()
-
     _private_fitted = ("_deferred_support",)
 
     def __getattr__(self, name):
@@ -736,9 +732,8 @@ class EpisodicClassifier(FewShotClassifier):
             )
         return self.n_way
 
-    #: The skorch net class and the meta-optimizer that meta-train the module.
+    #: The skorch net class that meta-trains the module.
     _net_class = NeuralNet
-    _optimizer = torch.optim.Adam
 
     def _meta_train(self, module, stream, validation=None):
         """Train ``module`` on the episode stream with skorch.
@@ -746,8 +741,8 @@ class EpisodicClassifier(FewShotClassifier):
         Returns the trained module, skorch's history and why training
         stopped (see :func:`skmeta.training.train_module`). Subclasses change the
         training through the hooks ``_training_batches``, ``_meta_lr``,
-        ``_schedule`` and the attributes ``_net_class``,
-        ``_optimizer`` and ``_criterion``.
+        ``_schedule``, ``_optimizer_arguments`` and the attributes ``_net_class``
+        and ``_criterion``.
         """
         batches = self._training_batches(stream)
         return train_module(
@@ -759,7 +754,6 @@ class EpisodicClassifier(FewShotClassifier):
             validation=validation,
             net_class=self._net_class,
             criterion=self._criterion,
-            optimizer=self._optimizer,
             lr=self._meta_lr(),
             callbacks=self._schedule(len(batches)),
         )

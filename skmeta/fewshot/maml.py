@@ -7,6 +7,7 @@ import torch
 from .._docs import META_BATCHES
 from .._params import Param, episodic_parameters
 from .._sklearn import Interval
+from ..training import optimizer_arguments
 from ._gradient_based import GradientBasedClassifier, GradientNetwork, sgd_steps
 
 __all__ = ["MAMLClassifier", "MAMLNetwork"]
@@ -224,9 +225,18 @@ class MAMLClassifier(GradientBasedClassifier):
             "doc": """Training episodes (tasks) per epoch; they form
             ``ceil(episodes_per_epoch / meta_batch_size)`` outer steps."""
         },
-        lr={"doc": "Adam's learning rate ``β`` of the outer loop (the paper's)."},
+        lr={
+            "doc": """The outer loop's learning rate ``β`` (the paper's, with
+            Adam)."""
+        },
         lr_step=None,
+        optimizer={"doc": "The outer loop's optimizer: Adam in the paper."},
+        backbone_lr=None,
     )
+
+    def _optimizer_arguments(self, module):
+        # No backbone_lr: the inner loop adapts every weight, the backbone's too.
+        return optimizer_arguments(module, self.optimizer, self.optimizer_params)
 
     def _build_module(self, backbone, embedding_dim):
         return MAMLNetwork(

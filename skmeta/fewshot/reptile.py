@@ -343,10 +343,16 @@ class ReptileClassifier(GradientBasedClassifier):
         },
         lr=None,
         lr_step=None,
+        optimizer=None,
+        optimizer_params=None,
+        backbone_lr=None,
     )
 
     _net_class = ReptileNet
-    _optimizer = torch.optim.SGD
+
+    def _optimizer_arguments(self, module):
+        # The meta-update is SGD at the meta step size: Reptile's, not a choice.
+        return {"optimizer": torch.optim.SGD}
 
     def _build_module(self, backbone, embedding_dim):
         return ReptileNetwork(

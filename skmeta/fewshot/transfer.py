@@ -24,6 +24,7 @@ from .._params import (
     BACKBONE_PARAMETERS,
     IMAGE_PARAMETERS,
     META_TRAINING_PARAMETERS,
+    OPTIMIZER_PARAMETERS,
     RUNTIME_PARAMETERS,
     Param,
     Parameters,
@@ -244,6 +245,7 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
                 ),
             }
             | META_TRAINING_PARAMETERS
+            | OPTIMIZER_PARAMETERS
             | BACKBONE_PARAMETERS
             | IMAGE_PARAMETERS
             | RUNTIME_PARAMETERS,
@@ -307,7 +309,6 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
                     inputs=X_t,
                     validation=validation,
                     criterion=nn.CrossEntropyLoss,
-                    optimizer=torch.optim.Adam,
                     lr=self.lr,
                     callbacks=self._schedule(len(batches)),
                 )
