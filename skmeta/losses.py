@@ -399,7 +399,7 @@ class _MarginSoftmaxLoss(nn.Module):
         self.scale = _check_number("scale", scale, low=0.0, low_inclusive=False)
         self.margin = self._check_margin(margin)
         # As the ArcFace reference implementation (insightface arcface_torch).
-        self.W = nn.Parameter(torch.normal(0.0, 0.01, (n_classes, embedding_dim)))
+        self.W = nn.Parameter(torch.empty(n_classes, embedding_dim).normal_(0.0, 0.01))
 
     def _check_margin(self, margin):
         return _check_number("margin", margin, low=0.0)

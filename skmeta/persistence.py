@@ -95,10 +95,6 @@ MIN_WIDTH = 4096
 #: Bound of a list of sizes (``hidden_dims``) when the file has fewer tensors.
 MIN_DEPTH = 64
 
-#: Private fitted state that a network is rebuilt from (besides each class's
-#: ``_private_fitted``).
-_PRIVATE = ("_n_loss_classes",)
-
 #: Private fitted state saved as the attributes it computes on first read
 #: (the deferred support set, as ``_support_attributes``).
 _COMPUTED_ON_READ = ("_deferred_support",)
@@ -159,8 +155,7 @@ def _registered_classes():
 
 def _private(cls):
     """The private fitted attributes of ``cls`` a file holds."""
-    declared = getattr(cls, "_private_fitted", ())
-    return {*_PRIVATE, *declared} - set(_COMPUTED_ON_READ)
+    return set(cls._private_fitted) - set(_COMPUTED_ON_READ)
 
 
 def _qualified_name(cls):
@@ -413,7 +408,7 @@ def _fitted_entries(estimator, tensors, problems):
     fitted = {}
     state = dict(vars(estimator))
     # The support set of fit, embedded when first read (see _support_attributes).
-    for name in getattr(type(estimator), "_support_attributes", ()):
+    for name in type(estimator)._support_attributes:
         if name not in state and hasattr(estimator, name):
             state[name] = getattr(estimator, name)
     private = _private(type(estimator))
