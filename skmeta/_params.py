@@ -463,13 +463,19 @@ IMAGE_PARAMETERS = {
         for natural images. Images only.""",
     ),
     "augment": Param(
-        '{"auto", "affine"}, callable or None',
+        '{"auto", "affine", "natural"}, callable or None',
         "auto",
-        [StrOptions({"auto", "affine"}), callable, None],
-        """Augmentation of training episode inputs: ``"affine"`` applies
-        :class:`skmeta.augmentation.RandomAffine`, ``"auto"`` does so for
-        images and nothing for tabular data; a callable maps a batch tensor
-        to a batch tensor.""",
+        [StrOptions({"auto", "affine", "natural"}), callable, None],
+        """Augmentation of training inputs: ``"affine"`` applies
+        :class:`skmeta.augmentation.RandomAffine` (small rotations, shears,
+        scalings and shifts, the area uncovered filled with each image's own
+        background, so that dark-on-light and light-on-dark images train
+        alike), ``"auto"`` does so for images and nothing for tabular data;
+        ``"natural"`` applies
+        :class:`skmeta.augmentation.NaturalImageAugmentation` (random resized
+        crop, horizontal flip, colour jitter, for photographs; the ``images``
+        extra installs kornia for it); a callable maps a batch tensor to a
+        batch tensor.""",
     ),
 }
 

@@ -33,6 +33,7 @@ from .._params import AUTO_TEST_TIME_VIEWS
 from .._precision import autocast
 from ..augmentation import (
     AffineViews,
+    NaturalImageAugmentation,
     RandomAffine,
     flips_as_classes,
     rotations_as_classes,
@@ -301,16 +302,19 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         return X, y
 
     def _augmentation(self, ndim):
+        """The augmentation module that ``augment`` names, or the callable."""
         if self.augment == "auto":
             return RandomAffine() if ndim == 4 else None
-        if self.augment == "affine":
-            if ndim != 4:
-                raise ValueError(
-                    "augment='affine' needs images X of shape (n_samples, channels, "
-                    "height, width); use augment=None for tabular data."
-                )
-            return RandomAffine()
-        return self.augment
+        if not isinstance(self.augment, str):
+            return self.augment
+        if ndim != 4:
+            raise ValueError(
+                f"augment={self.augment!r} needs images X of shape (n_samples, "
+                "channels, height, width); use augment=None for tabular data."
+            )
+        return (
+            RandomAffine() if self.augment == "affine" else NaturalImageAugmentation()
+        )
 
     def _schedule(self, steps_per_epoch):
         """Learning-rate schedule callbacks: halve every ``lr_step`` steps."""
