@@ -500,7 +500,7 @@ def _training_report(estimator, seconds, args):
     return (
         f"meta-training: {training:.1f} s, {estimator.n_steps_} {steps} in "
         f"{n_epochs} epoch{'' if n_epochs == 1 else 's'}; {stop}\n"
-        f"fit: {seconds:.1f} s in all, the support set's embedding included"
+        f"fit: {seconds:.1f} s in all"
     )
 
 

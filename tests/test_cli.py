@@ -77,7 +77,7 @@ def test_default_run_is_omniglot_minimal_embedded(capsys):
         out,
         re.MULTILINE,
     )
-    in_all = re.search(r"fit: (\d+\.\d) s in all, the support set's embedding", out)
+    in_all = re.search(r"fit: (\d+\.\d) s in all\n", out)
     assert float(training.group(1)) <= float(in_all.group(1))
     table = _table(out)
     assert list(table) == [(5, 1), (20, 1)]
