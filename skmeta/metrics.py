@@ -1,29 +1,37 @@
-r"""Retrieval metrics for embeddings: precision@1, R-precision, MAP@R.
+r"""Retrieval metrics for embeddings: precision@1, R-precision, MAP@R, recall@k.
 
 As defined by Musgrave, Belongie & Lim (2020), "A Metric Learning Reality
-Check". Every sample is a query in turn; its neighbours are all *other*
-samples sorted by increasing distance to it (the query itself is excluded).
-For a query of label :math:`c`, :math:`R` is the number of other samples with
-label :math:`c`, and :math:`\mathrm{rel}_k = 1` when the :math:`k`-th
-neighbour has label :math:`c`.
+Check", and for recall@k by Oh Song et al. (2016). Each query's neighbours are
+the reference samples sorted by increasing distance to it. Without a
+reference set, every sample is a query in turn and the references are all
+*other* samples (leave-one-out: the query itself is excluded); with one, the
+queries (new samples) search the references (a stored gallery), the way
+retrieval is used. For a query of label :math:`c`, :math:`R` is the number of
+references with label :math:`c` (other than the query itself), and
+:math:`\mathrm{rel}_k = 1` when the :math:`k`-th neighbour has label
+:math:`c`.
 
 - precision@1: :math:`\mathrm{rel}_1`;
 - R-precision: :math:`\frac{1}{R} \sum_{k=1}^{R} \mathrm{rel}_k`;
 - MAP@R: :math:`\frac{1}{R} \sum_{k=1}^{R} P(k)\,\mathrm{rel}_k` with
-  :math:`P(k) = \frac{1}{k}\sum_{i=1}^{k} \mathrm{rel}_i`.
+  :math:`P(k) = \frac{1}{k}\sum_{i=1}^{k} \mathrm{rel}_i`;
+- recall@k: :math:`\max_{i \le k} \mathrm{rel}_i`, whether one of the
+  :math:`k` nearest has the query's label.
 
-Each metric is the mean over the queries. **Queries with R = 0** (the only
-sample of their label) have no correct answer and are **excluded from all
-three metrics**, as in the paper's reference code
-(pytorch-metric-learning's ``AccuracyCalculator``); a ``ValueError`` is
-raised when no query remains.
+Each metric is the mean over the queries. **Queries with R = 0** (no
+reference of their label) have no correct answer and are **excluded from all
+metrics**, as in the paper's reference code (pytorch-metric-learning's
+``AccuracyCalculator``, whose values these equal); a ``ValueError`` is raised
+when no query remains.
 
-Computation is exact: the full pairwise distance matrix, one chunk of
-queries at a time (``chunk_size`` queries per chunk, by default as many as
-keep the working memory under about 256 MB), in float64 with torch (or in
+The search is :class:`skmeta.neighbors.EmbeddingNeighbors`: by default exact,
+in chunks of queries against blocks of references, with a working set of
+about 256 MB whatever the number of references, in float64 with torch (or in
 the dtype of a distance module's parameters, e.g. a trained Mahalanobis).
-**Ties** between neighbours at equal distance are broken deterministically
-by a stable sort: the neighbour with the lower sample index ranks first.
+**Ties** between neighbours at equal distance are broken deterministically:
+the reference with the lower index ranks first. ``algorithm="faiss-flat"``
+(exact, float32), ``"faiss-ivf"`` or ``"faiss-hnsw"`` (approximate) search
+with faiss instead, for large reference sets.
 """
 
 import numbers
@@ -32,6 +40,7 @@ import numpy as np
 import torch
 
 from .distances import get_distance
+from .neighbors import EmbeddingNeighbors, _chunk_rows
 
 __all__ = [
     "METRICS",
@@ -41,12 +50,6 @@ __all__ = [
     "retrieval_scorer",
     "retrieval_scores",
 ]
-
-#: Working memory budget per chunk, in bytes.
-_MEMORY_BUDGET = 256 * 2**20
-#: Bytes held per (query, sample) entry of a chunk: the distance matrix, the
-#: sort's values and indices, and the temporaries of the distance computation.
-_BYTES_PER_ENTRY = 64
 
 
 def _check_chunk_size(chunk_size):
@@ -58,213 +61,272 @@ def _check_chunk_size(chunk_size):
         raise ValueError(f"chunk_size must be None or an int >= 1; got {chunk_size!r}.")
 
 
-def _check_inputs(embeddings, labels, chunk_size):
+def _check_embeddings(embeddings, name):
+    """``embeddings`` as a finite 2-D float array; float32 is kept (no copy)."""
     try:
-        X = np.asarray(embeddings, dtype=np.float64)
+        X = np.asarray(embeddings)
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
     except (TypeError, ValueError) as exc:
         raise TypeError(
-            "embeddings must be an array-like of floats; got "
-            f"{type(embeddings).__name__}."
+            f"{name} must be an array-like of floats; got {type(embeddings).__name__}."
         ) from exc
     if X.ndim != 2:
         raise ValueError(
-            "embeddings must be 2-D of shape (n_samples, n_features); got shape "
-            f"{X.shape}."
+            f"{name} must be 2-D of shape (n_samples, n_features); got shape {X.shape}."
         )
-    if not np.isfinite(X).all():
-        raise ValueError("embeddings must be finite; got NaN or infinite values.")
+    for start in range(0, len(X), 2**16):  # no n x d boolean copy at once
+        if not np.isfinite(X[start : start + 2**16]).all():
+            raise ValueError(f"{name} must be finite; got NaN or infinite values.")
+    return X
+
+
+def _check_labels(labels, n, name, embeddings_name):
     y = np.asarray(labels)
-    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+    if y.ndim != 1 or y.shape[0] != n:
         raise ValueError(
-            f"labels must have shape ({X.shape[0]},) to match embeddings; got "
+            f"{name} must have shape ({n},) to match {embeddings_name}; got "
             f"shape {y.shape}."
         )
-    _check_chunk_size(chunk_size)
-    _, y = np.unique(y, return_inverse=True)
-    return X, y.reshape(-1)
+    return y
 
 
-def _nearest_others(dist, queries, k):
-    """Indices ``(c, k)`` of the ``k`` nearest other samples of each query.
-
-    Equivalent to a stable sort of each row of ``dist`` (ties to the lower
-    index) with the query itself removed, but sorts only the candidates: the
-    entries no farther than the row's ``k``-th smallest, ties included.
-    """
-    c, n = dist.shape
-    rows = torch.arange(c, device=dist.device)
-    dist[rows, queries] = float("inf")
-    kth = dist.topk(k, dim=1, largest=False).values[:, -1:]
-    candidate = dist <= kth
-    candidate[rows, queries] = False  # in case distances overflowed to inf
-    counts = candidate.sum(1)
-    # Row-major nonzero: candidates of a row come in increasing sample index.
-    row, col = candidate.nonzero(as_tuple=True)
-    pos = torch.arange(len(row), device=dist.device) - (counts.cumsum(0) - counts)[row]
-    width = int(counts.max())
-    cand_dist = torch.full(
-        (c, width), float("inf"), dtype=dist.dtype, device=dist.device
-    )
-    cand_idx = torch.zeros((c, width), dtype=torch.int64, device=dist.device)
-    cand_dist[row, pos] = dist[row, col]
-    cand_idx[row, pos] = col
-    order = torch.sort(cand_dist, dim=1, stable=True).indices[:, :k]
-    return cand_idx.gather(1, order)
+def _check_k(k, available):
+    """``k`` as a tuple of distinct ints in [1, available], in the given order."""
+    ks = [k] if isinstance(k, numbers.Integral) else ([] if k is None else k)
+    try:
+        ks = list(dict.fromkeys(ks))
+    except TypeError as exc:
+        raise TypeError(
+            f"k must be None, an int or a sequence of ints; got {k!r}."
+        ) from exc
+    for value in ks:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Integral)
+            or not 1 <= value <= available
+        ):
+            raise ValueError(
+                f"k must be None or ints in [1, {available}] (the number of "
+                f"references a query can retrieve); got {k!r}."
+            )
+    return tuple(int(value) for value in ks)
 
 
-def _rankings(X, y, distance, chunk_size):
-    """Yield, per chunk of queries, (R, rel) for the queries with R > 0.
-
-    ``R`` has shape (c,); ``rel`` is bool (c, max R): whether the k-th nearest
-    other sample has the query's label.
-    """
-    n = X.shape[0]
-    module = get_distance(distance, X.shape[1])
-    param = next(module.parameters(), None)
-    dtype = param.dtype if param is not None else torch.float64
-    device = param.device if param is not None else torch.device("cpu")
-    emb = torch.as_tensor(X, dtype=dtype, device=device)
-    labels = torch.as_tensor(y, device=device)
-    counts = torch.bincount(labels)
-    R_all = counts[labels] - 1
-    if chunk_size is None:
-        chunk_size = max(1, _MEMORY_BUDGET // (_BYTES_PER_ENTRY * max(n, 1)))
-    with torch.no_grad():
-        for start in range(0, n, chunk_size):
-            queries = torch.arange(start, min(start + chunk_size, n), device=device)
-            queries = queries[R_all[queries] > 0]
-            if len(queries) == 0:
-                continue
-            R = R_all[queries]
-            dist = module(emb[queries], emb)
-            neighbours = _nearest_others(dist, queries, int(R.max()))
-            rel = labels[neighbours] == labels[queries][:, None]
-            yield R, rel
+def _per_query_scores(R, rel, ks):
+    """precision@1, R-precision, AP@R and recall@k of each query, float64 (c,)."""
+    ranks = np.arange(1, rel.shape[1] + 1)
+    at_r = rel & (ranks[None, :] <= R[:, None])
+    precision_at_k = np.cumsum(at_r, 1) / ranks
+    return [
+        rel[:, 0].astype(np.float64),
+        at_r.sum(1) / R,
+        (precision_at_k * at_r).sum(1) / R,
+        *(rel[:, :k].any(1).astype(np.float64) for k in ks),
+    ]
 
 
-def _per_query_scores(R, rel):
-    """precision@1, R-precision and AP@R of each query, float64 (c,) each."""
-    k = rel.shape[1]
-    ranks = torch.arange(1, k + 1, device=rel.device)
-    within = ranks[None, :] <= R[:, None]
-    rel = rel & within
-    relf = rel.to(torch.float64)
-    Rf = R.to(torch.float64)
-    p1 = relf[:, 0]
-    r_prec = relf.sum(1) / Rf
-    precision_at_k = relf.cumsum(1) / ranks.to(torch.float64)
-    ap = (precision_at_k * relf).sum(1) / Rf
-    return p1, r_prec, ap
-
-
-def retrieval_scores(embeddings, labels, *, distance="euclidean", chunk_size=None):
-    """Compute precision@1, R-precision and MAP@R in one pass.
+def retrieval_scores(
+    query_embeddings,
+    query_labels,
+    reference_embeddings=None,
+    reference_labels=None,
+    *,
+    distance="euclidean",
+    k=None,
+    chunk_size=None,
+    algorithm="exact",
+    algorithm_params=None,
+):
+    """Compute precision@1, R-precision, MAP@R (and recall@k) in one pass.
 
     Parameters
     ----------
-    embeddings : array-like of shape (n_samples, n_features)
-        Float embeddings; every row is a query and a database item.
-    labels : array-like of shape (n_samples,)
-        Class of each sample, any hashable values that numpy can sort.
+    query_embeddings : array-like of shape (n_queries, n_features)
+        Float embeddings of the queries (float32 is searched without a
+        float64 copy of the whole array).
+    query_labels : array-like of shape (n_queries,)
+        Class of each query, any hashable values that numpy can sort.
+    reference_embeddings : array-like of shape (n_references, n_features) \
+            or None, default=None
+        The gallery searched. ``None``: leave-one-out over the queries, each
+        searching all the others.
+    reference_labels : array-like of shape (n_references,) or None, \
+            default=None
+        Class of each reference; given exactly when
+        ``reference_embeddings`` is.
     distance : str or torch.nn.Module, default="euclidean"
         A name of :data:`skmeta.distances.DISTANCES` or a distance module;
         smaller means closer.
+    k : int, sequence of int or None, default=None
+        The ``k`` of recall@k, one key ``"recall_at_{k}"`` each (e.g.
+        ``k=(1, 10)``); ``None`` computes no recall.
     chunk_size : int or None, default=None
-        Number of queries whose distance row is held at once. ``None`` picks
-        the largest chunk that keeps the working memory under about 256 MB.
+        Number of queries searched at once. ``None`` picks the largest chunk
+        whose exact search works in about 256 MB.
+    algorithm : {"exact", "faiss-flat", "faiss-ivf", "faiss-hnsw"}, \
+            default="exact"
+        The search, as for :class:`skmeta.neighbors.EmbeddingNeighbors`;
+        the faiss ones need ``faiss-cpu``.
+    algorithm_params : dict or None, default=None
+        The search's parameters, as for
+        :class:`~skmeta.neighbors.EmbeddingNeighbors`.
 
     Returns
     -------
     scores : dict
-        ``{"precision_at_1": float, "r_precision": float, "map_at_r": float}``,
-        each in [0, 1], the mean over the queries with R > 0.
+        ``{"precision_at_1": float, "r_precision": float, "map_at_r": float}``
+        and ``"recall_at_{k}"`` for each ``k``, each in [0, 1], the mean over
+        the queries with R > 0.
 
     Raises
     ------
     TypeError
-        If ``embeddings`` is not numeric, or ``distance`` neither a name nor a
+        If embeddings are not numeric, or ``distance`` neither a name nor a
         module.
     ValueError
-        If ``embeddings`` is not 2-D or not finite, ``labels`` does not have
-        shape ``(n_samples,)``, ``chunk_size`` is not a positive int,
-        ``distance`` is an unknown name, or no query has R > 0 (every label
-        occurs once).
+        If embeddings are not 2-D or not finite, labels do not match their
+        embeddings, only one of ``reference_embeddings`` and
+        ``reference_labels`` is given, queries and references differ in
+        features, ``chunk_size`` is not a positive int, a ``k`` is not in
+        ``[1, n_references]`` (``n_queries - 1`` in leave-one-out),
+        ``distance`` is an unknown name (or not one faiss computes), or no
+        query has R > 0 (no query label among the other references).
+    ImportError
+        If a faiss algorithm is asked for and faiss is not installed.
 
     References
     ----------
     .. [1] K. Musgrave, S. Belongie, S.-N. Lim. "A Metric Learning Reality
        Check". ECCV 2020.
+    .. [2] H. Oh Song, Y. Xiang, S. Jegelka, S. Savarese. "Deep Metric
+       Learning via Lifted Structured Feature Embedding". CVPR 2016
+       (recall@k).
     """
-    X, y = _check_inputs(embeddings, labels, chunk_size)
-    totals = np.zeros(3)
-    n_queries = 0
-    for R, rel in _rankings(X, y, distance, chunk_size):
-        for t, scores in enumerate(_per_query_scores(R, rel)):
-            totals[t] += float(scores.sum())
-        n_queries += len(R)
-    if n_queries == 0:
+    Q = _check_embeddings(query_embeddings, "query_embeddings")
+    yq = _check_labels(query_labels, len(Q), "query_labels", "query_embeddings")
+    loo = reference_embeddings is None
+    if loo != (reference_labels is None):
         raise ValueError(
-            "labels must give at least one query another sample of its label "
-            "(R > 0); got no label that occurs more than once."
+            "reference_embeddings and reference_labels must be given together; "
+            f"got only {'reference_labels' if loo else 'reference_embeddings'}."
         )
-    means = totals / n_queries
-    return {
-        "precision_at_1": float(means[0]),
-        "r_precision": float(means[1]),
-        "map_at_r": float(means[2]),
-    }
+    if loo:
+        ref, yr = Q, yq
+    else:
+        ref = _check_embeddings(reference_embeddings, "reference_embeddings")
+        yr = _check_labels(
+            reference_labels, len(ref), "reference_labels", "reference_embeddings"
+        )
+        if ref.shape[1] != Q.shape[1]:
+            raise ValueError(
+                "reference_embeddings must have the features of query_embeddings "
+                f"({Q.shape[1]}); got {ref.shape[1]}."
+            )
+    _check_chunk_size(chunk_size)
+    ks = _check_k(k, len(ref) - loo)
+    _, codes = np.unique(np.concatenate([yq, yr]), return_inverse=True)
+    codes = codes.reshape(-1)
+    yq, yr = codes[: len(yq)], codes[len(yq) :]
+    R = np.bincount(yr, minlength=codes.max() + 1)[yq] - loo
+    # Queries by increasing R, so that a chunk's queries need similar k.
+    queries = np.flatnonzero(R > 0)
+    queries = queries[np.argsort(R[queries], kind="stable")]
+    if len(queries) == 0:
+        raise ValueError(
+            "query_labels must give at least one query a reference of its label "
+            "other than itself (R > 0); got none."
+        )
+    nn = EmbeddingNeighbors(
+        distance=distance,
+        algorithm=algorithm,
+        algorithm_params=algorithm_params,
+        chunk_size=chunk_size,
+    ).fit(ref)
+    largest = max([int(R.max()), *ks])
+    chunk = chunk_size or _chunk_rows(len(queries), len(ref), largest + 1)
+    totals = np.zeros(3 + len(ks))
+    for start in range(0, len(queries), chunk):
+        rows = queries[start : start + chunk]
+        n_neighbors = max([int(R[rows].max()), *ks])
+        _, neighbours = nn._search(Q[rows], n_neighbors, rows if loo else None)
+        rel = (neighbours >= 0) & (yr[neighbours] == yq[rows][:, None])
+        for t, scores in enumerate(_per_query_scores(R[rows], rel, ks)):
+            totals[t] += scores.sum()
+    means = totals / len(queries)
+    names = ["precision_at_1", "r_precision", "map_at_r"]
+    names += [f"recall_at_{value}" for value in ks]
+    return {name: float(mean) for name, mean in zip(names, means, strict=True)}
 
 
-def precision_at_1(embeddings, labels, *, distance="euclidean", chunk_size=None):
-    """Fraction of queries whose nearest other sample has their label.
+def precision_at_1(
+    query_embeddings,
+    query_labels,
+    reference_embeddings=None,
+    reference_labels=None,
+    **kwargs,
+):
+    """Fraction of queries whose nearest reference has their label.
 
-    Queries that are the only sample of their label are excluded; ties go to
-    the lower sample index. See :func:`retrieval_scores` for the parameters
-    and errors.
+    Queries without a reference of their label are excluded; ties go to the
+    lower reference index. The parameters (``distance``, ``chunk_size``,
+    ``algorithm``, ``algorithm_params`` by keyword) and errors are those of
+    :func:`retrieval_scores`.
 
     Returns
     -------
     float in [0, 1]
     """
     return retrieval_scores(
-        embeddings, labels, distance=distance, chunk_size=chunk_size
+        query_embeddings, query_labels, reference_embeddings, reference_labels, **kwargs
     )["precision_at_1"]
 
 
-def r_precision(embeddings, labels, *, distance="euclidean", chunk_size=None):
+def r_precision(
+    query_embeddings,
+    query_labels,
+    reference_embeddings=None,
+    reference_labels=None,
+    **kwargs,
+):
     """Mean over queries of the fraction of their R nearest that share their label.
 
-    ``R`` is the number of other samples with the query's label; queries with
-    ``R = 0`` are excluded; ties go to the lower sample index. See
-    :func:`retrieval_scores` for the parameters and errors.
+    ``R`` is the number of references with the query's label (other than
+    the query itself); queries with ``R = 0`` are excluded; ties go to the
+    lower reference index. The parameters and errors are those of
+    :func:`retrieval_scores`.
 
     Returns
     -------
     float in [0, 1]
     """
     return retrieval_scores(
-        embeddings, labels, distance=distance, chunk_size=chunk_size
+        query_embeddings, query_labels, reference_embeddings, reference_labels, **kwargs
     )["r_precision"]
 
 
 def mean_average_precision_at_r(
-    embeddings, labels, *, distance="euclidean", chunk_size=None
+    query_embeddings,
+    query_labels,
+    reference_embeddings=None,
+    reference_labels=None,
+    **kwargs,
 ):
     """MAP@R: mean over queries of the average precision within the R nearest.
 
-    For a query with ``R`` other samples of its label,
+    For a query with ``R`` references of its label,
     ``AP@R = (1/R) sum_{k<=R} P(k) rel_k`` where ``P(k)`` is the precision
     of the ``k`` nearest and ``rel_k`` whether the ``k``-th shares the label.
     It is 1 exactly when the ``R`` nearest are all of the query's label.
-    Queries with ``R = 0`` are excluded; ties go to the lower sample index.
-    See :func:`retrieval_scores` for the parameters and errors.
+    Queries with ``R = 0`` are excluded; ties go to the lower reference
+    index. The parameters and errors are those of :func:`retrieval_scores`.
 
     Returns
     -------
     float in [0, 1]
     """
     return retrieval_scores(
-        embeddings, labels, distance=distance, chunk_size=chunk_size
+        query_embeddings, query_labels, reference_embeddings, reference_labels, **kwargs
     )["map_at_r"]
 
 

@@ -4,10 +4,12 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 from sklearn.model_selection import GridSearchCV, KFold
 
+import skmeta.neighbors
 from skmeta.distances import Mahalanobis
 from skmeta.metrics import (
     METRICS,
@@ -19,26 +21,34 @@ from skmeta.metrics import (
 )
 
 
-def brute_force(X, y, distance="euclidean"):
-    """Musgrave et al.'s definitions, one query at a time, in plain Python."""
+def brute_force(X, y, distance="euclidean", ref=None, y_ref=None, ks=()):
+    """Musgrave et al.'s definitions (and recall@k), one query at a time, in
+    plain Python: leave-one-out without ``ref``, queries ``X`` against ``ref``
+    with it."""
     X = np.asarray(X, dtype=float)
-    y = list(y)
-    p1, rp, ap = [], [], []
-    for q in range(len(y)):
+    loo = ref is None
+    ref, y_ref = (X, list(y)) if loo else (np.asarray(ref, dtype=float), list(y_ref))
+    p1, rp, ap, recall = [], [], [], {k: [] for k in ks}
+    for q in range(len(X)):
         if distance == "euclidean":
-            d = [float(np.sqrt(((X[q] - X[j]) ** 2).sum())) for j in range(len(y))]
+            d = [float(np.sqrt(((X[q] - r) ** 2).sum())) for r in ref]
         else:  # cosine
-            unit = X / np.linalg.norm(X, axis=1, keepdims=True)
-            d = [1 - float(unit[q] @ unit[j]) for j in range(len(y))]
-        others = sorted((j for j in range(len(y)) if j != q), key=lambda j: (d[j], j))
-        R = sum(1 for j in others if y[j] == y[q])
+            d = [
+                1 - float(X[q] @ r) / np.linalg.norm(X[q]) / np.linalg.norm(r)
+                for r in ref
+            ]
+        candidates = (j for j in range(len(ref)) if not (loo and j == q))
+        others = sorted(candidates, key=lambda j: (d[j], j))
+        R = sum(1 for j in others if y_ref[j] == y[q])
         if R == 0:
             continue
-        rel = [y[j] == y[q] for j in others[:R]]
+        rel = [y_ref[j] == y[q] for j in others]
         p1.append(float(rel[0]))
-        rp.append(sum(rel) / R)
+        rp.append(sum(rel[:R]) / R)
         ap.append(sum(sum(rel[: k + 1]) / (k + 1) for k in range(R) if rel[k]) / R)
-    return np.mean(p1), np.mean(rp), np.mean(ap)
+        for k in ks:
+            recall[k].append(float(any(rel[:k])))
+    return [np.mean(p1), np.mean(rp), np.mean(ap)] + [np.mean(recall[k]) for k in ks]
 
 
 # Points on a line (1 feature):
@@ -115,8 +125,11 @@ def test_agrees_with_brute_force(distance, chunk_size):
 
 
 def test_agrees_with_brute_force_under_many_ties():
+    # Ties between duplicates of 5 distinct points, whose computed distances
+    # are equal; distinct points at equal exact distances (points of a grid)
+    # are ordered by the rounding of the distance computation, not by index.
     rng = np.random.default_rng(2)
-    X = rng.integers(0, 3, size=(30, 2)).astype(float)  # many duplicate points
+    X = rng.normal(size=(5, 2))[rng.integers(0, 5, size=30)]
     y = rng.integers(0, 3, size=30)
     scores = retrieval_scores(X, y, chunk_size=4)
     expected = brute_force(X, y)
@@ -170,10 +183,137 @@ def test_metric_errors_name_the_parameter():
         retrieval_scores(X, y, chunk_size=0)
     with pytest.raises(ValueError, match="Unknown distance 'l2'"):
         retrieval_scores(X, y, distance="l2")
-    with pytest.raises(
-        ValueError, match=r"R > 0\); got no label that occurs more than once"
-    ):
+    with pytest.raises(ValueError, match=r"R > 0\); got none"):
         retrieval_scores(X, [0, 1, 2, 3])
+    with pytest.raises(ValueError, match="given together; got only reference_labels"):
+        retrieval_scores(X, y, reference_labels=y)
+    with pytest.raises(ValueError, match=r"features of query_embeddings \(2\); got 3"):
+        retrieval_scores(X, y, np.zeros((4, 3)), y)
+    with pytest.raises(ValueError, match=r"reference_labels must have shape \(4,\)"):
+        retrieval_scores(X, y, X, y[:2])
+    with pytest.raises(ValueError, match=r"k must be None or ints in \[1, 3\]"):
+        retrieval_scores(X, y, k=4)  # leave-one-out: 3 others
+    with pytest.raises(ValueError, match=r"k must be None or ints in \[1, 4\]"):
+        retrieval_scores(X, y, X, y, k=[1, 0])
+    with pytest.raises(TypeError, match="k must be None, an int or a sequence"):
+        retrieval_scores(X, y, k=1.5)
+
+
+def test_recall_at_k_by_hand_on_the_line():
+    # Nearest others (see test_hand_computed_line_example), queries with R > 0:
+    # q0 (A): 1A       -> recall@1 1, @2 1, @4 1
+    # q1 (A): 2B, 0A   -> 0, 1, 1
+    # q2 (B): 1A, 0A, 3A, 4B -> 0, 0, 1
+    # q3 (A): 4B, 2B, 1A     -> 0, 0, 1
+    # q4 (B): 3A, 2B   -> 0, 1, 1
+    scores = retrieval_scores(LINE_X, LINE_Y, k=[1, 2, 4])
+    assert list(scores) == [
+        "precision_at_1",
+        "r_precision",
+        "map_at_r",
+        "recall_at_1",
+        "recall_at_2",
+        "recall_at_4",
+    ]
+    assert scores["recall_at_1"] == scores["precision_at_1"] == pytest.approx(0.2)
+    assert scores["recall_at_2"] == pytest.approx(3 / 5)
+    assert scores["recall_at_4"] == pytest.approx(1.0)
+    assert retrieval_scores(LINE_X, LINE_Y, k=2)["recall_at_2"] == pytest.approx(0.6)
+
+
+def test_query_against_reference_by_hand():
+    # Reference on a line: 0A 1A 1.5B 3A; queries at 0.9 (A), 1.6 (B), 50 (C).
+    # q 0.9 (A): 1A, 1.5B, 0A, 3A; R=3, rel=[1,0,1] -> p1 1, rp 2/3,
+    #   AP (1 + 2/3)/3 = 5/9; recall@2 1.
+    # q 1.6 (B): 1.5B; R=1 -> 1, 1, 1; recall@2 1.
+    # q 50 (C): no reference of label C: R=0, excluded.
+    ref_X, ref_y = [[0.0], [1.0], [1.5], [3.0]], ["A", "A", "B", "A"]
+    scores = retrieval_scores(
+        [[0.9], [1.6], [50.0]], ["A", "B", "C"], ref_X, ref_y, k=2
+    )
+    assert scores == pytest.approx(
+        {
+            "precision_at_1": 1.0,
+            "r_precision": (2 / 3 + 1) / 2,
+            "map_at_r": (5 / 9 + 1) / 2,
+            "recall_at_2": 1.0,
+        }
+    )
+    # A query equal to a reference is not excluded: it finds itself, and
+    # precision@1 is whether their labels agree (3 of 4 here).
+    assert precision_at_1(ref_X, ["A", "B", "B", "A"], ref_X, ref_y) == 0.75
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_query_against_reference_agrees_with_brute_force(distance):
+    rng = np.random.default_rng(7)
+    ref, y_ref = rng.normal(size=(60, 3)), rng.integers(0, 5, size=60)
+    X, y = rng.normal(size=(25, 3)), rng.integers(0, 6, size=25)  # 5: no match
+    scores = retrieval_scores(X, y, ref, y_ref, distance=distance, k=(1, 5))
+    expected = brute_force(X, y, distance, ref, y_ref, ks=(1, 5))
+    assert list(scores.values()) == pytest.approx(expected)
+
+
+def test_blocks_of_references_do_not_change_the_result(monkeypatch):
+    # A 4096-entry budget: blocks of 1024 references, chunks of a few
+    # queries; the k nearest are merged across blocks.
+    rng = np.random.default_rng(8)
+    ref, y_ref = rng.normal(size=(2500, 2)), rng.integers(0, 400, size=2500)
+    X, y = rng.normal(size=(30, 2)), rng.integers(0, 400, size=30)
+    expected = retrieval_scores(X, y, ref, y_ref, k=3)
+    monkeypatch.setattr(skmeta.neighbors, "_MEMORY_BUDGET", 4096 * 64)
+    assert retrieval_scores(X, y, ref, y_ref, k=3) == pytest.approx(expected)
+    assert list(expected.values()) == pytest.approx(
+        brute_force(X, y, "euclidean", ref, y_ref, ks=(3,))
+    )
+
+
+def test_float32_embeddings_score_as_their_float64_values():
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(40, 4)).astype(np.float32)
+    y = rng.integers(0, 4, size=40)
+    assert retrieval_scores(X, y, k=3) == retrieval_scores(X.astype(np.float64), y, k=3)
+
+
+@pytest.mark.parametrize("algorithm", ["faiss-flat", "faiss-ivf", "faiss-hnsw"])
+def test_faiss_search_scores_as_exact(algorithm):
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(10)
+    centres = rng.normal(scale=4.0, size=(20, 8))
+    y_ref, y = np.repeat(np.arange(20), 30), np.repeat(np.arange(20), 3)
+    ref = centres[y_ref] + rng.normal(size=(600, 8))
+    X = centres[y] + rng.normal(size=(60, 8))
+    for args in ((X, y), (X, y, ref, y_ref)):
+        exact = retrieval_scores(*args, k=(1, 10))
+        scores = retrieval_scores(*args, k=(1, 10), algorithm=algorithm)
+        tolerance = 1e-12 if algorithm == "faiss-flat" else 0.01
+        assert scores == pytest.approx(exact, abs=tolerance)
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_equals_pytorch_metric_learning_accuracy_calculator(reference):
+    accuracy = pytest.importorskip("pytorch_metric_learning.utils.accuracy_calculator")
+    pytest.importorskip("faiss")  # its default k-nearest-neighbour search
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(80, 6)).astype(np.float32)
+    y = rng.integers(0, 7, size=80)
+    y[0] = 99  # a lone query label, excluded by both
+    args = (X[:30], y[:30], X[30:], y[30:]) if reference else (X, y)
+    ours = retrieval_scores(*args)
+    calculator = accuracy.AccuracyCalculator(
+        include=("precision_at_1", "r_precision", "mean_average_precision_at_r"),
+        k="max_bin_count",
+        device=torch.device("cpu"),
+    )
+    theirs = calculator.get_accuracy(*args)
+    assert ours == pytest.approx(
+        {
+            "precision_at_1": theirs["precision_at_1"],
+            "r_precision": theirs["r_precision"],
+            "map_at_r": theirs["mean_average_precision_at_r"],
+        },
+        abs=1e-12,
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,200 @@
+"""Specifications of skmeta.neighbors.EmbeddingNeighbors."""
+
+import builtins
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.neighbors import NearestNeighbors
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import skmeta.neighbors
+from skmeta.distances import Euclidean
+from skmeta.neighbors import EmbeddingNeighbors
+
+try:
+    import faiss  # noqa: F401
+
+    FAISS = ["faiss-flat", "faiss-ivf", "faiss-hnsw"]
+except ImportError:
+    FAISS = []
+
+needs_faiss = pytest.mark.skipif(not FAISS, reason="faiss is not installed")
+
+
+@parametrize_with_checks(
+    [EmbeddingNeighbors()] + [EmbeddingNeighbors(algorithm=a) for a in FAISS]
+)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
+
+
+class RecordingEuclidean(Euclidean):
+    """The Euclidean distance, recording the shapes it was called on."""
+
+    def __init__(self):
+        super().__init__(eps=0.0)
+        self.shapes = []
+
+    def forward(self, a, b):
+        self.shapes.append((len(a), len(b)))
+        return super().forward(a, b)
+
+
+@pytest.mark.parametrize(
+    "distance", ["euclidean", "sqeuclidean", "cosine", "manhattan"]
+)
+def test_exact_equals_scikit_learn_nearest_neighbors(distance):
+    rng = np.random.default_rng(0)
+    reference, queries = rng.normal(size=(300, 6)), rng.normal(size=(40, 6))
+    expected = NearestNeighbors(n_neighbors=7, metric=distance).fit(reference)
+    nn = EmbeddingNeighbors(7, distance=distance).fit(reference)
+    for X in (queries, None):  # None: each reference, itself excluded
+        d, i = nn.kneighbors(X)
+        d_expected, i_expected = expected.kneighbors(X)
+        assert d.shape == i.shape == (300 if X is None else 40, 7)
+        np.testing.assert_array_equal(i, i_expected)
+        np.testing.assert_allclose(d, d_expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(
+        nn.kneighbors(queries, 3, return_distance=False),
+        expected.kneighbors(queries, 3, return_distance=False),
+    )
+
+
+def test_exact_search_holds_a_chunk_times_a_block(monkeypatch):
+    # A budget of 4096 entries: chunks of 5 queries see blocks of at most
+    # 4096 // 5 - (k + 1) -> 1024 references (the floor), never all 3000.
+    monkeypatch.setattr(skmeta.neighbors, "_MEMORY_BUDGET", 4096 * 64)
+    rng = np.random.default_rng(1)
+    reference, queries = rng.normal(size=(3000, 4)), rng.normal(size=(25, 4))
+    distance = RecordingEuclidean()
+    nn = EmbeddingNeighbors(4, distance=distance, chunk_size=5).fit(reference)
+    d, i = nn.kneighbors(queries)
+    assert max(a for a, _ in distance.shapes) == 5
+    assert max(b for _, b in distance.shapes) == 1024
+    d_expected, i_expected = (
+        NearestNeighbors(n_neighbors=4).fit(reference).kneighbors(queries)
+    )
+    np.testing.assert_array_equal(i, i_expected)
+    np.testing.assert_allclose(d, d_expected, rtol=1e-10)
+
+
+def test_ties_go_to_the_lower_reference_index(monkeypatch):
+    reference = np.zeros((2500, 2))
+    reference[::2] = 1.0  # even indices at (1, 1), odd at (0, 0)
+    # Leave-one-out: reference 0 skips itself; 2, 4 are the nearest others.
+    i = EmbeddingNeighbors(2).fit(reference).kneighbors()[1]
+    np.testing.assert_array_equal(i[:2], [[2, 4], [3, 5]])
+    # Duplicates spread over blocks of 1024: the merge keeps index order.
+    monkeypatch.setattr(skmeta.neighbors, "_MEMORY_BUDGET", 2048 * 64)
+    nn = EmbeddingNeighbors(3, chunk_size=2).fit(reference)
+    d, i = nn.kneighbors([[0.0, 0.0], [1.0, 1.0]])
+    np.testing.assert_array_equal(i, [[1, 3, 5], [0, 2, 4]])
+    assert (d < 1e-150).all()  # no gradient clamp at 1e-6
+
+
+def test_float32_references_are_kept_without_a_copy():
+    reference = np.random.default_rng(2).normal(size=(50, 3)).astype(np.float32)
+    nn = EmbeddingNeighbors(2).fit(reference)
+    assert nn._index_arrays()["reference"] is reference
+    d, _ = nn.kneighbors(reference[:4])
+    assert d.dtype == np.float64
+
+
+def test_pickle_round_trip_of_the_exact_index():
+    rng = np.random.default_rng(3)
+    reference, queries = rng.normal(size=(100, 5)), rng.normal(size=(10, 5))
+    nn = EmbeddingNeighbors(3, distance="cosine").fit(reference)
+    loaded = pickle.loads(pickle.dumps(nn))
+    for got, expected in zip(
+        loaded.kneighbors(queries), nn.kneighbors(queries), strict=True
+    ):
+        np.testing.assert_array_equal(got, expected)
+
+
+@needs_faiss
+@pytest.mark.parametrize("distance", ["euclidean", "sqeuclidean", "cosine"])
+def test_faiss_flat_equals_exact_search(distance):
+    rng = np.random.default_rng(4)
+    reference, queries = rng.normal(size=(500, 8)), rng.normal(size=(30, 8))
+    exact = EmbeddingNeighbors(5, distance=distance).fit(reference)
+    flat = EmbeddingNeighbors(5, distance=distance, algorithm="faiss-flat")
+    flat.fit(reference)
+    for X in (queries, None):
+        d, i = flat.kneighbors(X)
+        d_exact, i_exact = exact.kneighbors(X)
+        np.testing.assert_array_equal(i, i_exact)
+        np.testing.assert_allclose(d, d_exact, rtol=1e-4, atol=1e-5)  # float32
+
+
+def clusters(n_clusters, per_cluster, dim, seed):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=3.0, size=(n_clusters, dim))
+    y = np.repeat(np.arange(n_clusters), per_cluster)
+    return (centres[y] + rng.normal(size=(len(y), dim))).astype(np.float32), y
+
+
+@needs_faiss
+@pytest.mark.parametrize("algorithm", ["faiss-ivf", "faiss-hnsw"])
+def test_approximate_indexes_find_most_exact_neighbours(algorithm):
+    reference, _ = clusters(50, 40, 16, seed=5)
+    queries, _ = clusters(50, 2, 16, seed=5)
+    _, i_exact = EmbeddingNeighbors(10).fit(reference).kneighbors(queries)
+    approx = EmbeddingNeighbors(10, algorithm=algorithm).fit(reference)
+    _, i = approx.kneighbors(queries)
+    found = np.mean(
+        [len(set(a) & set(b)) / 10 for a, b in zip(i, i_exact, strict=True)]
+    )
+    assert found > 0.9
+
+
+@needs_faiss
+@pytest.mark.parametrize("algorithm", ["faiss-flat", "faiss-ivf", "faiss-hnsw"])
+def test_faiss_index_survives_pickle_and_index_arrays(algorithm):
+    reference, _ = clusters(10, 20, 8, seed=6)
+    nn = (
+        EmbeddingNeighbors(4, algorithm=algorithm, algorithm_params={"nprobe": 2})
+        if algorithm == "faiss-ivf"
+        else EmbeddingNeighbors(4, algorithm=algorithm)
+    )
+    nn.fit(reference)
+    expected = nn.kneighbors(reference[:7])
+    arrays = nn._index_arrays()
+    assert arrays["faiss_index"].dtype == np.uint8
+    loaded = pickle.loads(pickle.dumps(nn))
+    restored = EmbeddingNeighbors(**nn.get_params())
+    restored.distance_, restored.n_samples_fit_ = nn.distance_, nn.n_samples_fit_
+    restored.n_features_in_ = nn.n_features_in_
+    restored._load_index_arrays(arrays)
+    for other in (loaded, restored):
+        for got, want in zip(other.kneighbors(reference[:7]), expected, strict=True):
+            np.testing.assert_array_equal(got, want)
+    if algorithm == "faiss-ivf":
+        assert loaded._index.index.nprobe == 2
+
+
+def test_errors_name_the_parameter(monkeypatch):
+    reference = np.zeros((4, 2))
+    nn = EmbeddingNeighbors(2).fit(reference)
+    with pytest.raises(ValueError, match=r"n_neighbors must be an int in \[1, 4\]"):
+        nn.kneighbors(reference, 5)
+    with pytest.raises(ValueError, match=r"in \[1, 3\] \(the references other"):
+        nn.kneighbors(None, 4)
+    with pytest.raises(ValueError, match="2 features"):
+        nn.kneighbors(np.zeros((1, 3)))
+    with pytest.raises(ValueError, match=r"take \['M', .*got \['nprobe'\]"):
+        EmbeddingNeighbors(algorithm="faiss-hnsw", algorithm_params={"nprobe": 1}).fit(
+            reference
+        )
+    with pytest.raises(ValueError, match="takes distance in .*got 'manhattan'"):
+        EmbeddingNeighbors(algorithm="faiss-flat", distance="manhattan").fit(reference)
+    real_import = builtins.__import__
+
+    def no_faiss(name, *args, **kwargs):
+        if name == "faiss":
+            raise ImportError("No module named 'faiss'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_faiss)
+    with pytest.raises(ImportError, match="pip install faiss-cpu"):
+        EmbeddingNeighbors(algorithm="faiss-flat").fit(reference)
