@@ -157,9 +157,9 @@ def l2_normalize(x, dim=-1):
     if x.shape[dim] == 0:
         return x.clone()
     largest = x.detach().abs().amax(dim, keepdim=True)
-    y = x / torch.where(largest > 0, largest, torch.ones_like(largest))
+    y = x / torch.where(largest > 0, largest, 1.0)  # the largest |y_k| is 1 exactly
     norm = torch.linalg.vector_norm(y, dim=dim, keepdim=True)  # in [1, sqrt(d)]
-    return y / torch.where(norm > 0, norm, torch.ones_like(norm))
+    return y / norm.clamp_min(1.0)  # or 0, for a zero vector: left zero
 
 
 class SquaredEuclidean(nn.Module):
@@ -229,10 +229,9 @@ class Cosine(nn.Module):
     def forward(self, a, b):
         _check_pair(a, b)
         a, b = l2_normalize(a), l2_normalize(b)
-        half = _expanded(*_centered(a, b)) / 2
         zero_a = (a == 0).all(-1).unsqueeze(-1)
         zero_b = (b == 0).all(-1).unsqueeze(-2)
-        return torch.where(zero_a | zero_b, torch.ones_like(half), half)
+        return _expanded(*_centered(a, b)).mul_(0.5).masked_fill_(zero_a | zero_b, 1)
 
 
 class Manhattan(nn.Module):
