@@ -495,7 +495,7 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Runs the module in eval mode (batch-norm running statistics) in chunks
         of ``batch_size`` samples.
         """
-        module = self.module_
+        module = self._inference_module()
         device = next(module.parameters(), torch.empty(0, device=self.device_)).device
         embed = self._embedding_function(module)
         with (
@@ -515,6 +515,10 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             if z is None:  # no sample: the module still gives the output shape
                 z = embed(torch.from_numpy(X).to(device)).float()
         return _check_finite_output(z, self, "embeddings")
+
+    def _inference_module(self):
+        """The module that embeds samples: ``module_``, the trained one."""
+        return self.module_
 
     def _embedding_function(self, module):
         """What maps a batch on the device to its embeddings: ``module.embed``."""

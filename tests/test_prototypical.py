@@ -9,6 +9,7 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.metrics import log_loss
 from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import NearestCentroid
 from sklearn.pipeline import make_pipeline
@@ -512,3 +513,50 @@ def test_normalization_compares_normalised_embeddings(normalization, digits):
     np.testing.assert_array_equal(clf.predict(digits.X_novel), expected)
     plain = PrototypicalClassifier(backbone="identity").fit(z, digits.y_novel)
     assert not hasattr(plain, "feature_mean_")
+
+
+def test_fine_tuning_at_adapt_starts_from_the_meta_learned_weights(digits):
+    clf = PrototypicalClassifier(max_epochs=1, episodes_per_epoch=5, random_state=0)
+    clf.fit(digits.X_base, digits.y_base)
+    meta = {k: v.clone() for k, v in clf.module_.state_dict().items()}
+    support, other = slice(0, None, 20), slice(1, None, 20)
+    clf.set_params(fine_tuning_steps=5, fine_tuning_lr=1e-2)
+    first = clf.adapt(digits.X_novel[support], digits.y_novel[support])
+    proba = first.predict_proba(digits.X_novel)
+    tuned = dict(clf.fine_tuned_params_)
+    # module_ keeps the meta-learned weights; the backbone's copy moved.
+    for name, value in clf.module_.state_dict().items():
+        torch.testing.assert_close(value, meta[name], rtol=0, atol=0)
+    assert set(tuned) == {k for k in meta if k.startswith("backbone.")}
+    assert any(not torch.equal(tuned[k], meta[k]) for k in tuned)
+    # Another support set, then the first again: the same model as before.
+    clf.adapt(digits.X_novel[other], digits.y_novel[other])
+    clf.adapt(digits.X_novel[support], digits.y_novel[support])
+    np.testing.assert_array_equal(clf.predict_proba(digits.X_novel), proba)
+    # Without fine-tuning, adapt drops the tuned weights.
+    clf.set_params(fine_tuning_steps=0).adapt(
+        digits.X_novel[support], digits.y_novel[support]
+    )
+    assert not hasattr(clf, "fine_tuned_params_")
+
+
+def test_evaluation_with_fine_tuning_adapts_a_copy_to_each_episode(digits):
+    clf = PrototypicalClassifier(max_epochs=0, fine_tuning_steps=2, random_state=0)
+    clf.fit(digits.X_base, digits.y_base)
+    sampler = EpisodeSampler(3, 1, 2, 3, random_state=0)
+    losses, accuracies = clf.score_episodes(digits.X_novel, digits.y_novel, sampler)
+    assert not hasattr(clf, "fine_tuned_params_")
+    for (s, q), loss, accuracy in zip(
+        sampler.split(y=digits.y_novel), losses, accuracies, strict=True
+    ):
+        episode = clone(clf).fit(digits.X_base, digits.y_base)
+        episode.adapt(digits.X_novel[s], digits.y_novel[s])
+        assert accuracy == pytest.approx(
+            episode.score(digits.X_novel[q], digits.y_novel[q])
+        )
+        expected = log_loss(
+            digits.y_novel[q],
+            episode.predict_proba(digits.X_novel[q]),
+            labels=episode.classes_,
+        )
+        assert loss == pytest.approx(expected, rel=1e-5)

@@ -1,13 +1,18 @@
 """Prototypical Networks (Snell, Swersky & Zemel, 2017)."""
 
 import copy
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 import torch
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.validation import check_consistent_length, check_is_fitted
 from torch import nn
+from torch.nn import functional as F
 
+from .._base import check_labels, eval_mode, seeded
 from .._params import TEST_TIME_VIEWS, Param, episodic_parameters, registry_constraints
+from .._precision import autocast
 from .._sklearn import Interval, StrOptions
 from ..distances import DISTANCES, get_distance
 from ._base import EpisodicClassifier, EpisodicNetwork
@@ -201,7 +206,10 @@ class PrototypicalClassifier(PrototypeHead, EpisodicClassifier):
     ``fit`` meta-trains the backbone on N-way K-shot episodes of the base
     classes (Adam, learning rate halved every ``lr_step`` episodes, as in the
     paper); the training data is then the support set. :meth:`adapt` takes
-    the support set of novel classes without changing the weights.
+    the support set of novel classes without changing the meta-learned
+    weights; with ``fine_tuning_steps``, it first fine-tunes a copy of the
+    backbone on that support set (P>M>F's third stage, Hu et al., 2022), to
+    close a gap between the base classes' domain and the novel ones'.
 
     {parameters}
 
@@ -216,6 +224,10 @@ class PrototypicalClassifier(PrototypeHead, EpisodicClassifier):
     feature_mean_ : ndarray of shape (embedding_dim,), dtype float32
         Mean embedding of the base classes; with
         ``normalization="centered-l2"`` only.
+    fine_tuned_params_ : dict of str to torch.Tensor
+        The backbone's weights fine-tuned on the support set of the last
+        :meth:`adapt`, by their names in ``module_``; with
+        ``fine_tuning_steps`` only. ``module_`` keeps the meta-learned ones.
     module_ : PrototypicalNetwork
         The meta-trained module, on ``device_``.
     history_ : skorch.History
@@ -232,6 +244,10 @@ class PrototypicalClassifier(PrototypeHead, EpisodicClassifier):
     ----------
     .. [1] J. Snell, K. Swersky, R. Zemel. "Prototypical Networks for Few-shot
        Learning". NeurIPS 2017. https://arxiv.org/abs/1703.05175
+    .. [2] S. X. Hu, D. Li, J. Stühmer, M. Kim, T. M. Hospedales. "Pushing the
+       Limits of Simple Pipelines for Few-Shot Learning: External Data and
+       Fine-Tuning Make a Difference". CVPR 2022.
+       https://arxiv.org/abs/2204.07305
 
     Examples
     --------
@@ -258,6 +274,27 @@ class PrototypicalClassifier(PrototypeHead, EpisodicClassifier):
             "normalization": NORMALIZATION,
             "transductive_steps": TRANSDUCTIVE_STEPS,
             "test_time_views": TEST_TIME_VIEWS,
+            "fine_tuning_steps": Param(
+                "int",
+                0,
+                [Interval(Integral, 0, None, closed="left")],
+                """Gradient steps of fine-tuning at :meth:`adapt` (and in each
+                episode of :meth:`score_episodes`): a copy of the backbone is
+                trained on the support set, its samples augmented as in
+                training (``augment``) as the queries of an episode whose
+                prototypes are the support set's own (Hu et al., 2022 [2]_),
+                with Adam at ``fine_tuning_lr``, batch norm on its running
+                statistics. Each ``adapt`` starts again from the
+                meta-learned weights. 0 (the default) fine-tunes nothing;
+                with 1 or more, evaluation adapts a copy to each episode
+                instead of embedding the samples once.""",
+            ),
+            "fine_tuning_lr": Param(
+                "float",
+                1e-3,
+                [Interval(Real, 0, None, closed="neither")],
+                "Adam's learning rate in fine-tuning at :meth:`adapt`.",
+            ),
         },
         n_way={
             "doc": """Classes per training episode. ``None`` means all classes of
@@ -286,6 +323,90 @@ class PrototypicalClassifier(PrototypeHead, EpisodicClassifier):
 
     def _default_n_query(self, n_way, k_shot):
         return max(1, self.episode_size // n_way - k_shot)
+
+    def _adapt(self, X_support, y_support):
+        # Every adapt fine-tunes from the meta-learned weights, never the last.
+        vars(self).pop("fine_tuned_params_", None)
+        if self.fine_tuning_steps:
+            X = self._validate_X(X_support, reset=False)
+            y = LabelEncoder().fit_transform(check_labels(y_support, "y_support"))
+            check_consistent_length(X, y)
+            self.fine_tuned_params_ = self._fine_tuned(X, y)
+        super()._adapt(X_support, y_support)
+
+    def _fine_tuned(self, X, y_enc):
+        """Backbone weights fine-tuned on the support set (X, y_enc).
+
+        Each step embeds the support samples and an augmented view of each
+        (the episode's queries) and takes an Adam step on the cross-entropy
+        of the views against the support set's prototypes (P>M>F's
+        fine-tuning, Hu et al., 2022, with the support set as its own
+        queries).
+        """
+        module = copy.deepcopy(self.module_)
+        device = next(module.parameters()).device
+        x = torch.from_numpy(X).to(device)
+        y = torch.from_numpy(np.asarray(y_enc, dtype=np.int64)).to(device)
+        augment = self._augmentation(X.ndim)
+        optimizer = torch.optim.Adam(module.backbone.parameters(), self.fine_tuning_lr)
+        with (
+            seeded(self._seed(), device),
+            eval_mode(module),
+            torch.enable_grad(),
+        ):
+            for step in range(self.fine_tuning_steps):
+                views = x if augment is None else augment(x)
+                with autocast(device, self.precision):
+                    z = module.embed(torch.cat([x, views])).float()
+                    prototypes = module.encode_support(z[: len(x)], y)
+                    logits = module.query_logits(prototypes, z[len(x) :]).float()
+                loss = F.cross_entropy(logits, y)
+                if not torch.isfinite(loss):
+                    raise ValueError(
+                        f"Fine-tuning at adapt diverged at step {step + 1}: the "
+                        f"loss is {float(loss)}. Lower fine_tuning_lr (now "
+                        f"{self.fine_tuning_lr!r}). The estimator is left as it "
+                        "was before adapt."
+                    )
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        return {
+            name: value.detach().clone()
+            for name, value in module.state_dict().items()
+            if name.startswith("backbone.")
+        }
+
+    def _inference_module(self):
+        """``module_``, with the fine-tuned backbone of the last adapt if any."""
+        tuned = vars(self).get("fine_tuned_params_")
+        if tuned is None:
+            return self.module_
+        module = copy.deepcopy(self.module_)
+        module.load_state_dict(tuned, strict=False)
+        return module
+
+    def score_episodes(self, X, y, episodes, groups=None):
+        """Query log-loss and accuracy in each episode; see the base method.
+
+        With ``fine_tuning_steps``, each episode adapts (and fine-tunes) a
+        copy of the estimator to its support set, as :meth:`adapt` would,
+        and scores its queries with :meth:`decision_function`'s logits.
+        """
+        if not self.fine_tuning_steps:
+            return super().score_episodes(X, y, episodes, groups=groups)
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        y = check_labels(y)
+        check_consistent_length(X, y)
+        losses, accuracies = [], []
+        for support, query in episodes.split(y=y, groups=groups):
+            episode = copy.copy(self).adapt(X[support], y[support])
+            logits = torch.from_numpy(episode._logits(X[query]))
+            target = torch.from_numpy(np.searchsorted(episode.classes_, y[query]))
+            losses.append(float(F.cross_entropy(logits, target)))
+            accuracies.append(float((logits.argmax(1) == target).float().mean()))
+        return np.asarray(losses), np.asarray(accuracies)
 
     def _build_module(self, backbone, embedding_dim):
         # A distance module is copied: fitting must not train the caller's.
