@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .distances import get_distance
+from .distances import get_distance, l2_normalize
 from .miners import (
     PAIR_MINERS,
     TRIPLET_MINERS,
@@ -410,7 +410,7 @@ class _MarginSoftmaxLoss(nn.Module):
 
     def cosines(self, embeddings):
         """Cosine similarities ``(n, n_classes)`` of embeddings to class weights."""
-        cos = F.normalize(embeddings, dim=1) @ F.normalize(self.W, dim=1).T
+        cos = l2_normalize(embeddings, dim=1) @ l2_normalize(self.W, dim=1).T
         return cos.clamp(-1.0, 1.0)
 
     def logits(self, embeddings, labels):

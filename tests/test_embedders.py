@@ -522,3 +522,14 @@ def test_parts_a_loss_does_not_take_are_errors(params, message, split):
     X_train, _, y_train, _ = split
     with pytest.raises(ValueError, match=message):
         MetricEmbedder(**params, **FAST).fit(X_train, y_train)
+
+
+def test_normalized_embeddings_of_huge_and_tiny_inputs_have_unit_norm(digits):
+    # Issue 25: at X * 1e19 the squared norm overflowed float32 and transform
+    # returned zeros.
+    emb = TripletEmbedder(backbone="identity", max_epochs=0).fit(
+        digits.X_base, digits.y_base
+    )
+    for scale in (1e19, 1.0, 1e-30):
+        z = emb.transform(digits.X_base[:20] * scale)
+        np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, rtol=1e-5)

@@ -34,7 +34,7 @@ from .._params import (
 from .._sklearn import Interval, StrOptions
 from ..backbones import embedding_size
 from ..batches import ClassBalancedBatchSampler
-from ..distances import DISTANCES, Mahalanobis
+from ..distances import DISTANCES, Mahalanobis, l2_normalize
 from ..episodes import EpisodeSampler
 from ..losses import LOSSES, REDUCTIONS
 from ..training import train_module
@@ -177,7 +177,7 @@ class MetricNetwork(nn.Module):
     def forward(self, x):
         """Embeddings ``(batch, d)`` that the loss sees in training."""
         z = self.backbone(x)
-        return F.normalize(z, dim=1) if self.normalize else z
+        return l2_normalize(z, dim=1) if self.normalize else z
 
     def embed(self, x):
         """Embeddings ``(batch, d')`` in which Euclidean distance is the metric.

@@ -39,6 +39,7 @@ from ..augmentation import (
     rotations_as_classes,
 )
 from ..backbones import embedding_size
+from ..distances import l2_normalize
 from ..episodes import EpisodeSampler
 from ..training import train_module
 
@@ -523,7 +524,7 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
             return z
         if how == "centered-l2":
             z = z - torch.from_numpy(self.feature_mean_).to(z.device, z.dtype)
-        return F.normalize(z, dim=1)
+        return l2_normalize(z, dim=1)
 
     def _episode_logits(self, z_support, y_support, z_query):
         """Query logits of one episode, its support classes 0 .. n_way - 1."""

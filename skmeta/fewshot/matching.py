@@ -7,11 +7,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .._params import Param, episodic_parameters, registry_constraints
 from .._sklearn import Interval
-from ..distances import DISTANCES, get_distance
+from ..distances import DISTANCES, get_distance, l2_normalize
 from ._base import EpisodicClassifier, EpisodicNetwork
 
 __all__ = [
@@ -164,7 +163,7 @@ class MatchingNetwork(EpisodicNetwork):
         n_way = int(y_support.max()) + 1 if n_way is None else n_way
         g = self.support_lstm(z_support) if self.support_lstm is not None else z_support
         if self.distance is None:
-            g = F.normalize(g, dim=1)
+            g = l2_normalize(g, dim=1)
         return MatchingSupport(g, y_support, n_way)
 
     def attention(self, support, z_query, out=None):
@@ -185,7 +184,7 @@ class MatchingNetwork(EpisodicNetwork):
         if self.query_lstm is not None:
             f = self.query_lstm(z_query, support.g)
         if self.distance is None:
-            f = F.normalize(f, dim=1)
+            f = l2_normalize(f, dim=1)
             if out is None:
                 similarity = f @ support.g.T
             else:

@@ -15,7 +15,6 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from skorch.history import History
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import IterableDataset
 
 from .._base import seeded, trains
@@ -31,7 +30,7 @@ from .._params import (
     changed,
 )
 from .._sklearn import Interval, StrOptions
-from ..distances import SquaredEuclidean
+from ..distances import SquaredEuclidean, l2_normalize
 from ..episodes import EpisodeSampler
 from ..training import train_module
 from ._base import FewShotClassifier
@@ -67,7 +66,7 @@ class CosineClassifier(nn.Module):
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
 
     def forward(self, z):
-        return self.scale * F.normalize(z, dim=1) @ F.normalize(self.weight, dim=1).T
+        return self.scale * l2_normalize(z, dim=1) @ l2_normalize(self.weight, dim=1).T
 
 
 class TransferNetwork(PrototypicalNetwork):
