@@ -26,7 +26,7 @@ when no query remains.
 
 The search is :class:`skmeta.neighbors.EmbeddingNeighbors`: by default exact,
 in chunks of queries against blocks of references, with a working set of
-about 256 MB whatever the number of references, in float64 with torch (or in
+about 64 MB whatever the number of references, in float64 with torch (or in
 the dtype of a distance module's parameters, e.g. a trained Mahalanobis).
 **Ties** between neighbours at equal distance are broken deterministically:
 the reference with the lower index ranks first. ``algorithm="faiss-flat"``
@@ -163,7 +163,7 @@ def retrieval_scores(
         ``k=(1, 10)``); ``None`` computes no recall.
     chunk_size : int or None, default=None
         Number of queries searched at once. ``None`` picks the largest chunk
-        whose exact search works in about 256 MB.
+        whose exact search works in about 64 MB.
     algorithm : {"exact", "faiss-flat", "faiss-ivf", "faiss-hnsw"}, \
             default="exact"
         The search, as for :class:`skmeta.neighbors.EmbeddingNeighbors`;

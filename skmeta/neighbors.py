@@ -33,12 +33,12 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._sklearn import Interval, StrOptions, _fit_context
-from .distances import Euclidean, get_distance
+from .distances import get_distance
 
 __all__ = ["ALGORITHMS", "EmbeddingNeighbors"]
 
 #: Working memory budget of one chunk of an exact search, in bytes.
-_MEMORY_BUDGET = 256 * 2**20
+_MEMORY_BUDGET = 64 * 2**20
 #: Bytes held per (query, reference) entry of a chunk: the distances, the
 #: candidate mask, indices and the temporaries of the distance computation.
 _BYTES_PER_ENTRY = 64
@@ -48,8 +48,8 @@ _BYTES_PER_ENTRY = 64
 ALGORITHMS = {
     "exact": {},
     "faiss-flat": {},
-    "faiss-ivf": {"nlist": None, "nprobe": 32},
-    "faiss-hnsw": {"M": 32, "ef_construction": 40, "ef_search": 64},
+    "faiss-ivf": {"nlist": None, "nprobe": 64},
+    "faiss-hnsw": {"M": 32, "ef_construction": 40, "ef_search": 128},
 }
 
 #: Distances faiss computes, by name.
@@ -136,25 +136,77 @@ class _ExactIndex:
         """The references of the slice ``rows``."""
         return self.reference[rows]
 
+    def _dtype_device(self):
+        param = next(self.distance.parameters(), None)
+        if param is None:
+            return torch.float64, torch.device("cpu")
+        return param.dtype, param.device
+
+    def _prepare(self, q):
+        """What the blocks of a search share about the queries ``q``."""
+        return q
+
+    def _scores(self, prepared, ref):
+        """Values ranking the block ``ref`` for each query, smaller nearer."""
+        return self.distance(prepared, ref)
+
+    def _distances(self, prepared, scores):
+        """The distances of the kept ``scores``."""
+        return scores
+
     def search(self, queries, k, block):
         """``k`` nearest references of ``queries``: float64 and int64 ``(c, k)``."""
-        param = next(self.distance.parameters(), None)
-        dtype = param.dtype if param is not None else torch.float64
-        device = param.device if param is not None else torch.device("cpu")
-        q = torch.as_tensor(queries, device=device).to(dtype)
-        best_d = torch.empty((len(q), 0), dtype=dtype)
-        best_i = torch.empty((len(q), 0), dtype=torch.int64)
+        dtype, device = self._dtype_device()
+        prepared = self._prepare(torch.as_tensor(queries, device=device).to(dtype))
+        best_d = torch.empty((len(queries), 0), dtype=dtype)
+        best_i = torch.empty((len(queries), 0), dtype=torch.int64)
         with torch.no_grad():
             for start in range(0, len(self.reference), block):
                 ref = self.reference[start : start + block]
                 ref = torch.as_tensor(ref, device=device).to(dtype)
-                d = self.distance(q, ref).cpu()
+                d = self._scores(prepared, ref).cpu()
                 if best_d.shape[1] < k:  # not k yet: every entry is a candidate
-                    i = torch.arange(start, start + len(ref)).expand(len(q), -1)
+                    i = torch.arange(start, start + len(ref)).expand(len(d), -1)
                 else:
                     d, i = _closer(d, start, best_d[:, -1:])
                 best_d, best_i = _merge(best_d, best_i, d, i, k)
+            best_d = self._distances(prepared, best_d)
         return best_d.to(torch.float64).numpy(), best_i.numpy()
+
+
+class _SquaredL2Index(_ExactIndex):
+    r"""Exact search for the (squared) Euclidean distance, one product a block.
+
+    Ranks each query's references by
+    :math:`\|b'\|^2 / 2 - a' \cdot b'` (one ``addmm``), which differs from
+    the squared distance :math:`\|a' - b'\|^2 / 2` by a constant per query;
+    ``a' = a - c`` and ``b' = b - c`` are centred on the mean ``c`` of all
+    references, as :mod:`skmeta.distances` centres, so that an offset common
+    to all points does not eat the differences. The kept neighbours get
+    :math:`2 (\|a'\|^2 / 2 + \text{rank value})`, clamped at 0, and its
+    root where ``root``: no root over every entry, and no clamp at 1e-6 as
+    :class:`~skmeta.distances.Euclidean` has for its gradient.
+    """
+
+    def __init__(self, reference, distance, root):
+        super().__init__(reference, distance)
+        self.root = root
+        total = np.zeros(reference.shape[1])
+        for start in range(0, len(reference), 2**16):
+            total += reference[start : start + 2**16].sum(0, dtype=np.float64)
+        self.center = torch.as_tensor(total / max(len(reference), 1))
+
+    def _prepare(self, q):
+        q = q - self.center
+        return q, (q * q).sum(1, keepdim=True) / 2
+
+    def _scores(self, prepared, ref):
+        ref = ref - self.center
+        return torch.addmm((ref * ref).sum(1) / 2, prepared[0], ref.T, alpha=-1)
+
+    def _distances(self, prepared, scores):
+        squared = (scores + prepared[1]).clamp_min_(0).mul_(2)
+        return squared.sqrt_() if self.root else squared
 
 
 class _FaissIndex:
@@ -271,12 +323,12 @@ class EmbeddingNeighbors(BaseEstimator):
         Overrides of the algorithm's parameters, :data:`ALGORITHMS`:
         ``"faiss-ivf"`` takes ``nlist`` (k-means cells, default
         ``round(sqrt(n_references))``) and ``nprobe`` (cells visited per
-        query, default 32); ``"faiss-hnsw"`` takes ``M`` (graph degree, 32),
-        ``ef_construction`` (40) and ``ef_search`` (64, raised to
+        query, default 64); ``"faiss-hnsw"`` takes ``M`` (graph degree, 32),
+        ``ef_construction`` (40) and ``ef_search`` (128, raised to
         ``n_neighbors`` where smaller).
     chunk_size : int or None, default=None
         Number of queries searched at once. ``None`` picks the largest chunk
-        whose exact search works in about 256 MB.
+        whose exact search works in about 64 MB.
 
     Attributes
     ----------
@@ -296,10 +348,12 @@ class EmbeddingNeighbors(BaseEstimator):
     Notes
     -----
     A pickled estimator carries its index: a faiss index is stored as the
-    bytes of ``faiss.serialize_index``. ``"euclidean"`` distances are not
-    clamped at 1e-6 as :class:`skmeta.distances.Euclidean`'s are for its
-    gradient: a query equal to a reference is at 1.5e-154 (the root of the
-    smallest normal float64).
+    bytes of ``faiss.serialize_index``. ``"euclidean"`` and
+    ``"sqeuclidean"`` neighbours are ranked by the squared distance, centred
+    on the references' mean as :mod:`skmeta.distances` centres, with one
+    matrix product a block; the Euclidean distance is its root: a query
+    equal to a reference is at 0, not at the 1e-6 to which
+    :class:`skmeta.distances.Euclidean` clamps for its gradient.
 
     References
     ----------
@@ -390,11 +444,9 @@ class EmbeddingNeighbors(BaseEstimator):
                 f"algorithm={self.algorithm!r} takes distance in "
                 f"{list(_FAISS_DISTANCES)}; got {self.distance!r}."
             )
-        # "euclidean" exact to 0: no gradient clamp in a search.
-        distance = Euclidean(eps=0.0) if self.distance == "euclidean" else self.distance
-        distance_ = get_distance(distance, X.shape[1])
+        distance_ = get_distance(self.distance, X.shape[1])
         if exact:
-            index = _ExactIndex(X, distance_)
+            index = self._exact_index(X, distance_)
         else:
             index = _FaissIndex(X, self.distance, self.algorithm, params)
         self.distance_, self._index = distance_, index
@@ -414,10 +466,15 @@ class EmbeddingNeighbors(BaseEstimator):
             return {"reference": self._index.reference}
         return {"faiss_index": self._index.to_bytes()}
 
+    def _exact_index(self, X, distance_):
+        if self.distance in ("euclidean", "sqeuclidean"):
+            return _SquaredL2Index(X, distance_, root=self.distance == "euclidean")
+        return _ExactIndex(X, distance_)
+
     def _load_index_arrays(self, arrays):
         """Restore the index from :meth:`_index_arrays`' output."""
         if "reference" in arrays:
-            self._index = _ExactIndex(arrays["reference"], self.distance_)
+            self._index = self._exact_index(arrays["reference"], self.distance_)
         else:
             self._index = _FaissIndex.from_bytes(
                 arrays["faiss_index"],
