@@ -12,7 +12,12 @@ embeddings the operation must hold (n_samples x embedding_dim x 4). Target
 - ``predict``: 1000 queries against that support set (Matching attends to all
   200,000 support samples);
 - ``evaluate_episodes``: 100 5-way 1-shot episodes over one class of 100,000
-  samples among 1000 classes of 100.
+  samples among 1000 classes of 100;
+- ``predict many``: 50,000 queries among 1,000 classes of 10 support samples
+  (issue 27), an identity backbone: ``predict`` (the ratio's reference is
+  the embeddings and the returned labels) and ``predict_proba`` (the
+  embeddings and the returned probabilities), for Prototypical and Matching.
+  Target: at most 3.
 
 Run from the repository root::
 
@@ -74,6 +79,19 @@ def _case(name, queue):
         "matching": MatchingClassifier,
         "relation": RelationClassifier,
     }
+    if name.endswith("many"):
+        method, operation, _ = name.split(" ")
+        y_support = np.repeat(np.arange(1000), 10)
+        X_support = rng.normal(size=(len(y_support), D)).astype(np.float32)
+        X = rng.normal(size=(50_000, D)).astype(np.float32)
+        clf = make[method](backbone="identity", max_epochs=0).fit(X_support, y_support)
+        clf.adapt(X_support, y_support)
+        start = time.perf_counter()
+        with PeakRSS() as peak:
+            out = getattr(clf, operation)(X)
+        seconds = time.perf_counter() - start
+        queue.put((peak.bytes, X.nbytes + out.nbytes, seconds))
+        return
     if name == "evaluate_episodes":
         y = np.concatenate(
             [np.zeros(100_000, int), 1 + np.repeat(np.arange(1000), 100)]
@@ -104,7 +122,10 @@ def _case(name, queue):
 
 def main():
     print(f"# {machine()}")
-    print("| case | peak above start (MB) | embeddings (MB) | ratio | time (s) |")
+    print(
+        "| case | peak above start (MB) | embeddings (+ output) (MB) | ratio "
+        "| time (s) |"
+    )
     print("|---|---|---|---|---|")
     context = multiprocessing.get_context("spawn")
     for name in [
@@ -113,6 +134,10 @@ def main():
         "relation adapt",
         "matching predict",
         "evaluate_episodes",
+        "prototypical predict many",
+        "prototypical predict_proba many",
+        "matching predict many",
+        "matching predict_proba many",
     ]:
         queue = context.Queue()
         process = context.Process(target=_case, args=(name, queue))

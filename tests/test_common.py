@@ -137,6 +137,20 @@ def test_max_epochs_zero_keeps_the_initial_weights(name, digits):
 # Round trips and seeds.
 
 
+def test_predictions_do_not_depend_on_how_queries_are_chunked(fitted, digits):
+    X = digits.X_novel[:45]
+    whole = clone(fitted).set_params(batch_size=1000)
+    chunked = clone(fitted).set_params(batch_size=4)
+    for model in (whole, chunked):
+        vars(model).update(
+            {k: v for k, v in vars(fitted).items() if fitted._is_fitted_state(k)}
+        )
+    np.testing.assert_allclose(
+        chunked.predict_proba(X), whole.predict_proba(X), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_array_equal(chunked.predict(X), whole.predict(X))
+
+
 def test_pickle_round_trip_keeps_predictions(fitted, digits):
     restored = pickle.loads(pickle.dumps(fitted))
     np.testing.assert_array_equal(

@@ -379,23 +379,42 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         vars(self).pop("_deferred_support", None)
         self._take_support(X_support, encoder.transform(y_support))
 
-    def _logits(self, X):
-        """Query logits (n_samples, n_classes) of X against the support set."""
+    def _logits(self, X, reduce=None):
+        """Query logits (n_samples, n_classes) of X against the support set.
+
+        With ``reduce`` (a function of a tensor of logits, row by row), its
+        result instead: the softmax, the argmax. Queries are scored in chunks
+        of ``batch_size``, each chunk's result written into the output, so
+        that memory holds the embeddings, the output and one chunk's
+        intermediates, never all the logits of ``predict``; a transductive
+        prediction depends on its batch by design and is scored whole.
+        """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         n_samples = len(X)
-        if not getattr(self, "transductive_steps", 0):
-            # Each query on its own: the head too sees enough rows. (A
-            # transductive prediction depends on the batch by design.)
-            X = _at_least_rows(X)
-        z = self._comparison_space(self._embed(X))
+        transductive = bool(getattr(self, "transductive_steps", 0))
+        # Each query on its own: the head too sees enough rows.
+        z = self._comparison_space(
+            self._embed(X if transductive else _at_least_rows(X))
+        )
+        step = len(z) if transductive else self.batch_size
+        reduce = reduce or (lambda logits: logits)
+        out = None
         with (
             eval_mode(self.module_),
             torch.inference_mode(),
             autocast(z.device, self.precision),
         ):
-            logits = self._support_logits(z)[:n_samples].float()
-        return _check_finite_output(logits, self, "scores").cpu().numpy()
+            for start in range(0, n_samples, step):
+                chunk = z[start : start + step]
+                rows = min(len(chunk), n_samples - start)
+                head_input = chunk if transductive else _at_least_rows(chunk)
+                logits = self._support_logits(head_input)[:rows].float()
+                result = reduce(_check_finite_output(logits, self, "scores")).cpu()
+                if out is None:
+                    out = result.new_empty((n_samples, *result.shape[1:]))
+                out[start : start + rows] = result
+        return out.numpy()
 
     def decision_function(self, X):
         """Score every class for each sample: the query logits.
@@ -468,7 +487,7 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         ndarray of shape (n_samples, n_classes), dtype float32
             Column ``j`` is ``classes_[j]``; rows sum to 1.
         """
-        return torch.from_numpy(self._logits(X)).softmax(dim=1).numpy()
+        return self._logits(X, lambda logits: logits.softmax(dim=1))
 
     def predict(self, X):
         """The most likely class of the support set for each sample.
@@ -482,7 +501,7 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
-        best = self._logits(X).argmax(axis=1)
+        best = self._logits(X, lambda logits: logits.argmax(dim=1))
         return self.classes_[best]
 
     def _finish_fit(self, module, history, stop_reason, classes, X_base, X, y_enc):

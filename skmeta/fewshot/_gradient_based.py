@@ -443,12 +443,16 @@ class GradientBasedClassifier(EpisodicClassifier):
             ) from error
         return torch.cat(logits)
 
-    def _logits(self, X):
-        """Logits (n_samples, n_classes) of X under the adapted weights."""
+    def _logits(self, X, reduce=None):
+        """Logits (n_samples, n_classes) of X under the adapted weights.
+
+        Or ``reduce`` of them (see the base method); ``n_way`` columns at most.
+        """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         logits = self._predict_logits(self.adapted_params_, X)
-        return _check_finite_output(logits, self, "scores").cpu().numpy()
+        logits = _check_finite_output(logits, self, "scores")
+        return (logits if reduce is None else reduce(logits)).cpu().numpy()
 
     def score_episodes(self, X, y, episodes, groups=None):
         """Query log-loss and accuracy of each episode, fine-tuning a copy of ``θ``.
