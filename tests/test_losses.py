@@ -14,6 +14,7 @@ from skmeta.losses import (
     ContrastiveLoss,
     CosFaceLoss,
     NPairLoss,
+    NTXentLoss,
     TripletMarginLoss,
 )
 from skmeta.miners import BatchHardMiner, PairMarginMiner
@@ -409,6 +410,84 @@ def test_class_weights_train_and_save_with_the_module(cls):
 
 
 # ---------------------------------------------------------------------------
+# NTXentLoss
+# ---------------------------------------------------------------------------
+
+
+def test_ntxent_hand_computed():
+    # Two samples, two views each (labels: the sample); tau = 0.5, so a
+    # cosine s gives the logit 2 s. Cosines: s02 = s12 = 1/sqrt2, s01 = s13 = 0,
+    # s03 = -1, s23 = -1/sqrt2.
+    views = t([[1.0, 0.0], [0.0, 1.0], [3.0, 3.0], [-2.0, 0.0]])
+    r = math.sqrt(2)
+    expected = [
+        -math.log(math.exp(r) / (math.exp(r) + 1 + math.exp(-2))),  # 0 -> 2
+        -math.log(1 / (1 + 1 + math.exp(r))),  # 1 -> 3
+        -math.log(math.exp(r) / (2 * math.exp(r) + math.exp(-r))),  # 2 -> 0
+        -math.log(1 / (1 + math.exp(-2) + math.exp(-r))),  # 3 -> 1
+    ]
+    loss = NTXentLoss(temperature=0.5)(views, labels_of([0, 1, 0, 1]))
+    torch.testing.assert_close(
+        loss, torch.tensor(sum(expected) / 4, dtype=torch.float64)
+    )
+
+
+def test_ntxent_of_two_views_is_simclr_cross_entropy_over_the_other_views():
+    # SimCLR's formulation: 2N rows of logits s_ik / tau, k != i, and the
+    # other view of the same sample as the target class.
+    gen = torch.Generator().manual_seed(0)
+    n = 6
+    views = torch.randn(2 * n, 5, generator=gen, dtype=torch.float64)
+    z = F.normalize(views, dim=1)
+    logits = (z @ z.T / 0.1).fill_diagonal_(-math.inf)
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+    expected = F.cross_entropy(logits, target)
+    samples = torch.arange(n).repeat(2)
+    torch.testing.assert_close(NTXentLoss(0.1)(views, samples), expected)
+
+
+def test_ntxent_matches_pytorch_metric_learning(random_batch):
+    pml = pytest.importorskip("pytorch_metric_learning.losses")
+    emb, labels = random_batch
+    for views, classes in [(emb, torch.arange(8).repeat(2)), (emb, labels)]:
+        theirs = pml.NTXentLoss(temperature=0.2)(views, classes)
+        torch.testing.assert_close(NTXentLoss(0.2)(views, classes), theirs)
+
+
+def test_ntxent_is_invariant_to_the_scale_of_each_embedding(random_batch):
+    emb, labels = random_batch
+    scales = torch.linspace(0.1, 30, len(emb), dtype=torch.float64)[:, None]
+    loss_fn = NTXentLoss()
+    torch.testing.assert_close(loss_fn(emb * scales, labels), loss_fn(emb, labels))
+
+
+def test_ntxent_gradient_pulls_the_views_of_a_sample_together():
+    views = t([[1.0, 0.2], [0.3, 1.0], [0.8, 0.9], [-1.0, 0.1]])
+    samples = labels_of([0, 1, 0, 1])
+    loss_fn = NTXentLoss(temperature=0.5)
+    before = F.cosine_similarity(views[0], views[2], dim=0).item()
+    first = loss_fn(views, samples).item()
+    module = torch.nn.Module()
+    module.views = torch.nn.Parameter(views.detach().clone())
+    for _ in range(20):
+        sgd_step(module, loss_fn(module.views, samples), lr=0.5)
+    after = module.views.detach()
+    assert loss_fn(after, samples).item() < first
+    assert F.cosine_similarity(after[0], after[2], dim=0).item() > before
+
+
+def test_ntxent_without_negatives_or_positives_is_a_connected_zero():
+    # One sample's two views: a positive, no negative; two samples of one
+    # view each: no positive.
+    for labels in ([0, 0], [0, 1]):
+        views = t([[1.0, 0.0], [0.6, 0.8]])
+        loss = NTXentLoss()(views, labels_of(labels))
+        loss.backward()
+        assert loss.item() == 0
+        assert torch.equal(views.grad, torch.zeros(2, 2))
+
+
+# ---------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------
 
@@ -419,6 +498,7 @@ def test_class_weights_train_and_save_with_the_module(cls):
         lambda: ContrastiveLoss(),
         lambda: TripletMarginLoss(),
         lambda: NPairLoss(),
+        lambda: NTXentLoss(),
         lambda: ArcFaceLoss(3, 2),
         lambda: CosFaceLoss(3, 2),
     ],
@@ -463,6 +543,8 @@ def test_batch_errors_name_the_parameter(make):
         (lambda: TripletMarginLoss(distance="l2"), ValueError, "Unknown distance"),
         (lambda: TripletMarginLoss(distance=2), TypeError, "distance must be a name"),
         (lambda: NPairLoss(l2_reg=-1e-3), ValueError, "l2_reg must be >= 0.0"),
+        (lambda: NTXentLoss(temperature=0), ValueError, "temperature must be > 0.0"),
+        (lambda: NTXentLoss(temperature="1"), TypeError, "temperature must be a"),
         (lambda: ArcFaceLoss(0, 2), ValueError, "n_classes must be a positive int"),
         (lambda: ArcFaceLoss(2, 2.0), ValueError, "embedding_dim must be a positive"),
         (lambda: ArcFaceLoss(2, 2, scale=0), ValueError, r"scale must be > 0.0; got 0"),
