@@ -405,28 +405,32 @@ class MetricEmbedder(TorchEstimator):
         return self
 
     #: Validation episodes: ``n_way`` held-out classes (or as many as there
-    #: are), 1 support sample each, and ``n_samples_per_class - 1`` queries.
+    #: are), 1 support sample each, and :meth:`_validation_n_query` queries.
     validation_n_way = 5
+
+    def _validation_n_query(self):
+        """Queries per class of the validation episodes: ``n_samples_per_class - 1``."""
+        return self.n_samples_per_class - 1
 
     def _validation(self, X_valid, y_valid):
         """What scores the embedding in training on held-out classes.
 
         Fixed episodes of up to :attr:`validation_n_way` held-out classes,
-        one support sample and ``n_samples_per_class - 1`` queries per class,
+        one support sample and :meth:`_validation_n_query` queries per class,
         classified by the nearest prototype in squared Euclidean distance
         between embeddings (the metric ``transform`` serves). Returns a
         callable giving ``(valid_loss, valid_acc)``: the mean query log-loss
         of the softmax over negative distances, and the mean accuracy.
         """
-        n_query = self.n_samples_per_class - 1
+        n_query = self._validation_n_query()
         counts = np.bincount(y_valid)
         eligible = int(np.sum(counts >= 1 + n_query))
         if eligible < 2:
             raise ValueError(
                 f"The {np.count_nonzero(counts)} held-out validation classes need "
-                f"n_samples_per_class = {self.n_samples_per_class} samples each, "
-                f"and only {eligible} have them; validation episodes need 2. "
-                "Raise validation_fraction."
+                f"{1 + n_query} samples each (1 support sample, {n_query} "
+                f"queries), and only {eligible} have them; validation episodes "
+                "need 2. Raise validation_fraction."
             )
         sampler = EpisodeSampler(
             min(self.validation_n_way, eligible),
