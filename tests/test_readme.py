@@ -31,3 +31,18 @@ def test_python_snippets_compile():
 
 def test_no_path_that_only_exists_beside_our_checkout():
     assert "../shared" not in README
+
+
+def test_a_front_page_not_a_lab_notebook():
+    assert README.count("\n") <= 210
+
+
+def test_every_number_of_the_results_summary_is_on_the_benchmarks_page():
+    benchmarks = (
+        Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+    ).read_text()
+    summary = README.split("## Results", 1)[1].split("\n## ", 1)[0]
+    numbers = re.findall(r"\d+\.\d+", summary)
+    assert len(numbers) >= 10
+    for number in numbers:
+        assert re.search(rf"(?<![\d.]){re.escape(number)}(?!\d)", benchmarks), number
