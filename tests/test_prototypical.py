@@ -560,3 +560,82 @@ def test_evaluation_with_fine_tuning_adapts_a_copy_to_each_episode(digits):
             labels=episode.classes_,
         )
         assert loss == pytest.approx(expected, rel=1e-5)
+
+
+#: Initial weights: batch-norm statistics 0 and 1 until re-estimated.
+UNTRAINED = dict(max_epochs=0, random_state=0)
+
+
+def _batch_norm_layers(backbone):
+    return [m for m in backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+def test_adapt_batch_norm_takes_the_statistics_of_the_support_set(tiny_images):
+    X, y = tiny_images
+    clf = PrototypicalClassifier(test_time_views=1, **UNTRAINED).fit(X, y)
+    meta = _state(clf)
+    support = torch.from_numpy(X[::2])
+    # What every batch-norm layer sees of the support set in training mode.
+    backbone, inputs = copy.deepcopy(clf.module_.backbone).train(), []
+    for layer in _batch_norm_layers(backbone):
+        layer.register_forward_pre_hook(lambda _, args: inputs.append(args[0]))
+    with torch.no_grad():
+        backbone(support)
+    clf.set_params(adapt_batch_norm=True).adapt(X[::2], y[::2])
+    tuned = clf.fine_tuned_params_
+    names = [n[: -len(".running_mean")] for n in tuned if n.endswith("running_mean")]
+    assert len(names) == len(inputs) == 4
+    for name, seen in zip(names, inputs, strict=True):
+        torch.testing.assert_close(tuned[f"{name}.running_mean"], seen.mean((0, 2, 3)))
+        torch.testing.assert_close(
+            tuned[f"{name}.running_var"], seen.var((0, 2, 3), correction=1)
+        )
+        assert int(tuned[f"{name}.num_batches_tracked"]) == 1
+        # The weights are the meta-learned ones; module_ keeps its statistics.
+        torch.testing.assert_close(tuned[f"{name}.weight"], meta[f"{name}.weight"])
+    for name, value in clf.module_.state_dict().items():
+        torch.testing.assert_close(value, meta[name], rtol=0, atol=0)
+    assert all(m.momentum == 0.1 for m in _batch_norm_layers(clf.module_))
+    # The support set's embeddings come from the re-estimated statistics.
+    adapted = copy.deepcopy(clf.module_)
+    adapted.load_state_dict(tuned)
+    with torch.no_grad():
+        expected = adapted.eval().embed(support).mean(0)
+    np.testing.assert_allclose(clf.transform(X[::2]).mean(0), expected, atol=1e-5)
+
+
+def test_adapt_batch_norm_averages_over_test_time_views_and_batches(tiny_images):
+    X, y = tiny_images
+    clf = PrototypicalClassifier(test_time_views=3, batch_size=5, **UNTRAINED)
+    clf.fit(X, y)
+    clf.set_params(adapt_batch_norm=True).adapt(X[:10], y[:10])
+    # Six batches of five (two of samples, three views each), of equal size:
+    # the average of their means is the mean over all views.
+    views = torch.cat(list(AffineViews(3)(torch.from_numpy(X[:10]))))
+    first = clf.module_.backbone.encoder[0][0]  # the first convolution
+    with torch.no_grad():
+        expected = first(views).mean((0, 2, 3))
+    tuned = clf.fine_tuned_params_
+    torch.testing.assert_close(tuned["backbone.encoder.0.1.running_mean"], expected)
+    assert int(tuned["backbone.encoder.0.1.num_batches_tracked"]) == 6
+
+
+def test_evaluation_with_adapt_batch_norm_adapts_a_copy_to_each_episode():
+    # Noise: every episode has a loss that the statistics change.
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(40, 1, 16, 16)).astype(np.float32)
+    y = np.repeat(np.arange(4), 10)
+    clf = PrototypicalClassifier(test_time_views=1, adapt_batch_norm=True, **UNTRAINED)
+    clf.fit(X, y)
+    sampler = EpisodeSampler(3, 1, 2, 3, random_state=0)
+    losses, accuracies = clf.score_episodes(X, y, sampler)
+    assert not hasattr(clf, "fine_tuned_params_")
+    for (s, q), loss, accuracy in zip(
+        sampler.split(y=y), losses, accuracies, strict=True
+    ):
+        episode = copy.deepcopy(clf).adapt(X[s], y[s])
+        assert accuracy == pytest.approx(episode.score(X[q], y[q]))
+        expected = log_loss(y[q], episode.predict_proba(X[q]), labels=episode.classes_)
+        assert loss == pytest.approx(expected, rel=1e-5)
+    plain = clf.set_params(adapt_batch_norm=False).score_episodes(X, y, sampler)[0]
+    assert not np.allclose(plain, losses, rtol=1e-3)

@@ -14,6 +14,7 @@ from .._base import check_labels, eval_mode, seeded
 from .._params import TEST_TIME_VIEWS, Param, episodic_parameters, registry_constraints
 from .._precision import autocast
 from .._sklearn import Interval, StrOptions
+from ..augmentation import AffineViews
 from ..distances import DISTANCES, get_distance
 from ._base import EpisodicClassifier, EpisodicNetwork
 from ._segments import class_counts, class_sums
@@ -209,7 +210,9 @@ class PrototypicalClassifier(PrototypeHead, EpisodicClassifier):
     the support set of novel classes without changing the meta-learned
     weights; with ``fine_tuning_steps``, it first fine-tunes a copy of the
     backbone on that support set (P>M>F's third stage, Hu et al., 2022), to
-    close a gap between the base classes' domain and the novel ones'.
+    close a gap between the base classes' domain and the novel ones';
+    ``adapt_batch_norm`` re-estimates its batch-norm statistics on that
+    support set.
 
     {parameters}
 
@@ -225,9 +228,10 @@ class PrototypicalClassifier(PrototypeHead, EpisodicClassifier):
         Mean embedding of the base classes; with
         ``normalization="centered-l2"`` only.
     fine_tuned_params_ : dict of str to torch.Tensor
-        The backbone's weights fine-tuned on the support set of the last
-        :meth:`adapt`, by their names in ``module_``; with
-        ``fine_tuning_steps`` only. ``module_`` keeps the meta-learned ones.
+        The backbone's weights and batch-norm statistics adapted to the
+        support set of the last :meth:`adapt`, by their names in
+        ``module_``; with ``fine_tuning_steps`` or ``adapt_batch_norm`` only.
+        ``module_`` keeps the meta-learned ones.
     module_ : PrototypicalNetwork
         The meta-trained module, on ``device_``.
     history_ : skorch.History
@@ -248,6 +252,9 @@ class PrototypicalClassifier(PrototypeHead, EpisodicClassifier):
        Limits of Simple Pipelines for Few-Shot Learning: External Data and
        Fine-Tuning Make a Difference". CVPR 2022.
        https://arxiv.org/abs/2204.07305
+    .. [3] Y. Li, N. Wang, J. Shi, X. Hou, J. Liu. "Adaptive Batch
+       Normalization for practical domain adaptation". Pattern Recognition
+       80, 2018. https://arxiv.org/abs/1603.04779
 
     Examples
     --------
@@ -295,6 +302,22 @@ class PrototypicalClassifier(PrototypeHead, EpisodicClassifier):
                 [Interval(Real, 0, None, closed="neither")],
                 "Adam's learning rate in fine-tuning at :meth:`adapt`.",
             ),
+            "adapt_batch_norm": Param(
+                "bool",
+                False,
+                ["boolean"],
+                """Re-estimate the backbone's batch-norm statistics on the
+                support set at :meth:`adapt` (and in each episode of
+                :meth:`score_episodes`), AdaBN (Li et al., 2018 [3]_): a
+                copy's running means and variances are reset and set to
+                those of the support samples as the network sees them at
+                prediction (each of its ``test_time_views``), in batches of
+                ``batch_size`` samples whose statistics are averaged
+                (PyTorch's ``momentum=None``); with ``fine_tuning_steps``,
+                before fine-tuning and again after it. For novel classes of
+                another domain than the base classes. False (the default)
+                keeps the meta-learned statistics.""",
+            ),
         },
         n_way={
             "doc": """Classes per training episode. ``None`` means all classes of
@@ -324,30 +347,81 @@ class PrototypicalClassifier(PrototypeHead, EpisodicClassifier):
     def _default_n_query(self, n_way, k_shot):
         return max(1, self.episode_size // n_way - k_shot)
 
+    def _adapts_backbone(self):
+        """Whether :meth:`adapt` changes a copy of the backbone."""
+        return bool(self.fine_tuning_steps or self.adapt_batch_norm)
+
     def _adapt(self, X_support, y_support):
-        # Every adapt fine-tunes from the meta-learned weights, never the last.
+        # Every adapt starts from the meta-learned weights, never the last.
         vars(self).pop("fine_tuned_params_", None)
-        if self.fine_tuning_steps:
+        if self._adapts_backbone():
             X = self._validate_X(X_support, reset=False)
             y = LabelEncoder().fit_transform(check_labels(y_support, "y_support"))
             check_consistent_length(X, y)
-            self.fine_tuned_params_ = self._fine_tuned(X, y)
+            module = copy.deepcopy(self.module_)
+            x = torch.from_numpy(X)
+            if self.adapt_batch_norm:
+                self._estimate_batch_norm(module, x)
+            if self.fine_tuning_steps:
+                self._fine_tune(module, x, y)
+                if self.adapt_batch_norm:
+                    self._estimate_batch_norm(module, x)
+            self.fine_tuned_params_ = {
+                name: value.detach().clone()
+                for name, value in module.state_dict().items()
+                if name.startswith("backbone.")
+            }
         super()._adapt(X_support, y_support)
 
-    def _fine_tuned(self, X, y_enc):
-        """Backbone weights fine-tuned on the support set (X, y_enc).
+    def _estimate_batch_norm(self, module, x):
+        """Set the batch-norm running statistics of ``module`` to those of ``x``.
+
+        AdaBN (Li et al., 2018): each batch-norm layer of the backbone that
+        tracks running statistics is reset and, in training mode (every
+        other layer in eval mode), averages the batch statistics of ``x`` as
+        the embedding function sees it: each test-time view, in batches of
+        ``batch_size`` samples (``momentum=None``). One batch gives the
+        exact mean and unbiased variance of the layer's inputs.
+        """
+        layers = [
+            layer
+            for layer in module.backbone.modules()
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm)
+            and layer.track_running_stats
+        ]
+        if not layers:
+            return
+        device = next(module.parameters()).device
+        n_views = self._n_test_time_views()
+        views = AffineViews(n_views) if n_views > 1 else lambda batch: [batch]
+        momenta = [layer.momentum for layer in layers]
+        with eval_mode(module), torch.no_grad():
+            for layer in layers:
+                layer.reset_running_stats()
+                layer.momentum = None
+                layer.train()
+            try:
+                for chunk in x.split(self.batch_size):
+                    for view in views(chunk.to(device)):
+                        with autocast(device, self.precision):
+                            module.embed(view)
+            finally:
+                for layer, momentum in zip(layers, momenta, strict=True):
+                    layer.momentum = momentum
+
+    def _fine_tune(self, module, x, y_enc):
+        """Fine-tune the backbone of ``module`` on the support set (x, y_enc).
 
         Each step embeds the support samples and an augmented view of each
         (the episode's queries) and takes an Adam step on the cross-entropy
         of the views against the support set's prototypes (P>M>F's
         fine-tuning, Hu et al., 2022, with the support set as its own
-        queries).
+        queries); batch norm runs on its running statistics.
         """
-        module = copy.deepcopy(self.module_)
         device = next(module.parameters()).device
-        x = torch.from_numpy(X).to(device)
+        x = x.to(device)
         y = torch.from_numpy(np.asarray(y_enc, dtype=np.int64)).to(device)
-        augment = self._augmentation(X.ndim)
+        augment = self._augmentation(x.ndim)
         optimizer = torch.optim.Adam(module.backbone.parameters(), self.fine_tuning_lr)
         with (
             seeded(self._seed(), device),
@@ -371,11 +445,6 @@ class PrototypicalClassifier(PrototypeHead, EpisodicClassifier):
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-        return {
-            name: value.detach().clone()
-            for name, value in module.state_dict().items()
-            if name.startswith("backbone.")
-        }
 
     def _inference_module(self):
         """``module_``, with the fine-tuned backbone of the last adapt if any."""
@@ -389,11 +458,12 @@ class PrototypicalClassifier(PrototypeHead, EpisodicClassifier):
     def score_episodes(self, X, y, episodes, groups=None):
         """Query log-loss and accuracy in each episode; see the base method.
 
-        With ``fine_tuning_steps``, each episode adapts (and fine-tunes) a
-        copy of the estimator to its support set, as :meth:`adapt` would,
-        and scores its queries with :meth:`decision_function`'s logits.
+        With ``fine_tuning_steps`` or ``adapt_batch_norm``, each episode
+        adapts (fine-tunes, re-estimates batch-norm statistics) a copy of the
+        estimator to its support set, as :meth:`adapt` would, and scores its
+        queries with :meth:`decision_function`'s logits.
         """
-        if not self.fine_tuning_steps:
+        if not self._adapts_backbone():
             return super().score_episodes(X, y, episodes, groups=groups)
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
