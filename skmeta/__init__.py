@@ -12,6 +12,7 @@ from .embedding import (
 from .episodes import EpisodeSampler
 from .fewshot import (
     MAMLClassifier,
+    MAMLRegressor,
     MatchingClassifier,
     PrototypicalClassifier,
     RelationClassifier,
@@ -28,6 +29,7 @@ __all__ = [
     "CosFaceEmbedder",
     "EpisodeSampler",
     "MAMLClassifier",
+    "MAMLRegressor",
     "MatchingClassifier",
     "MetricEmbedder",
     "NPairEmbedder",

@@ -1,6 +1,6 @@
-"""Few-shot classifiers meta-trained on N-way K-shot episodes."""
+"""Few-shot classifiers meta-trained on N-way K-shot episodes, and regressors."""
 
-from .maml import MAMLClassifier
+from .maml import MAMLClassifier, MAMLRegressor
 from .matching import MatchingClassifier
 from .prototypical import PrototypicalClassifier
 from .relation import RelationClassifier
@@ -18,9 +18,16 @@ CLASSIFIERS = {
     "transfer": TransferClassifier,
 }
 
+#: The few-shot regressors by name, meta-trained on tasks given by ``groups``.
+REGRESSORS = {
+    "maml": MAMLRegressor,
+}
+
 __all__ = [
     "CLASSIFIERS",
+    "REGRESSORS",
     "MAMLClassifier",
+    "MAMLRegressor",
     "MatchingClassifier",
     "PrototypicalClassifier",
     "RelationClassifier",

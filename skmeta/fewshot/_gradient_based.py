@@ -1,7 +1,8 @@
-"""Shared machinery of the gradient-based few-shot classifiers (MAML, Reptile).
+"""Shared machinery of the gradient-based few-shot methods (MAML, Reptile).
 
-Both methods meta-learn an initialisation ``θ`` of a whole classifier: a
-backbone followed by a linear head with one output per episode class. A
+Both methods meta-learn an initialisation ``θ`` of a whole learner: a
+backbone followed by a linear head with one output per episode class (one
+output in all for regression). A
 task is solved by a few gradient steps from ``θ`` on its support set. This
 module keeps what they share:
 
@@ -12,10 +13,13 @@ module keeps what they share:
 - :func:`sgd_steps` (differentiable plain SGD, MAML's inner loop and its
   fine-tuning) and :func:`optimizer_steps` (SGD or Adam on minibatches,
   Reptile's, whose Adam state can be carried from task to task);
-- :class:`GradientBasedClassifier`, the estimator plumbing: meta-batches
-  of episodes streamed to skorch, ``adapt`` by fine-tuning a copy,
-  prediction with the adapted copy and episodic evaluation that fine-tunes
-  once per episode.
+- :class:`GradientBasedEstimator`, the estimator plumbing of classifiers
+  and regressors alike: meta-batches of tasks streamed to skorch, ``adapt``
+  by fine-tuning a copy, prediction with the adapted copy;
+- :class:`GradientBasedClassifier`, what classification adds: the head's
+  ``n_way`` outputs, a zero head for other support sets, and episodic
+  evaluation that fine-tunes once per episode (the regressors' base is
+  :class:`~skmeta.fewshot._regression.GradientBasedRegressor`).
 """
 
 import math
@@ -34,6 +38,7 @@ from ._base import EpisodicClassifier
 
 __all__ = [
     "GradientBasedClassifier",
+    "GradientBasedEstimator",
     "GradientNetwork",
     "adam_state",
     "batch_statistics_norm",
@@ -82,7 +87,7 @@ class _Learner(nn.Module):
 
 
 class GradientNetwork(nn.Module):
-    """The torch side of MAML and Reptile: a classifier and its functional use.
+    """The torch side of MAML and Reptile: a learner and its functional use.
 
     Parameters
     ----------
@@ -92,14 +97,20 @@ class GradientNetwork(nn.Module):
     embedding_dim : int
         ``d``, the backbone's output size.
     n_way : int
-        Outputs of the linear head: the classes of a training episode.
+        Outputs of the linear head: the classes of a training episode (1 for
+        regression).
+    regression : bool, default=False
+        The task loss: cross-entropy of the logits against class indices, or
+        with ``True`` the mean squared error of the one output against real
+        targets (Finn et al., 2017, eq. 2 and 3).
     """
 
-    def __init__(self, backbone, embedding_dim, n_way):
+    def __init__(self, backbone, embedding_dim, n_way, *, regression=False):
         super().__init__()
         self.learner = _Learner(
             batch_statistics_norm(backbone), nn.Linear(embedding_dim, n_way)
         )
+        self.regression = regression
 
     @property
     def n_way(self):
@@ -114,26 +125,47 @@ class GradientNetwork(nn.Module):
         return dict(self.learner.named_parameters())
 
     def logits(self, params, x):
-        """Logits ``(batch, n_outputs)`` of ``x`` under the weights ``params``.
+        """Outputs ``(batch, n_outputs)`` of ``x`` under the weights ``params``.
 
         ``params`` maps the names of :meth:`params` to tensors; the head's may
         have another number of outputs than ``n_way``.
         """
         return functional_call(self.learner, params, (x,))
 
+    def outputs(self, params, x):
+        """What the task loss compares with the targets, under ``params``.
+
+        The logits ``(batch, n_outputs)``, or for regression the predictions
+        ``(batch,)`` (the one output).
+        """
+        out = self.logits(params, x)
+        return out[:, 0] if self.regression else out
+
+    def task_loss(self, params, x, y):
+        """``L(params)`` on (x, y): mean cross-entropy, or mean squared error."""
+        out = self.outputs(params, x)
+        if self.regression:
+            return nn.functional.mse_loss(out, y)
+        return nn.functional.cross_entropy(out, y)
+
+    def is_support(self, y):
+        """Which rows of a training task's targets ``y`` are support rows.
+
+        Query rows are marked -1 (class indices) or NaN (regression targets):
+        the module never sees their targets.
+        """
+        return ~torch.isnan(y) if self.regression else y >= 0
+
     def forward(self, x, y=None):
-        """Logits of ``x`` under ``θ`` (``y`` is ignored)."""
+        """Outputs of ``x`` under ``θ`` (``y`` is ignored)."""
         return self.learner(x)
-
-
-def _loss(network, params, x, y):
-    return nn.functional.cross_entropy(network.logits(params, x), y)
 
 
 def sgd_steps(network, params, x, y, n_steps, lr, *, create_graph=False):
     """``n_steps`` full-batch gradient steps ``θ ← θ − α ∇_θ L(θ)`` on (x, y).
 
-    ``L`` is the cross-entropy of ``network.logits(θ, x)`` against ``y``.
+    ``L`` is the network's task loss (:meth:`GradientNetwork.task_loss`):
+    cross-entropy, or mean squared error for regression.
     The steps are differentiable: with ``create_graph=True`` the result is a
     function of ``params`` up to second order (MAML); with ``False`` each
     step's gradient is a constant, so the result depends on ``params`` only
@@ -145,7 +177,8 @@ def sgd_steps(network, params, x, y, n_steps, lr, *, create_graph=False):
     params : dict of str to torch.Tensor
         Starting weights; at least one must require grad.
     x : torch.Tensor of shape (n, ...)
-    y : torch.Tensor of shape (n,), dtype int64
+    y : torch.Tensor of shape (n,)
+        Class indices (int64), or real targets (float32) for regression.
     n_steps : int
     lr : float
         The step size ``α``.
@@ -159,7 +192,7 @@ def sgd_steps(network, params, x, y, n_steps, lr, *, create_graph=False):
     names = [n for n, p in params.items() if p.requires_grad]
     for _ in range(n_steps):
         grads = torch.autograd.grad(
-            _loss(network, params, x, y),
+            network.task_loss(params, x, y),
             [params[n] for n in names],
             create_graph=create_graph,
         )
@@ -217,7 +250,8 @@ def optimizer_steps(
     params : dict of str to torch.Tensor
         Starting weights (not changed).
     x : torch.Tensor of shape (n, ...)
-    y : torch.Tensor of shape (n,), dtype int64
+    y : torch.Tensor of shape (n,)
+        Class indices (int64), or real targets (float32) for regression.
     n_steps : int
     lr : float
         The step size ``α``.
@@ -238,7 +272,7 @@ def optimizer_steps(
     params : dict of str to torch.Tensor
         The trained copy, detached.
     loss : float
-        Cross-entropy of the last minibatch, before its step.
+        Task loss of the last minibatch, before its step.
     """
     params = {n: p.detach().clone().requires_grad_(True) for n, p in params.items()}
     if optimizer == "adam" and state is None:
@@ -253,7 +287,7 @@ def optimizer_steps(
         rows = order[start : start + batch_size]
         start += batch_size
         with torch.enable_grad():
-            batch_loss = _loss(network, params, x[rows], y[rows])
+            batch_loss = network.task_loss(params, x[rows], y[rows])
             grads = torch.autograd.grad(batch_loss, list(params.values()))
         with torch.no_grad():
             if optimizer == "sgd":
@@ -300,12 +334,12 @@ class _MetaBatchStream(IterableDataset):
             yield self._stack(items)
 
 
-def _tasks(X, y_query):
+def _tasks(network, X, y_query):
     """Split a meta-batch into its tasks: (x_s, y_s, x_q, y_q) for each."""
     x, y = X["x"], X["y"]
     per_task = len(y_query) // len(x)
     for t in range(len(x)):
-        support = y[t] >= 0
+        support = network.is_support(y[t])
         yield (
             x[t][support],
             y[t][support],
@@ -314,26 +348,26 @@ def _tasks(X, y_query):
         )
 
 
-class GradientBasedClassifier(EpisodicClassifier):
-    """Base of MAML and Reptile: adapt-by-fine-tuning few-shot classifiers.
+class GradientBasedEstimator:
+    """What MAML and Reptile share, classifiers and regressors alike.
 
-    A subclass sets ``_net_class`` and ``_optimizer``, and provides
-    ``_fine_tune(params, x, y)`` (the test-time adaptation from ``θ``). The
-    meta-learned weights live in
-    ``module_`` and never change after ``fit``; the weights adapted to the
-    current support set are ``adapted_params_``.
+    A mixin before the task's base (:class:`GradientBasedClassifier`,
+    :class:`~skmeta.fewshot._regression.GradientBasedRegressor`): meta-batches
+    of tasks streamed to skorch, a copy of ``θ`` fine-tuned on a support set
+    (``adapted_params_``), and predictions under the adapted weights. A
+    method sets ``_net_class`` and provides ``_build_module(backbone,
+    embedding_dim)`` (its network, with ``_head_outputs()`` outputs and the
+    task's loss, ``_regression``) and ``_fine_tune(params, x, y)`` (the
+    test-time adaptation from ``θ``). The meta-learned weights live in
+    ``module_`` and never change after ``fit``.
     """
 
     _step_noun = "meta-batches"
 
     _support_attributes = ("adapted_params_",)
 
-    #: The documentation of ``n_way`` for both: the head's outputs.
-    n_way_change = {
-        "doc": """Classes per training episode and outputs of the head. ``None``
-        means 5, or all classes of ``y`` where it has fewer; a larger explicit
-        ``n_way`` than the classes of ``y`` is an error."""
-    }
+    #: Whether the task loss is the mean squared error (else cross-entropy).
+    _regression = False
 
     #: Their backbones' batch norms (see :func:`batch_statistics_norm`).
     backbone_change = {
@@ -356,50 +390,50 @@ class GradientBasedClassifier(EpisodicClassifier):
         CPUs it can be slower than float32.""",
     }
 
-    #: Head width when ``n_way=None``: the 5-way tasks of MAML and Reptile on
-    #: Omniglot, or all classes when there are fewer.
-    max_auto_way = 5
-
     def _training_batches(self, stream):
         return _MetaBatchStream(stream, self.meta_batch_size)
 
     def _schedule(self, steps_per_epoch):
         return []  # no lr_step: a constant meta learning rate unless overridden
 
-    def _initial_params(self, n_classes):
-        """Starting weights for ``n_classes`` support classes (a copy of ``θ``).
+    def _initial_params(self, n_outputs):
+        """Starting weights for a head of ``n_outputs`` (a copy of ``θ``).
 
-        The meta-learned head when ``n_classes`` equals its outputs, else a
-        zero head with ``n_classes`` outputs.
+        The meta-learned head when ``n_outputs`` equals its outputs, else a
+        zero head with ``n_outputs`` outputs (support sets of another number
+        of classes than ``n_way``).
         """
         params = {
             n: p.detach().clone().requires_grad_(True)
             for n, p in self.module_.params().items()
         }
-        if n_classes != self.module_.n_way:
+        if n_outputs != self.module_.n_way:
             weight = params["head.weight"]
             params["head.weight"] = weight.new_zeros(
-                n_classes, weight.shape[1]
+                n_outputs, weight.shape[1]
             ).requires_grad_(True)
-            params["head.bias"] = weight.new_zeros(n_classes).requires_grad_(True)
+            params["head.bias"] = weight.new_zeros(n_outputs).requires_grad_(True)
         return params
 
-    def _adapted(self, x, y, n_classes):
+    def _adapted(self, x, y, n_outputs):
         """Weights fine-tuned on (x, y) from a copy of ``θ``, detached."""
-        params = self._initial_params(n_classes)
+        params = self._initial_params(n_outputs)
         with torch.enable_grad(), autocast(x.device, self.precision):
             params = self._fine_tune(params, x, y)
         return {n: p.detach() for n, p in params.items()}
 
-    def _take_support(self, X, y_enc):
-        """Fine-tune a copy of ``θ`` on the support set (``fit`` and ``adapt``)."""
+    def _fine_tune_on(self, X, targets, n_outputs):
+        """Set ``adapted_params_``: ``θ`` fine-tuned on validated (X, targets).
+
+        ``targets`` is an ndarray of class indices (int64) or real values
+        (float32); ``fit``'s default support and :meth:`adapt` come here.
+        """
         # The parameters of fine-tuning may have been set after fit, unchecked.
         self._validate_params()
-        module = self.module_
-        device = next(module.parameters()).device
+        device = next(self.module_.parameters()).device
         x = torch.from_numpy(X).to(device)
-        y = torch.from_numpy(np.asarray(y_enc, dtype=np.int64)).to(device)
-        self.adapted_params_ = self._adapted(x, y, len(self.classes_))
+        y = torch.from_numpy(targets).to(device)
+        self.adapted_params_ = self._adapted(x, y, n_outputs)
 
     def _fine_tune(self, params, x, y):
         raise NotImplementedError
@@ -442,6 +476,33 @@ class GradientBasedClassifier(EpisodicClassifier):
                 f"with batch_size={self.batch_size}."
             ) from error
         return torch.cat(logits)
+
+
+class GradientBasedClassifier(GradientBasedEstimator, EpisodicClassifier):
+    """Base of MAML's and Reptile's classifiers: episodes, classes, a zero head.
+
+    See :class:`GradientBasedEstimator`; the head has ``n_way_`` outputs,
+    and a support set of another number of classes starts from a zero head.
+    """
+
+    #: The documentation of ``n_way`` for both: the head's outputs.
+    n_way_change = {
+        "doc": """Classes per training episode and outputs of the head. ``None``
+        means 5, or all classes of ``y`` where it has fewer; a larger explicit
+        ``n_way`` than the classes of ``y`` is an error."""
+    }
+
+    #: Head width when ``n_way=None``: the 5-way tasks of MAML and Reptile on
+    #: Omniglot, or all classes when there are fewer.
+    max_auto_way = 5
+
+    def _head_outputs(self):
+        return self.n_way_
+
+    def _take_support(self, X, y_enc):
+        """Fine-tune a copy of ``θ`` on the support set (``fit`` and ``adapt``)."""
+        targets = np.asarray(y_enc, dtype=np.int64)
+        self._fine_tune_on(X, targets, len(self.classes_))
 
     def _logits(self, X, reduce=None):
         """Logits (n_samples, n_classes) of X under the adapted weights.

@@ -5,16 +5,19 @@ from numbers import Integral, Real
 import torch
 
 from .._docs import META_BATCHES
-from .._params import Param, episodic_parameters
+from .._params import Param, changed, episodic_parameters
 from .._sklearn import Interval
 from ..training import optimizer_arguments
 from ._gradient_based import GradientBasedClassifier, GradientNetwork, sgd_steps
+from ._regression import TASKS, GradientBasedRegressor, regression_parameters
 
-__all__ = ["MAMLClassifier", "MAMLNetwork"]
+__all__ = ["MAMLClassifier", "MAMLNetwork", "MAMLRegressor"]
 
 
 class MAMLNetwork(GradientNetwork):
-    """The torch side of :class:`MAMLClassifier`: one meta-batch per forward.
+    """The torch side of :class:`MAMLClassifier` and :class:`MAMLRegressor`.
+
+    One meta-batch per forward pass.
 
     Parameters
     ----------
@@ -23,19 +26,29 @@ class MAMLNetwork(GradientNetwork):
     embedding_dim : int
         ``d``.
     n_way : int
-        Outputs of the head.
+        Outputs of the head (1 for regression).
     n_inner_steps : int
         Inner SGD steps on each task's support set.
     inner_lr : float
         Inner step size ``α``.
     first_order : bool
         Drop the second-order term of the meta-gradient (FOMAML).
+    regression : bool, default=False
+        Mean squared error as the task loss, instead of cross-entropy.
     """
 
     def __init__(
-        self, backbone, embedding_dim, n_way, n_inner_steps, inner_lr, first_order
+        self,
+        backbone,
+        embedding_dim,
+        n_way,
+        n_inner_steps,
+        inner_lr,
+        first_order,
+        *,
+        regression=False,
     ):
-        super().__init__(backbone, embedding_dim, n_way)
+        super().__init__(backbone, embedding_dim, n_way, regression=regression)
         self.n_inner_steps = n_inner_steps
         self.inner_lr = inner_lr
         self.first_order = first_order
@@ -58,34 +71,104 @@ class MAMLNetwork(GradientNetwork):
         )
 
     def forward(self, x, y=None):
-        """Query logits of a meta-batch after each task's inner loop.
+        """Query outputs of a meta-batch after each task's inner loop.
 
         Parameters
         ----------
         x : torch.Tensor of shape (T, n_rows, ...) or (n, ...)
             ``T`` tasks, each with its support rows then its query rows. A
-            tensor without the task axis is classified under ``θ``.
-        y : torch.Tensor of shape (T, n_rows), dtype int64, or None
-            Episode class of each support row; -1 for query rows.
+            tensor without the task axis is passed through ``θ``.
+        y : torch.Tensor of shape (T, n_rows), or None
+            Episode class (int64) of each support row and -1 for query rows;
+            for regression, the target (float32) of each support row and
+            NaN for query rows.
 
         Returns
         -------
-        torch.Tensor of shape (T * n_query_rows, n_way)
-            Each task's query logits under its adapted weights ``θ'_i``,
-            task after task: their mean cross-entropy is the meta-objective
-            ``(1/T) Σ_i L_query_i(θ'_i)`` (eq. 1 of the paper, averaged).
+        torch.Tensor of shape (T * n_query_rows, n_way), or (T * n_query_rows,)
+            Each task's query logits (for regression, predictions) under its
+            adapted weights ``θ'_i``, task after task: their mean task loss
+            is the meta-objective ``(1/T) Σ_i L_query_i(θ'_i)`` (eq. 1 of
+            the paper, averaged).
         """
         if y is None:
             return super().forward(x)
         logits = []
         for x_task, y_task in zip(x, y, strict=True):
-            support = y_task >= 0
+            support = self.is_support(y_task)
             adapted = self.adapt_params(x_task[support], y_task[support])
-            logits.append(self.logits(adapted, x_task[~support]))
+            logits.append(self.outputs(adapted, x_task[~support]))
         return torch.cat(logits)
 
 
-class MAMLClassifier(GradientBasedClassifier):
+#: MAML's own parameters, with the paper's values for 5-way Omniglot.
+MAML_PARAMETERS = {
+    "n_inner_steps": Param(
+        "int",
+        1,
+        [Interval(Integral, 1, None, closed="left")],
+        """Inner SGD steps per task in training (1 for 5-way Omniglot in
+        the paper; 5 for 20-way and miniImageNet).""",
+    ),
+    "inner_lr": Param(
+        "float",
+        0.4,
+        [Interval(Real, 0, None, closed="neither")],
+        """Inner step size ``α``, in training and at adaptation (the
+        paper's Omniglot value; it uses 0.1 for 20-way, 0.01 for
+        miniImageNet).""",
+    ),
+    "n_inner_steps_test": Param(
+        "int",
+        3,
+        [Interval(Integral, 1, None, closed="left")],
+        """SGD steps of :meth:`adapt`, of ``fit``'s default support and
+        of each evaluation episode (3 for 5-way Omniglot in the paper).
+        At least 1: the support labels reach a prediction only through
+        these steps (see Notes).""",
+    ),
+    "meta_batch_size": Param(
+        "int",
+        32,
+        [Interval(Integral, 1, None, closed="left")],
+        "Tasks per outer step (32 for 5-way Omniglot in the paper).",
+    ),
+    "first_order": Param(
+        "bool",
+        False,
+        ["boolean"],
+        "First-order MAML: treat the inner gradients as constants.",
+    ),
+}
+
+
+class _MAML:
+    """MAML whatever the task: its network, outer optimizer and fine-tuning."""
+
+    _learning_rates = ("lr", "inner_lr")
+
+    def _optimizer_arguments(self, module):
+        # No backbone_lr: the inner loop adapts every weight, the backbone's too.
+        return optimizer_arguments(module, self.optimizer, self.optimizer_params)
+
+    def _build_module(self, backbone, embedding_dim):
+        return MAMLNetwork(
+            backbone,
+            embedding_dim,
+            self._head_outputs(),
+            self.n_inner_steps,
+            self.inner_lr,
+            self.first_order,
+            regression=self._regression,
+        )
+
+    def _fine_tune(self, params, x, y):
+        return sgd_steps(
+            self.module_, params, x, y, self.n_inner_steps_test, self.inner_lr
+        )
+
+
+class MAMLClassifier(_MAML, GradientBasedClassifier):
     """Few-shot classifier of Model-Agnostic Meta-Learning (MAML).
 
     MAML meta-learns an initialisation ``θ`` of a whole classifier (a
@@ -172,48 +255,10 @@ class MAMLClassifier(GradientBasedClassifier):
     (5,)
     """
 
-    _learning_rates = ("lr", "inner_lr")
     _doc_values = META_BATCHES
 
     _parameters = episodic_parameters(
-        {
-            "n_inner_steps": Param(
-                "int",
-                1,
-                [Interval(Integral, 1, None, closed="left")],
-                """Inner SGD steps per task in training (1 for 5-way Omniglot in
-                the paper; 5 for 20-way and miniImageNet).""",
-            ),
-            "inner_lr": Param(
-                "float",
-                0.4,
-                [Interval(Real, 0, None, closed="neither")],
-                """Inner step size ``α``, in training and at adaptation (the
-                paper's Omniglot value; it uses 0.1 for 20-way, 0.01 for
-                miniImageNet).""",
-            ),
-            "n_inner_steps_test": Param(
-                "int",
-                3,
-                [Interval(Integral, 1, None, closed="left")],
-                """SGD steps of :meth:`adapt`, of ``fit``'s default support and
-                of each evaluation episode (3 for 5-way Omniglot in the paper).
-                At least 1: the support labels reach a prediction only through
-                these steps (see Notes).""",
-            ),
-            "meta_batch_size": Param(
-                "int",
-                32,
-                [Interval(Integral, 1, None, closed="left")],
-                "Tasks per outer step (32 for 5-way Omniglot in the paper).",
-            ),
-            "first_order": Param(
-                "bool",
-                False,
-                ["boolean"],
-                "First-order MAML: treat the inner gradients as constants.",
-            ),
-        },
+        MAML_PARAMETERS,
         n_way=GradientBasedClassifier.n_way_change,
         backbone=GradientBasedClassifier.backbone_change,
         precision=GradientBasedClassifier.precision_change,
@@ -234,21 +279,124 @@ class MAMLClassifier(GradientBasedClassifier):
         backbone_lr=None,
     )
 
-    def _optimizer_arguments(self, module):
-        # No backbone_lr: the inner loop adapts every weight, the backbone's too.
-        return optimizer_arguments(module, self.optimizer, self.optimizer_params)
 
-    def _build_module(self, backbone, embedding_dim):
-        return MAMLNetwork(
-            backbone,
-            embedding_dim,
-            self.n_way_,
-            self.n_inner_steps,
-            self.inner_lr,
-            self.first_order,
-        )
+class MAMLRegressor(_MAML, GradientBasedRegressor):
+    """Few-shot regressor of Model-Agnostic Meta-Learning (MAML).
 
-    def _fine_tune(self, params, x, y):
-        return sgd_steps(
-            self.module_, params, x, y, self.n_inner_steps_test, self.inner_lr
-        )
+    MAML meta-learns an initialisation ``θ`` of a regression network (a
+    backbone and a linear head of one output) from which a few gradient
+    steps on ``K`` samples of a new task give a good regressor for that
+    task (Finn et al., 2017, section 3.1 and 5.1). Tasks are the groups of
+    ``fit(X, y, groups)``. Each training task draws ``k_shot + n_query`` of
+    its samples; the inner loop takes ``n_inner_steps`` SGD steps on the
+    mean squared error of the ``k_shot`` support samples,
+    ``θ'_i = θ − α ∇_θ L_{T_i}^{support}(θ)``, and the outer loop updates
+    ``θ`` with Adam on the mean squared error of the queries under ``θ'_i``,
+    averaged over ``meta_batch_size`` tasks (eq. 1 and 2 of the paper),
+    second order by default, first order with ``first_order=True``.
+
+    ``fit`` runs the outer steps through a skorch net (history, callbacks
+    and progress bar as usual, one skorch batch per meta-batch).
+    :meth:`adapt` fine-tunes a *copy* of ``θ`` on a new task's samples
+    (``n_inner_steps_test`` full-batch SGD steps of size ``inner_lr``);
+    ``predict`` then gives its outputs, ``score`` its R². After ``fit``,
+    until an ``adapt``, the support set is the whole training data taken as
+    one task.
+
+    Defaults are the paper's sinusoid set-up: the 1-40-40-1 ReLU network
+    (for one feature), one inner step of ``α = 0.01`` on ``K = 5`` samples,
+    Adam at ``β = 1e-3``, 25 tasks per outer step, 10 steps at adaptation.
+
+    {parameters}
+
+    Attributes
+    ----------
+    module_ : MAMLNetwork
+        The meta-learned network ``θ``, on ``device_``; never changed by
+        ``adapt`` or ``predict``.
+    adapted_params_ : dict of str to torch.Tensor
+        The weights fine-tuned on the current support set.
+    history_ : skorch.History
+        skorch's record of meta-training: the mean query loss (mean squared
+        error) after adaptation of each meta-batch, epoch times.
+    {training_attributes}
+
+    See Also
+    --------
+    ReptileRegressor : A first-order meta-learner of an initialisation.
+    MAMLClassifier : MAML for N-way K-shot classification.
+
+    Notes
+    -----
+    Without ``groups``, the whole of (X, y) is one task: every training task
+    draws its ``k_shot + n_query`` samples from all of (X, y). This is how
+    scikit-learn's tools call ``fit(X, y)`` (``cross_validate``, a
+    ``Pipeline``); give ``groups`` to meta-learn across tasks. To score a
+    new task, ``adapt`` to its few samples, then ``score`` its others.
+
+    ``transform(X)`` returns the features of the meta-learned backbone
+    ``θ`` (not of the adapted copy), of shape ``(n_samples, embedding_dim)``.
+
+    Fine-tuning is full-batch: the whole support set in one pass (for
+    ``fit``'s default support, the whole training data). Batch norms, in a
+    backbone that has them, normalise with the statistics of the batch they
+    are given, as in :class:`MAMLClassifier`.
+
+    ``n_inner_steps_test`` is at least 1, as for :class:`MAMLClassifier`.
+
+    References
+    ----------
+    .. [1] C. Finn, P. Abbeel, S. Levine. "Model-Agnostic Meta-Learning for
+       Fast Adaptation of Deep Networks". ICML 2017.
+       https://arxiv.org/abs/1703.03400
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmeta import MAMLRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> amplitude, phase = rng.uniform(0.1, 5, 50), rng.uniform(0, np.pi, 50)
+    >>> X = rng.uniform(-5, 5, (50, 20, 1))
+    >>> y = amplitude[:, None] * np.sin(X[..., 0] - phase[:, None])
+    >>> groups = np.repeat(np.arange(50), 20)
+    >>> reg = MAMLRegressor(max_epochs=1, random_state=0)
+    >>> reg = reg.fit(X.reshape(-1, 1), y.ravel(), groups)
+    >>> reg = reg.adapt(X[0, :5], y[0, :5])
+    >>> reg.predict(X[0, 5:8]).shape
+    (3,)
+    """
+
+    _doc_values = TASKS
+
+    _parameters = regression_parameters(
+        changed(
+            MAML_PARAMETERS,
+            {
+                "n_inner_steps": {
+                    "doc": """Inner SGD steps per task in training (1 in the
+                    paper's sinusoid experiment)."""
+                },
+                "inner_lr": {
+                    "default": 0.01,
+                    "doc": """Inner step size ``α``, in training and at
+                    adaptation (the paper's for the sinusoid).""",
+                },
+                "n_inner_steps_test": {
+                    "default": 10,
+                    "doc": """SGD steps of :meth:`adapt` and of ``fit``'s default
+                    support (the paper fine-tunes the sinusoid model for up to
+                    10). At least 1.""",
+                },
+                "meta_batch_size": {
+                    "default": 25,
+                    "doc": """Tasks per outer step (25 for the sinusoid in the
+                    authors' code).""",
+                },
+            },
+        ),
+        backbone=GradientBasedRegressor.backbone_change,
+        embedding_dim=GradientBasedRegressor.embedding_dim_change,
+        precision=GradientBasedRegressor.precision_change,
+        lr={"doc": "The outer loop's learning rate ``β`` (the paper's, with Adam)."},
+        optimizer={"doc": "The outer loop's optimizer: Adam in the paper."},
+    )

@@ -147,7 +147,7 @@ class ReptileNet(_MixedPrecisionNet, NeuralNet):
         theta = module.params()
         mean = {n: torch.zeros_like(p) for n, p in theta.items()}
         losses = []
-        for x_s, y_s, x_q, y_q in _tasks(X, y_query):
+        for x_s, y_s, x_q, y_q in _tasks(module, X, y_query):
             with autocast(self.device, self.precision):
                 adapted, loss = module.train_on(
                     theta, torch.cat([x_s, x_q]), torch.cat([y_s, y_q])
