@@ -606,18 +606,19 @@ def test_adapt_batch_norm_takes_the_statistics_of_the_support_set(tiny_images):
 
 def test_adapt_batch_norm_averages_over_test_time_views_and_batches(tiny_images):
     X, y = tiny_images
-    clf = PrototypicalClassifier(test_time_views=3, batch_size=5, **UNTRAINED)
+    clf = PrototypicalClassifier(test_time_views=3, batch_size=4, **UNTRAINED)
     clf.fit(X, y)
-    clf.set_params(adapt_batch_norm=True).adapt(X[:10], y[:10])
-    # Six batches of five (two of samples, three views each), of equal size:
-    # the average of their means is the mean over all views.
-    views = torch.cat(list(AffineViews(3)(torch.from_numpy(X[:10]))))
+    support = slice(0, 36, 4)  # 9 samples of the 4 classes
+    clf.set_params(adapt_batch_norm=True).adapt(X[support], y[support])
+    # Nine batches (three of three samples, not 4 + 4 + 1, each in three
+    # views), of equal size: the average of their means is the mean over all.
+    views = torch.cat(list(AffineViews(3)(torch.from_numpy(X[support]))))
     first = clf.module_.backbone.encoder[0][0]  # the first convolution
     with torch.no_grad():
         expected = first(views).mean((0, 2, 3))
     tuned = clf.fine_tuned_params_
     torch.testing.assert_close(tuned["backbone.encoder.0.1.running_mean"], expected)
-    assert int(tuned["backbone.encoder.0.1.num_batches_tracked"]) == 6
+    assert int(tuned["backbone.encoder.0.1.num_batches_tracked"]) == 9
 
 
 def test_evaluation_with_adapt_batch_norm_adapts_a_copy_to_each_episode():

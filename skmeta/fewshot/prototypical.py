@@ -311,12 +311,15 @@ class PrototypicalClassifier(PrototypeHead, EpisodicClassifier):
                 :meth:`score_episodes`), AdaBN (Li et al., 2018 [3]_): a
                 copy's running means and variances are reset and set to
                 those of the support samples as the network sees them at
-                prediction (each of its ``test_time_views``), in batches of
-                ``batch_size`` samples whose statistics are averaged
-                (PyTorch's ``momentum=None``); with ``fine_tuning_steps``,
-                before fine-tuning and again after it. For novel classes of
-                another domain than the base classes. False (the default)
-                keeps the meta-learned statistics.""",
+                prediction (each of its ``test_time_views``), in near-equal
+                batches of at most ``batch_size`` samples whose statistics
+                are averaged (PyTorch's ``momentum=None``); with
+                ``fine_tuning_steps``, before fine-tuning and again after
+                it. For novel classes of another domain than the base
+                classes. False (the default) keeps the meta-learned
+                statistics. A backbone whose batch norm sees one value per
+                channel (``BatchNorm1d`` on one support sample) cannot
+                re-estimate them: torch's ValueError then says so.""",
             ),
         },
         n_way={
@@ -379,9 +382,10 @@ class PrototypicalClassifier(PrototypeHead, EpisodicClassifier):
         AdaBN (Li et al., 2018): each batch-norm layer of the backbone that
         tracks running statistics is reset and, in training mode (every
         other layer in eval mode), averages the batch statistics of ``x`` as
-        the embedding function sees it: each test-time view, in batches of
-        ``batch_size`` samples (``momentum=None``). One batch gives the
-        exact mean and unbiased variance of the layer's inputs.
+        the embedding function sees it: each test-time view, in near-equal
+        batches of at most ``batch_size`` samples (``momentum=None``). One
+        batch gives the exact mean and unbiased variance of the layer's
+        inputs.
         """
         layers = [
             layer
@@ -401,7 +405,8 @@ class PrototypicalClassifier(PrototypeHead, EpisodicClassifier):
                 layer.momentum = None
                 layer.train()
             try:
-                for chunk in x.split(self.batch_size):
+                # Near-equal batches: their average is close to the whole's.
+                for chunk in x.tensor_split(-(-len(x) // self.batch_size)):
                     for view in views(chunk.to(device)):
                         with autocast(device, self.precision):
                             module.embed(view)
