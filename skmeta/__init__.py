@@ -7,6 +7,7 @@ from .embedding import (
     CosFaceEmbedder,
     MetricEmbedder,
     NPairEmbedder,
+    SelfSupervisedEmbedder,
     TripletEmbedder,
 )
 from .episodes import EpisodeSampler
@@ -36,6 +37,7 @@ __all__ = [
     "PrototypicalClassifier",
     "RelationClassifier",
     "ReptileClassifier",
+    "SelfSupervisedEmbedder",
     "TransferClassifier",
     "TripletEmbedder",
     "__version__",

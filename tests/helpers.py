@@ -13,8 +13,13 @@ from skmeta.fewshot import CLASSIFIERS
 #: Every few-shot classifier class, in the registry's order.
 FEW_SHOT = list(CLASSIFIERS.values())
 
-#: Every embedder class: the presets, then the generic one.
-EMBEDDERS = list(_EMBEDDERS.values())
+#: Every embedder that learns from labels: the presets, then the generic one.
+EMBEDDERS = [
+    cls for cls in _EMBEDDERS.values() if cls().__sklearn_tags__().target_tags.required
+]
+
+#: The embedders that learn without labels, ``fit(X)``: self-supervised.
+UNSUPERVISED = [cls for cls in _EMBEDDERS.values() if cls not in EMBEDDERS]
 
 #: The training lengths of the suite, short enough for 2 CPU cores.
 FEW_SHOT_SHORT = dict(max_epochs=2, episodes_per_epoch=4, random_state=0)

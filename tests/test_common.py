@@ -13,7 +13,13 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from helpers import EMBEDDERS, FEW_SHOT, assert_same_weights, weights
+from helpers import (
+    EMBEDDERS,
+    FEW_SHOT,
+    UNSUPERVISED,
+    assert_same_weights,
+    weights,
+)
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
@@ -38,7 +44,7 @@ CLASSIFIERS = {
     "transfer": METHODS["transfer"](max_epochs=2, random_state=0),
     "transfer-logistic": METHODS["transfer"]("logistic", max_epochs=2, random_state=0),
 }
-ESTIMATORS = FEW_SHOT + EMBEDDERS
+ESTIMATORS = FEW_SHOT + EMBEDDERS + UNSUPERVISED
 
 
 @pytest.fixture(scope="module", params=list(CLASSIFIERS))

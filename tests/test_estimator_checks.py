@@ -1,6 +1,6 @@
 """scikit-learn's own estimator checks, on every estimator of skmeta."""
 
-from helpers import EMBEDDERS, FEW_SHOT, own_params
+from helpers import EMBEDDERS, FEW_SHOT, UNSUPERVISED, own_params
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 # Every estimator with its default parameters; only the length of training is
@@ -11,7 +11,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 FEW_SHOT_LENGTH = dict(max_epochs=2, episodes_per_epoch=5, random_state=0)
 ESTIMATORS = [cls(**own_params(cls, FEW_SHOT_LENGTH)) for cls in FEW_SHOT]
 ESTIMATORS += [
-    cls(max_epochs=1, batches_per_epoch=3, random_state=0) for cls in EMBEDDERS
+    cls(max_epochs=1, batches_per_epoch=3, random_state=0)
+    for cls in EMBEDDERS + UNSUPERVISED
 ]
 
 
