@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from .distances import get_distance
-from .neighbors import EmbeddingNeighbors, _chunk_rows
+from .neighbors import EmbeddingNeighbors
 
 __all__ = [
     "METRICS",
@@ -244,7 +244,7 @@ def retrieval_scores(
         chunk_size=chunk_size,
     ).fit(ref)
     largest = max([int(R.max()), *ks])
-    chunk = chunk_size or _chunk_rows(len(queries), len(ref), largest + 1)
+    chunk = chunk_size or nn._chunk_rows(len(queries), largest + 1)
     totals = np.zeros(3 + len(ks))
     for start in range(0, len(queries), chunk):
         rows = queries[start : start + chunk]

@@ -491,9 +491,19 @@ class EmbeddingNeighbors(BaseEstimator):
         d, i = self._index.search(X, k + 1, block)
         return _without_self(d, i, queries)
 
+    def _chunk_rows(self, n_queries, k):
+        """Queries per chunk by default, keeping ``k`` neighbours each.
+
+        faiss reads all references once per call and bounds its own working
+        memory: its chunks are bounded by their ``(chunk, k)`` results only.
+        """
+        if self.algorithm == "exact":
+            return _chunk_rows(n_queries, self.n_samples_fit_, k)
+        return max(1, min(n_queries, _MEMORY_BUDGET // _BYTES_PER_ENTRY // k))
+
     def _chunks(self, n_queries, k):
         """Slices of at most the chunk size over ``n_queries`` queries."""
-        chunk = self.chunk_size or _chunk_rows(n_queries, self.n_samples_fit_, k + 1)
+        chunk = self.chunk_size or self._chunk_rows(n_queries, k + 1)
         return (slice(s, min(s + chunk, n_queries)) for s in range(0, n_queries, chunk))
 
     def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
