@@ -412,12 +412,11 @@ class NTXentLoss(nn.Module):
 
     Parameters
     ----------
-    temperature : float, default=0.5
+    temperature : float, default=0.1
         The temperature :math:`\tau`, > 0: lower values weigh the hardest
-        negatives more. SimCLR's best on ImageNet was 0.1 with batches of
-        4096 samples; its CIFAR-10 runs, on small images and smaller batches
-        as skmeta's usually are, took 0.5 (Chen et al., 2020, Table 5 and
-        appendix B.9). pytorch-metric-learning's default is MoCo's 0.07.
+        negatives more. 0.1 is SimCLR's best with L2-normalised projections
+        (Chen et al., 2020, Table 5; its CIFAR-10 runs took 0.5);
+        pytorch-metric-learning's default is MoCo's 0.07.
 
     Raises
     ------
@@ -440,7 +439,7 @@ class NTXentLoss(nn.Module):
        products, no temperature).
     """
 
-    def __init__(self, temperature=0.5):
+    def __init__(self, temperature=0.1):
         super().__init__()
         self.temperature = _check_number(
             "temperature", temperature, low=0.0, low_inclusive=False

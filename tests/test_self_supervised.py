@@ -75,7 +75,7 @@ def test_the_projection_head_is_simclrs_mlp_and_the_loss_sees_its_output(fitted)
     with torch.no_grad():
         torch.testing.assert_close(fitted.module_(x), head(fitted.module_.backbone(x)))
     assert isinstance(fitted.module_.loss, NTXentLoss)
-    assert fitted.module_.loss.temperature == 0.5
+    assert fitted.module_.loss.temperature == 0.1
 
 
 def test_without_a_head_the_loss_compares_the_backbone_outputs(digits):

@@ -219,12 +219,12 @@ class SelfSupervisedEmbedder(MetricEmbedder):
         {
             "temperature": Param(
                 "float",
-                0.5,
+                0.1,
                 [Interval(Real, 0, None, closed="neither")],
-                r"""The temperature :math:`\tau` of the NT-Xent loss, > 0.
-                SimCLR's best with batches of 4096 was 0.1; 0.5, its value on
-                CIFAR-10, suits the smaller batches of a CPU (see
-                :class:`skmeta.losses.NTXentLoss`).""",
+                r"""The temperature :math:`\tau` of the NT-Xent loss, > 0; lower
+                values weigh the hardest negatives more. 0.1 is SimCLR's best
+                (Chen et al., 2020, Table 5; 0.5 on CIFAR-10); see
+                :class:`skmeta.losses.NTXentLoss`.""",
             ),
             "train_batch_size": Param(
                 "int",
