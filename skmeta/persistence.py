@@ -61,6 +61,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.base import RegressorMixin
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import check_is_fitted
@@ -72,7 +73,7 @@ from ._base import TorchEstimator, resolve_device
 from .backbones import BACKBONES
 from .distances import DISTANCES
 from .embedding import EMBEDDERS
-from .fewshot import CLASSIFIERS
+from .fewshot import CLASSIFIERS, REGRESSORS
 from .losses import LOSSES
 
 __all__ = ["MAX_JSON_BYTES", "MAX_SAMPLE_VALUES", "load", "save"]
@@ -102,8 +103,9 @@ _COMPUTED_ON_READ = ("_deferred_support",)
 #: Fitted attributes that load rebuilds rather than reads.
 _REBUILT = ("module_", "device_")
 
-#: Fitted attributes every estimator has.
-_REQUIRED = ("input_shape_", "n_features_in_", "classes_", "history_", "n_steps_")
+#: Fitted attributes every estimator has (and every one but a regressor,
+#: ``classes_``).
+_REQUIRED = ("input_shape_", "n_features_in_", "history_", "n_steps_")
 
 #: Fitted counts that size a network (its output layer or a loss's weights).
 _SIZING_COUNTS = ("_n_loss_classes", "n_base_classes_", "n_way_")
@@ -140,7 +142,8 @@ _ADVICE = (
 
 
 def _estimator_classes():
-    return {cls.__name__: cls for cls in (*CLASSIFIERS.values(), *EMBEDDERS.values())}
+    estimators = (*CLASSIFIERS.values(), *REGRESSORS.values(), *EMBEDDERS.values())
+    return {cls.__name__: cls for cls in estimators}
 
 
 def _registered_classes():
@@ -854,7 +857,10 @@ class _Reader:
                 values[name] = self.tensor(key).numpy()
             elif kind == "dict":
                 values.setdefault(name, {})
-        missing = [name for name in _REQUIRED if name not in values]
+        required = (
+            _REQUIRED if issubclass(cls, RegressorMixin) else (*_REQUIRED, "classes_")
+        )
+        missing = [name for name in required if name not in values]
         if missing:
             raise self.error("fitted", f"missing {missing}, which every estimator has")
         self._check_fitted(values)
@@ -932,6 +938,8 @@ class _Reader:
             not isinstance(names, np.ndarray) or names.shape != (shape[0],)
         ):
             raise self.error("fitted.feature_names_in_", f"not {shape[0]} names")
+        if "classes_" not in values:  # a regressor
+            return
         classes = values["classes_"]
         if not isinstance(classes, np.ndarray) or classes.ndim != 1 or not len(classes):
             raise self.error("fitted.classes_", "expected a 1-D array of labels")
@@ -1146,7 +1154,8 @@ class _Reader:
         must give, under each dict, one score per class of ``classes_``; on
         the meta device, so a shape that does not fit is found without data.
         """
-        n_classes = len(estimator.classes_)
+        # A regressor's network has one output.
+        n_classes = len(getattr(estimator, "classes_", [None]))
         parameters = dict(network.named_parameters())
         dicts = {}
         for key, (kind, name, item) in self.kinds.items():

@@ -9,9 +9,13 @@ import torch
 
 from skmeta.embedding import EMBEDDERS as _EMBEDDERS
 from skmeta.fewshot import CLASSIFIERS
+from skmeta.fewshot import REGRESSORS as _REGRESSORS
 
 #: Every few-shot classifier class, in the registry's order.
 FEW_SHOT = list(CLASSIFIERS.values())
+
+#: Every few-shot regressor class.
+REGRESSORS = list(_REGRESSORS.values())
 
 #: Every embedder that learns from labels: the presets, then the generic one.
 EMBEDDERS = [

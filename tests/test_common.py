@@ -16,6 +16,7 @@ import torch
 from helpers import (
     EMBEDDERS,
     FEW_SHOT,
+    REGRESSORS,
     UNSUPERVISED,
     assert_same_weights,
     weights,
@@ -44,7 +45,7 @@ CLASSIFIERS = {
     "transfer": METHODS["transfer"](max_epochs=2, random_state=0),
     "transfer-logistic": METHODS["transfer"]("logistic", max_epochs=2, random_state=0),
 }
-ESTIMATORS = FEW_SHOT + EMBEDDERS + UNSUPERVISED
+ESTIMATORS = FEW_SHOT + EMBEDDERS + REGRESSORS + UNSUPERVISED
 
 
 @pytest.fixture(scope="module", params=list(CLASSIFIERS))
@@ -178,8 +179,9 @@ def test_same_seed_same_model_and_other_seed_another(name, digits):
 def test_unfitted_use_raises_not_fitted(cls):
     est = cls()
     methods = ["transform"]
-    if hasattr(est, "predict"):
-        methods += ["predict", "predict_proba", "decision_function"]
+    methods += [
+        m for m in ("predict", "predict_proba", "decision_function") if hasattr(est, m)
+    ]
     for method in methods:
         with pytest.raises(NotFittedError):
             getattr(est, method)(np.zeros((2, 64)))

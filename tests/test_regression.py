@@ -257,12 +257,6 @@ def test_unfitted_use_raises_not_fitted(tasks):
         MAMLRegressor().adapt(X[:5], y[:5])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="skmeta.persistence knows CLASSIFIERS and EMBEDDERS only, and requires "
-    "classes_; a patch adding REGRESSORS is with the lead (issue 28)",
-)
 def test_save_and_load_keep_the_adapted_predictions(fitted, tasks, tmp_path):
     X, y, _ = tasks
     model = copy.deepcopy(fitted).adapt(X[:5], y[:5])
