@@ -44,40 +44,54 @@ def machine():
     )
 
 
-def plain_loop(X, y, n_episodes, seed):
+def plain_loop(
+    X,
+    y,
+    n_episodes,
+    seed,
+    *,
+    shape=(N_WAY, K_SHOT, N_QUERY),
+    rotations=True,
+    device="cpu",
+):
     """Episodes per second of a hand-written Prototypical Networks loop.
 
     What a researcher would write by hand, the reference of the speed and
-    budget benchmarks: numpy episode sampling (``N_WAY``-way ``K_SHOT``-shot
-    ``N_QUERY``-query, Omniglot rotations as classes), random affine
-    distortion, one float32 Conv4 forward pass over support and query,
-    prototypes, squared Euclidean distances, cross-entropy, Adam with the
-    learning rate halved every 1000 episodes.
+    budget benchmarks: numpy episode sampling (``shape``: n-way k-shot
+    n-query, by default ``N_WAY``-way ``K_SHOT``-shot ``N_QUERY``-query, with
+    Omniglot's rotations as classes), random affine distortion, one float32
+    Conv4 forward pass over support and query, prototypes, squared Euclidean
+    distances, cross-entropy, Adam with the learning rate halved every 1000
+    episodes, on ``device``.
     """
+    n_way, k_shot, n_query = shape
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    X = torch.from_numpy(X)
-    X = torch.cat([torch.rot90(X, r, dims=(-2, -1)) for r in range(4)])
-    y = np.concatenate([y + r * (y.max() + 1) for r in range(4)])
+    X = torch.from_numpy(X).to(device)
+    if rotations:
+        X = torch.cat([torch.rot90(X, r, dims=(-2, -1)) for r in range(4)])
+        y = np.concatenate([y + r * (y.max() + 1) for r in range(4)])
     by_class = [np.flatnonzero(y == c) for c in np.unique(y)]
-    model, augment = Conv4(), RandomAffine()
+    model, augment = Conv4(in_channels=X.shape[1]).to(device), RandomAffine()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1000, gamma=0.5)
-    target = torch.arange(N_WAY).repeat_interleave(N_QUERY)
+    target = torch.arange(n_way, device=device).repeat_interleave(n_query)
     model.train()
     start = time.perf_counter()
     for _ in range(n_episodes):
-        classes = rng.choice(len(by_class), N_WAY, replace=False)
+        classes = rng.choice(len(by_class), n_way, replace=False)
         picks = np.stack(
-            [rng.choice(by_class[c], K_SHOT + N_QUERY, replace=False) for c in classes]
+            [rng.choice(by_class[c], k_shot + n_query, replace=False) for c in classes]
         )
-        index = np.concatenate([picks[:, :K_SHOT].ravel(), picks[:, K_SHOT:].ravel()])
-        z = model(augment(X[torch.from_numpy(index)]))
-        prototypes = z[: N_WAY * K_SHOT].view(N_WAY, K_SHOT, -1).mean(1)
-        logits = -torch.cdist(z[N_WAY * K_SHOT :], prototypes).pow(2)
+        index = np.concatenate([picks[:, :k_shot].ravel(), picks[:, k_shot:].ravel()])
+        z = model(augment(X[torch.from_numpy(index).to(device)]))
+        prototypes = z[: n_way * k_shot].view(n_way, k_shot, -1).mean(1)
+        logits = -torch.cdist(z[n_way * k_shot :], prototypes).pow(2)
         loss = F.cross_entropy(logits, target)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         scheduler.step()
+    if device != "cpu":
+        torch.cuda.synchronize()
     return n_episodes / (time.perf_counter() - start)

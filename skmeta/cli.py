@@ -42,6 +42,7 @@ from .datasets import FEWSHOT_DATASETS, FewShotSplit, load_image_folder
 from .fewshot import CLASSIFIERS, PrototypicalClassifier
 from .model_selection import evaluate_episodes
 from .persistence import save
+from .training import reuse_freed_memory
 
 __all__ = ["main"]
 
@@ -52,6 +53,11 @@ DEFAULT_N_WAYS = (5, 20)
 #: start-up and the evaluation of three models, then ends within 3 minutes on
 #: a 2-core CPU.
 DEFAULT_TIME_LIMIT = 80.0
+
+#: Images of more pixels than this (height x width) train with
+#: :func:`skmeta.training.reuse_freed_memory`: their activation buffers are
+#: large enough for glibc to map and unmap them at every step.
+LARGE_IMAGE_PIXELS = 32 * 32
 
 #: Fraction of the classes (or groups) of a ``--data`` folder held out as
 #: novel classes by default.
@@ -626,6 +632,9 @@ def _run(args, progress):
     print(_summary(split, embedded, estimator))
     if how is not None:
         print(how)
+    if split.X_base.ndim == 4 and np.prod(split.X_base.shape[2:]) > LARGE_IMAGE_PIXELS:
+        # Large activation buffers: keep them in the heap between steps.
+        reuse_freed_memory()
     limit = f", time limit {args.time_limit:g} s" if args.time_limit else ""
     precision = estimator.get_params()["precision"]
     on = f"{device}" if precision == "float32" else f"{device} in {precision}"

@@ -98,3 +98,16 @@ def test_a_pretrained_module_keeps_its_weights_and_trains_as_asked(rgb84, tmp_pa
     save(clf, tmp_path / "m.skmeta")
     loaded = load(tmp_path / "m.skmeta", trusted=[PretrainedNet])
     np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-6)
+
+
+@pytest.mark.parametrize(("size", "samples"), [(28, 480), (84, 120), (168, 30)])
+def test_default_episodes_keep_their_pixels_bounded(size, samples):
+    # One default episode of 480 RGB images of 84x84 peaked at 4.1 GB.
+    y = np.repeat(np.arange(40), 30)
+    X = np.zeros((len(y), 3, size, size), np.float32)
+    clf = PrototypicalClassifier(max_epochs=0).fit(X, y)
+    assert clf.n_way_ * (clf.k_shot_ + clf.n_query_) <= samples
+    assert clf.n_way_ * (clf.k_shot_ + clf.n_query_) >= samples * 0.9
+    # Explicit shapes are kept.
+    clf.set_params(n_way=30, n_query=10).fit(X, y)
+    assert (clf.n_way_, clf.n_query_) == (30, 10)

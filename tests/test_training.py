@@ -23,6 +23,7 @@ from skmeta import (
     TripletEmbedder,
 )
 from skmeta.model_selection import ClassKFold, EpisodicScorer
+from skmeta.training import reuse_freed_memory
 
 ESTIMATORS = [short(cls) for cls in FEW_SHOT]
 ESTIMATORS += [short(cls, embedding_dim=8) for cls in EMBEDDERS]
@@ -263,3 +264,26 @@ def test_an_optimizer_is_named_or_a_torch_optimizer_class(digits):
     ).set_params(optimizer__momentum=0.9)
     assert clf.optimizer_params == {"momentum": 0.9}
     assert clf.fit(X, y).get_params()["optimizer__momentum"] == 0.9
+
+
+def test_reuse_freed_memory_sets_glibc_thresholds_in_its_process():
+    # Process-wide: in a child, not in the test's own process.
+    code = (
+        "from skmeta.training import reuse_freed_memory\n"
+        "print(reuse_freed_memory(1 << 28))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    expected = "True" if sys.platform.startswith("linux") else "False"
+    assert out == expected
+
+
+def test_reuse_freed_memory_is_a_no_op_without_glibc(monkeypatch):
+    import ctypes
+
+    def no_glibc(name):
+        raise OSError(name)
+
+    monkeypatch.setattr(ctypes, "CDLL", no_glibc)
+    assert reuse_freed_memory() is False

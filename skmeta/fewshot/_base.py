@@ -724,23 +724,40 @@ class EpisodicClassifier(FewShotClassifier):
         classes with samples for an episode (in the best group);
         ``k_shot=None`` and ``n_query=None`` take their defaults, or as many
         as the ``n_way``-th largest class (of the best group) allows, at
-        least 1 each.
+        least 1 each. For images larger than 28x28, the defaults also keep an
+        episode within :attr:`max_episode_pixels`.
         """
         n_classes = counts.shape[1]
         k_min = 1 if self.k_shot is None else self.k_shot
         q_min = 1 if self.n_query is None else self.n_query
         usable = int(np.sum(counts >= k_min + q_min, axis=1).max())
         n_way = self._n_way(n_classes if self.n_way is not None else usable)
+        most = self._max_episode_samples()
+        if self.n_way is None:
+            n_way = max(2, min(n_way, most // (k_min + q_min)))
         smallest = int(np.sort(counts, axis=1)[:, -min(n_way, n_classes)].max())
         k_shot = self.k_shot
         if k_shot is None:
             k_shot = max(1, min(self.default_k_shot, smallest - q_min))
         n_query = self.n_query
         if n_query is None:
-            n_query = max(
-                1, min(self._default_n_query(n_way, k_shot), smallest - k_shot)
-            )
+            default = min(self._default_n_query(n_way, k_shot), most // n_way - k_shot)
+            n_query = max(1, min(default, smallest - k_shot))
         return n_way, k_shot, n_query
+
+    #: Pixels (height x width, summed over the images) of a training episode of
+    #: the default shape, at most: 480 images of 42x42. Activations grow with
+    #: the pixels: one default episode of 480 RGB images of 84x84 peaked at
+    #: 4.1 GB with Conv4 on a CPU, and its buffers, too large for the heap,
+    #: were mapped and unmapped every step. Images of 28x28 are not limited.
+    max_episode_pixels = 480 * 42 * 42
+
+    def _max_episode_samples(self):
+        """Samples of a default training episode at most, for the input shape."""
+        if len(self.input_shape_) != 3:
+            return np.iinfo(np.int64).max
+        height, width = self.input_shape_[1:]
+        return max(2, self.max_episode_pixels // (height * width))
 
     def _default_n_query(self, n_way, k_shot):
         """Queries per class of ``n_query=None`` where the classes allow them."""
