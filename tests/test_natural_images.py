@@ -111,3 +111,39 @@ def test_default_episodes_keep_their_pixels_bounded(size, samples):
     # Explicit shapes are kept.
     clf.set_params(n_way=30, n_query=10).fit(X, y)
     assert (clf.n_way_, clf.n_query_) == (30, 10)
+
+
+def test_a_timm_model_is_a_backbone(rgb84):
+    # The recipe of the docs; timm imports torchvision, which does not import
+    # beside torch's CPU build of our CI machines: skipped there.
+    timm = pytest.importorskip("timm")
+    X, y = rgb84
+    net = timm.create_model("resnet10t", pretrained=False, num_classes=0)
+    clf = PrototypicalClassifier(
+        backbone=net,
+        backbone_lr=1e-4,
+        lr=1e-3,
+        n_way=3,
+        n_query=2,
+        max_epochs=1,
+        episodes_per_epoch=2,
+        augment="natural",
+        random_state=0,
+    ).fit(X, y)
+    assert clf.transform(X[:2]).shape == (2, net.num_features)
+
+
+def test_a_torchvision_model_is_a_backbone(rgb84):
+    models = pytest.importorskip("torchvision.models")
+    X, y = rgb84
+    net = models.resnet18(weights=None)
+    net.fc = torch.nn.Identity()
+    clf = PrototypicalClassifier(
+        backbone=net,
+        n_way=3,
+        n_query=2,
+        max_epochs=1,
+        episodes_per_epoch=2,
+        random_state=0,
+    ).fit(X, y)
+    assert clf.transform(X[:2]).shape == (2, 512)
