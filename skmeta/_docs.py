@@ -63,6 +63,19 @@ SUPPORT_ATTRIBUTES = """\
         Labels of the current support set (of ``fit``, or of ``adapt``).
 """
 
+#: The end of every few-shot classifier's example, after the lines that
+#: import the class and make ``clf``: meta-train on the base classes of
+#: :func:`skmeta.datasets.load_digits_fewshot`, adapt to its five novel
+#: classes, predict.
+ADAPT_EXAMPLE = """\
+    >>> from skmeta.datasets import load_digits_fewshot
+    >>> data = load_digits_fewshot()
+    >>> clf = clf.fit(data.X_base, data.y_base)
+    >>> clf = clf.adapt(data.X_novel[:25], data.y_novel[:25])
+    >>> clf.predict(data.X_novel[25:30]).shape
+    (5,)
+"""
+
 EPISODIC = {
     "validation_what": "the same 100 validation episodes",
     "steps": "episodes",
@@ -84,8 +97,9 @@ EMBEDDING = {
 def fill_doc(values=None, /, **sections):
     """Class decorator: put the shared docstring sections in place.
 
-    Each line ``    {name}`` of the docstring becomes ``sections[name]``, or
-    the shared section ``training_attributes`` formatted with ``values``.
+    Each line ``    {name}`` of the docstring becomes ``sections[name]``, the
+    shared section ``training_attributes`` formatted with ``values``, or
+    ``adapt_example`` (:data:`ADAPT_EXAMPLE`).
     (The Parameters section comes from each estimator's ``_parameters``: see
     :mod:`skmeta._params`.)
     """
@@ -94,6 +108,7 @@ def fill_doc(values=None, /, **sections):
     texts = {
         **sections,
         "training_attributes": TRAINING_ATTRIBUTES.format(**values) if values else "",
+        "adapt_example": ADAPT_EXAMPLE,
     }
 
     def fill(cls):

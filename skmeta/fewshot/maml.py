@@ -246,13 +246,8 @@ class MAMLClassifier(_MAML, GradientBasedClassifier):
     Examples
     --------
     >>> from skmeta import MAMLClassifier
-    >>> from skmeta.datasets import load_digits_fewshot
-    >>> data = load_digits_fewshot()
     >>> clf = MAMLClassifier(max_epochs=1, meta_batch_size=4, random_state=0)
-    >>> clf = clf.fit(data.X_base, data.y_base)
-    >>> clf = clf.adapt(data.X_novel[:25], data.y_novel[:25])
-    >>> clf.predict(data.X_novel[25:30]).shape
-    (5,)
+    {adapt_example}
     """
 
     _doc_values = META_BATCHES

@@ -285,13 +285,8 @@ class MatchingClassifier(EpisodicClassifier):
     Examples
     --------
     >>> from skmeta import MatchingClassifier
-    >>> from skmeta.datasets import load_digits_fewshot
-    >>> data = load_digits_fewshot()
     >>> clf = MatchingClassifier(max_epochs=2, random_state=0)
-    >>> clf = clf.fit(data.X_base, data.y_base)
-    >>> clf = clf.adapt(data.X_novel[:25], data.y_novel[:25])
-    >>> clf.predict(data.X_novel[25:30]).shape
-    (5,)
+    {adapt_example}
     >>> clf.predict_proba(data.X_novel[25:30]).sum(axis=1).round(3)
     array([1., 1., 1., 1., 1.], dtype=float32)
     """

@@ -390,11 +390,9 @@ class RelationClassifier(EpisodicClassifier):
     Examples
     --------
     >>> from skmeta import RelationClassifier
-    >>> from skmeta.datasets import load_digits_fewshot
-    >>> data = load_digits_fewshot()
     >>> clf = RelationClassifier(relation_dim=4, max_epochs=2, random_state=0)
-    >>> scores = clf.fit(data.X_base, data.y_base).adapt(
-    ...     data.X_novel[:25], data.y_novel[:25]).predict_proba(data.X_novel[25:28])
+    {adapt_example}
+    >>> scores = clf.predict_proba(data.X_novel[25:28])
     >>> scores.shape, bool((scores.sum(axis=1).round(3) == 1).all())
     ((3, 5), True)
     """

@@ -235,13 +235,8 @@ class ReptileClassifier(GradientBasedClassifier):
     Examples
     --------
     >>> from skmeta import ReptileClassifier
-    >>> from skmeta.datasets import load_digits_fewshot
-    >>> data = load_digits_fewshot()
     >>> clf = ReptileClassifier(max_epochs=1, episodes_per_epoch=10, random_state=0)
-    >>> clf = clf.fit(data.X_base, data.y_base)
-    >>> clf = clf.adapt(data.X_novel[:25], data.y_novel[:25])
-    >>> clf.predict(data.X_novel[25:30]).shape
-    (5,)
+    {adapt_example}
     """
 
     default_k_shot = 5
