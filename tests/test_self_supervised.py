@@ -262,3 +262,15 @@ def test_save_load_round_trip_keeps_the_embeddings(tmp_path, digits, fitted):
     np.testing.assert_array_equal(
         restored.transform(digits.X_novel), fitted.transform(digits.X_novel)
     )
+
+
+def test_onnx_export_gives_the_embeddings_of_transform(tmp_path, digits, fitted):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from skmeta.export import to_onnx
+
+    to_onnx(fitted, tmp_path / "embedder.onnx")
+    session = ort.InferenceSession(str(tmp_path / "embedder.onnx"))
+    name = session.get_inputs()[0].name
+    (out,) = session.run(None, {name: digits.X_novel[:37]})
+    np.testing.assert_allclose(out, fitted.transform(digits.X_novel[:37]), atol=1e-5)
