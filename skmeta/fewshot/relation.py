@@ -102,12 +102,8 @@ class RelationEncoder(nn.Module):
 
     Parameters
     ----------
-    in_channels : int, default=1
-        Channels of the input images.
-    hidden_channels : int, default=64
-        Filters of the first three blocks.
-    out_channels : int, default=64
-        Filters of the last block.
+    in_channels, hidden_channels, out_channels : int, default=1, 64, 64
+        As for :class:`skmeta.backbones.Conv4`.
 
     Notes
     -----
