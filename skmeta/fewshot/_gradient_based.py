@@ -246,15 +246,10 @@ def optimizer_steps(
 
     Parameters
     ----------
-    network : GradientNetwork
+    network, x, y, n_steps, lr
+        As for :func:`sgd_steps`.
     params : dict of str to torch.Tensor
         Starting weights (not changed).
-    x : torch.Tensor of shape (n, ...)
-    y : torch.Tensor of shape (n,)
-        Class indices (int64), or real targets (float32) for regression.
-    n_steps : int
-    lr : float
-        The step size ``α``.
     optimizer : {"adam", "sgd"}, default="adam"
     batch_size : int or None, default=None
         Rows per step, at most ``n``; ``None`` for all of them.
