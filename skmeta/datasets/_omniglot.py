@@ -320,9 +320,7 @@ def load_omniglot_minimal(*, data_home=None, download=True, image_size=28):
 
     References
     ----------
-    .. [1] Lake, B. M., Salakhutdinov, R. and Tenenbaum, J. B. (2015). Human-level
-       concept learning through probabilistic program induction. Science,
-       350(6266), 1332-1338.
+    .. [1] Lake et al. (2015), the Omniglot paper: see :func:`load_omniglot`.
 
     Examples
     --------
