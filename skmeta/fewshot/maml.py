@@ -341,9 +341,7 @@ class MAMLRegressor(_MAML, GradientBasedRegressor):
 
     References
     ----------
-    .. [1] C. Finn, P. Abbeel, S. Levine. "Model-Agnostic Meta-Learning for
-       Fast Adaptation of Deep Networks". ICML 2017.
-       https://arxiv.org/abs/1703.03400
+    .. [1] Finn et al. (2017), the MAML paper: see :class:`MAMLClassifier`.
 
     Examples
     --------
