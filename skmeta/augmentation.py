@@ -97,10 +97,8 @@ def flips_as_classes(X, y, n_classes):
     ----------
     X : torch.Tensor of shape (n_samples, channels, height, width)
         Images.
-    y : torch.Tensor of shape (n_samples,), dtype int64
-        Encoded labels in ``[0, n_classes)``.
-    n_classes : int
-        Number of classes in ``y``.
+    y, n_classes
+        As for :func:`rotations_as_classes`.
 
     Returns
     -------
