@@ -34,9 +34,10 @@ FIT = """{summary}
         """
 
 #: What every torch-backed estimator records of its training and its data
-#: (``steps``: what one training step is).
+#: (``steps``: what one training step is; ``history``, where given: the
+#: entry of ``history_``).
 TRAINING_ATTRIBUTES = """\
-{support_attributes}{episode_attributes}    n_steps_ : int
+{history}{support_attributes}{episode_attributes}    n_steps_ : int
         Training steps run: {steps}.
     stop_reason_ : str
         Why training ended: ``"max_epochs"``, ``"time_limit"`` (a
@@ -82,6 +83,15 @@ EPISODIC = {
     "support_attributes": SUPPORT_ATTRIBUTES,
     "episode_attributes": EPISODE_ATTRIBUTES,
 }
+#: The metric-based few-shot classifiers: one episode a training step.
+METRIC_BASED = {
+    **EPISODIC,
+    "history": """\
+    history_ : skorch.History
+        skorch's record of meta-training: loss and learning rate of every
+        episode (``history_[:, "batches", :, "train_loss"]``), epoch times.
+""",
+}
 META_BATCHES = {
     **EPISODIC,
     "steps": "meta-batches of ``meta_batch_size`` tasks",
@@ -107,7 +117,9 @@ def fill_doc(values=None, /, **sections):
     # The given sections first: they may hold the shared markers themselves.
     texts = {
         **sections,
-        "training_attributes": TRAINING_ATTRIBUTES.format(**values) if values else "",
+        "training_attributes": (
+            TRAINING_ATTRIBUTES.format(**{"history": "", **values}) if values else ""
+        ),
         "adapt_example": ADAPT_EXAMPLE,
     }
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._docs import METRIC_BASED
 from .._params import Param, episodic_parameters, registry_constraints
 from .._sklearn import Interval
 from ..distances import DISTANCES, get_distance, l2_normalize
@@ -250,9 +251,6 @@ class MatchingClassifier(EpisodicClassifier):
         Index into ``classes_`` of each support sample.
     module_ : MatchingNetwork
         The meta-trained module, on ``device_``.
-    history_ : skorch.History
-        skorch's record of meta-training: loss and learning rate of every
-        episode (``history_[:, "batches", :, "train_loss"]``), epoch times.
     {training_attributes}
 
     See Also
@@ -292,6 +290,7 @@ class MatchingClassifier(EpisodicClassifier):
     """
 
     _support_attributes = ("support_embeddings_", "support_labels_")
+    _doc_values = METRIC_BASED
 
     _parameters = episodic_parameters(
         {

@@ -8,6 +8,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
+from .._docs import METRIC_BASED
 from .._params import Param, episodic_parameters
 from .._sklearn import Interval, StrOptions
 from ..backbones import conv_block, output_shape
@@ -350,9 +351,6 @@ class RelationClassifier(EpisodicClassifier):
         Shape of one embedding: ``(embedding_dim,)`` or ``(c, h, w)``.
     module_ : RelationNetwork
         The meta-trained module, on ``device_``.
-    history_ : skorch.History
-        skorch's record of meta-training: loss and learning rate of every
-        episode (``history_[:, "batches", :, "train_loss"]``), epoch times.
     {training_attributes}
 
     See Also
@@ -394,6 +392,7 @@ class RelationClassifier(EpisodicClassifier):
     """
 
     _support_attributes = ("class_features_",)
+    _doc_values = METRIC_BASED
 
     _parameters = episodic_parameters(
         {
