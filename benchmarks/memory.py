@@ -18,6 +18,10 @@ embeddings the operation must hold (n_samples x embedding_dim x 4). Target
   the embeddings and the returned labels) and ``predict_proba`` (the
   embeddings and the returned probabilities), for Prototypical and Matching.
   Target: at most 3.
+- ``transform memmap``: 200,000 uint8 images of 28x28 (157 MB) in a NumPy
+  memmap, transformed by an untrained Conv4: the ratio's reference is the
+  returned embeddings; a float32 copy of the images alone would be 4x the
+  file.
 
 Run from the repository root::
 
@@ -79,6 +83,29 @@ def _case(name, queue):
         "matching": MatchingClassifier,
         "relation": RelationClassifier,
     }
+    if name == "transform memmap":
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "X.npy")
+            images = np.lib.format.open_memmap(
+                path, mode="w+", dtype=np.uint8, shape=(200_000, 1, 28, 28)
+            )
+            images[:] = rng.randint(0, 256, size=(1000, 1, 28, 28), dtype=np.uint8)[
+                np.arange(200_000) % 1000
+            ]
+            images.flush()
+            del images
+            clf = PrototypicalClassifier(max_epochs=0).fit(
+                np.zeros((10, 1, 28, 28), np.float32), np.arange(10) % 2
+            )
+            X = np.load(path, mmap_mode="r")
+            start = time.perf_counter()
+            with PeakRSS() as peak:
+                out = clf.transform(X)
+            seconds = time.perf_counter() - start
+        queue.put((peak.bytes, out.nbytes, seconds))
+        return
     if name.endswith("many"):
         method, operation, _ = name.split(" ")
         y_support = np.repeat(np.arange(1000), 10)
@@ -138,6 +165,7 @@ def main():
         "prototypical predict_proba many",
         "matching predict many",
         "matching predict_proba many",
+        "transform memmap",
     ]:
         queue = context.Queue()
         process = context.Process(target=_case, args=(name, queue))

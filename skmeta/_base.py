@@ -296,11 +296,14 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     #: The parameters that set step sizes, named when training diverges.
     _learning_rates = ("lr",)
 
-    def _validate_X(self, X, *, reset):
+    def _validate_X(self, X, *, reset, batches=False):
         """Validate X as float32 of shape (n, n_features) or (n, c, h, w).
 
         uint8 images (4-D) are scaled to [0, 1], as torchvision's ``ToTensor``
-        scales them; other dtypes are taken as they are.
+        scales them; other dtypes are taken as they are. With ``batches``
+        (a caller that reads X in slices, as :meth:`_embed` does), a NumPy
+        memmap stays on disk: its shape is checked now, and each slice is
+        converted and checked when read (:class:`_MemmapBatches`).
         """
         if not reset and hasattr(self, "input_shape_"):
             shape = getattr(X, "shape", None) or np.asarray(X).shape
@@ -311,6 +314,8 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                     f"shape {tuple(shape)}."
                 )
         scale = _pixel_scale(X)
+        if batches and not reset and isinstance(X, np.memmap):
+            return self._check_shape(_MemmapBatches(X, scale), reset=False)
         X = validate_data(
             self, X, reset=reset, allow_nd=True, dtype=np.float32, ensure_min_features=1
         )
@@ -504,16 +509,16 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             autocast(device, self.precision),
         ):
             # Into one preallocated tensor: memory of one copy of the output.
-            z, start = None, 0
-            for chunk in torch.from_numpy(X).split(self.batch_size):
+            z = None
+            for start in range(0, len(X), self.batch_size):
+                chunk = torch.from_numpy(np.asarray(X[start : start + self.batch_size]))
                 out = embed(_at_least_rows(chunk).to(device))
                 out = out[: len(chunk)].float()
                 if z is None:
                     z = out.new_empty((len(X), *out.shape[1:]))
                 z[start : start + len(out)] = out
-                start += len(out)
             if z is None:  # no sample: the module still gives the output shape
-                z = embed(torch.from_numpy(X).to(device)).float()
+                z = embed(torch.from_numpy(np.asarray(X)).to(device)).float()
         return _check_finite_output(z, self, "embeddings")
 
     def _inference_module(self):
@@ -540,7 +545,7 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             ``transform(X).reshape(-1, c, h, w)`` restores them.
         """
         check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
+        X = self._validate_X(X, reset=False, batches=True)
         return self._embed(X).flatten(1).cpu().numpy()
 
     @property
@@ -600,3 +605,45 @@ def _pixel_scale(X):
 def _writable(X):
     """``X``, copied only if it is read-only (torch cannot share such memory)."""
     return X if X.flags.writeable else X.copy()
+
+
+class _MemmapBatches:
+    """A NumPy memmap of samples, read slice by slice as float32 and checked.
+
+    What :meth:`TorchEstimator._validate_X` gives a caller that reads X in
+    batches: ``X[i:j]`` is the float32 slice (uint8 images divided by
+    ``scale``), refused if it holds NaN or inf, so that ``transform`` and
+    ``predict`` of a data set larger than memory never hold a float32 copy of
+    it. ``np.asarray`` of the whole reads it all.
+
+    Parameters
+    ----------
+    X : numpy.memmap of shape (n_samples, ...)
+    scale : float
+        What the values are divided by: 255 for uint8 images, else 1.
+
+    Raises
+    ------
+    TypeError
+        If ``X`` is not of a numeric dtype.
+    """
+
+    def __init__(self, X, scale):
+        if X.dtype.kind not in "biuf":
+            raise TypeError(f"X must hold numbers; got a memmap of dtype {X.dtype}.")
+        self.X, self.scale = X, scale
+        self.shape, self.ndim, self.dtype = X.shape, X.ndim, np.dtype(np.float32)
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, index):
+        batch = np.asarray(self.X[index], dtype=np.float32)
+        if self.scale != 1:
+            batch = batch / self.scale
+        if not np.isfinite(batch).all():
+            raise ValueError(f"Input X contains NaN or infinity (in the rows {index}).")
+        return batch
+
+    def __array__(self, dtype=None, copy=None):
+        return self[:] if dtype is None else self[:].astype(dtype)

@@ -699,3 +699,26 @@ def test_no_noise_from_one_shot_support_sets_or_read_only_arrays(tagged):
         clf.fit(X, y)
         # 1-shot, 12 classes of 12 samples: sklearn's "regression problem".
         clf.adapt(X[::12], y[::12]).predict(X)
+
+
+def test_a_memmap_of_uint8_images_is_read_in_batches(tiny_images, tmp_path):
+    X, y = tiny_images
+    X8 = np.round(X * 255).astype(np.uint8)
+    np.save(tmp_path / "X.npy", X8)
+    on_disk = np.load(tmp_path / "X.npy", mmap_mode="r")
+    clf = PrototypicalClassifier(
+        max_epochs=1, episodes_per_epoch=2, batch_size=7, random_state=0
+    ).fit(X8, y)
+    np.testing.assert_array_equal(clf.transform(on_disk), clf.transform(X8))
+    np.testing.assert_array_equal(clf.predict_proba(on_disk), clf.predict_proba(X8))
+    sampler = EpisodeSampler(2, 1, 3, 4, random_state=0)
+    np.testing.assert_array_equal(
+        clf.score_episodes(on_disk, y, sampler)[1],
+        clf.score_episodes(X8, y, sampler)[1],
+    )
+    # Each batch is checked as it is read.
+    bad = X.copy()
+    bad[5, 0, 0, 0] = np.nan
+    np.save(tmp_path / "bad.npy", bad)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        clf.transform(np.load(tmp_path / "bad.npy", mmap_mode="r"))

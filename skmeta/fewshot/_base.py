@@ -390,7 +390,7 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         prediction depends on its batch by design and is scored whole.
         """
         check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
+        X = self._validate_X(X, reset=False, batches=True)
         n_samples = len(X)
         transductive = bool(getattr(self, "transductive_steps", 0))
         # Each query on its own: the head too sees enough rows.
@@ -603,7 +603,7 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
             if an episode's scores are not finite.
         """
         check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
+        X = self._validate_X(X, reset=False, batches=True)
         y = check_labels(y)
         check_consistent_length(X, y)
         z = self._comparison_space(self._embed(X))
