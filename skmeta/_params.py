@@ -495,12 +495,10 @@ TEST_TIME_VIEWS = Param(
     forward pass, so prediction takes that many times as long. ``"auto"`` is
     16 for images meta-trained with the affine augmentation (``augment`` of
     ``"auto"`` or ``"affine"``), whose ranges the views are drawn from, and
-    1 otherwise. On Omniglot minimal, 16 views raised the 20-way 1-shot
-    accuracy on novel alphabets of every model measured: four meta-trained
-    with the defaults (float32 and bfloat16) by 2.2 to 2.6 points, to 90.8
-    to 91.8 %, and twelve one-off variants (wider episodes, other distances)
-    by 1.8 to 3.3. It needs no refit: set it on a fitted model and compare with
-    ``evaluate_episodes`` on held-out classes.""",
+    1 otherwise. Whether views help depends on the model (the benchmarks
+    page of the documentation has the measurements). It needs no refit: set
+    it on a fitted model and compare with ``evaluate_episodes`` on held-out
+    classes.""",
 )
 
 #: The views of ``test_time_views="auto"`` for images.

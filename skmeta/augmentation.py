@@ -85,13 +85,11 @@ def rotations_as_classes(X, y, n_classes):
 def flips_as_classes(X, y, n_classes):
     """Add the mirror image (left-right flip) of images as new classes.
 
-    A mirrored character is another character, as a rotated one is: on
-    Omniglot minimal, meta-training a Prototypical Network on the 136 base
-    characters with their flips and rotations (1088 classes) rather than
-    rotations alone (544) raised its 20-way 1-shot accuracy on novel
-    alphabets from 85.7 to 87.9 % after 2600 episodes of 60 classes, and
-    from 89.9 to 90.4 % after 2600 episodes of 180. For natural images,
-    whose mirror image is the same class, leave it off.
+    A mirrored character is another character, as a rotated one is (on
+    Omniglot minimal, flips raised the 20-way 1-shot accuracy of a
+    Prototypical Network on novel alphabets; the benchmarks page of the
+    documentation has the numbers). For natural images, whose mirror image
+    is the same class, leave it off.
 
     Parameters
     ----------
@@ -335,15 +333,13 @@ class AffineViews:
     deterministic and a sample's views never depend on its batch.
 
     Whether it helps depends on the model, so measure it on held-out
-    classes. On Omniglot minimal, 16 views raised the 20-way 1-shot accuracy
-    on novel alphabets of each of twelve Prototypical Networks meta-trained
-    with rotations (and flips, wider episodes, other distances) by 1.8 to
-    3.3 points (88.54 to 91.05 % for the 240-way default) and their 5-way
-    5-shot accuracy by 0.07 to 0.22; averaging views of the support set
-    alone lowered it for every model (the mean embedding of distorted views
-    is not where an undistorted query lands). Fixed views did as well as
-    views drawn afresh for every batch, and milder distortions than the
-    training ones did worse.
+    classes. On Omniglot minimal, 16 views raised the novel-class accuracy of
+    every Prototypical Network measured (the benchmarks page of the
+    documentation has the numbers); averaging views of the support set
+    alone lowered it (the mean embedding of distorted views is not where an
+    undistorted query lands). Fixed views did as well as views drawn afresh
+    for every batch, and milder distortions than the training ones did
+    worse.
 
     Parameters
     ----------
