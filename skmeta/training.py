@@ -23,7 +23,7 @@ from .callbacks import (
     _StopOnDivergence,
 )
 
-__all__ = ["OPTIMIZERS", "optimizer_arguments", "reuse_freed_memory", "train_module"]
+__all__ = ["OPTIMIZERS", "reuse_freed_memory"]
 
 #: Optimizers by name, for the ``optimizer`` parameter of the estimators.
 OPTIMIZERS = {

@@ -18,7 +18,6 @@ __all__ = [
     "AttentionLSTM",
     "MatchingClassifier",
     "MatchingNetwork",
-    "MatchingSupport",
     "SupportSetLSTM",
 ]
 
