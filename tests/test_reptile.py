@@ -12,7 +12,7 @@ from torch import nn
 from skmeta import ReptileClassifier
 from skmeta.datasets import load_omniglot_minimal
 from skmeta.fewshot._gradient_based import adam_state, optimizer_steps
-from skmeta.fewshot.reptile import ReptileNet, ReptileNetwork
+from skmeta.fewshot.reptile import ReptileNetwork, _ReptileMetaNet
 from skmeta.model_selection import evaluate_episodes
 
 FAST = dict(
@@ -38,7 +38,7 @@ def _net(meta_step_size, inner_optimizer="adam"):
     module = ReptileNetwork(
         nn.Sequential(nn.Linear(3, 4), nn.Tanh()), 4, 2, 3, 0.1, inner_optimizer, None
     ).double()
-    net = ReptileNet(
+    net = _ReptileMetaNet(
         module=module,
         criterion=nn.CrossEntropyLoss,
         optimizer=torch.optim.SGD,

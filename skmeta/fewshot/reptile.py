@@ -125,7 +125,7 @@ class ReptileNetwork(GradientNetwork):
         )
 
 
-class ReptileNet(_MixedPrecisionNet, NeuralNet):
+class _ReptileMetaNet(_MixedPrecisionNet, NeuralNet):
     """skorch net whose step is Reptile's meta-update (batched version).
 
     For a meta-batch of ``T`` tasks it trains a copy ``θ̃_i`` of the weights
@@ -185,7 +185,7 @@ class ReptileClassifier(GradientBasedClassifier):
     A training task is an N-way episode; the inner loop trains on all its
     ``k_shot + n_query`` samples per class (Reptile has no query loss; the
     paper's "training shots", 10 on Omniglot, is ``k_shot + n_query``).
-    ``fit`` runs the meta-updates through a skorch net (:class:`ReptileNet`,
+    ``fit`` runs the meta-updates through a skorch net (:class:`_ReptileMetaNet`,
     one skorch batch per meta-batch, history, callbacks and progress bar as
     usual); the training data then serves as the support set.
     :meth:`adapt` trains a *copy* of ``θ`` on the support set for
@@ -343,7 +343,7 @@ class ReptileClassifier(GradientBasedClassifier):
         backbone_lr=None,
     )
 
-    _net_class = ReptileNet
+    _net_class = _ReptileMetaNet
 
     def _optimizer_arguments(self, module):
         # The meta-update is SGD at the meta step size: Reptile's, not a choice.
