@@ -269,10 +269,13 @@ class _FaissIndex:
 
     @classmethod
     def from_bytes(cls, data, distance, algorithm, params):
-        """The index that :meth:`to_bytes` gave ``data``."""
+        """The index that :meth:`to_bytes` gave ``data``, searching with
+        ``params`` (``nprobe`` included)."""
         self = cls.__new__(cls)
         state = {"index": data, "distance": distance, "algorithm": algorithm}
         self.__setstate__({**state, "params": params})
+        if algorithm == "faiss-ivf":
+            self.index.nprobe = params["nprobe"]
         return self
 
     def __getstate__(self):
@@ -284,6 +287,195 @@ class _FaissIndex:
         faiss = _import_faiss(state["algorithm"])
         data = np.asarray(state["index"], dtype=np.uint8)
         self.__dict__.update(state, index=faiss.deserialize_index(data))
+
+
+def _all_finite(array, block=2**20):
+    """Whether every value of ``array`` is finite, ``block`` values at a time."""
+    rows = max(1, block // max(1, int(np.prod(array.shape[1:]))))
+    return all(
+        np.isfinite(array[start : start + rows]).all()
+        for start in range(0, len(array), rows)
+    )
+
+
+class _FaissReader:
+    """A cursor over the bytes of a serialized faiss index.
+
+    Each read is bounded by the bytes left, so that a corrupted size can
+    never describe more data than the bytes hold. Values are little-endian,
+    as faiss writes them on the platforms it supports.
+    """
+
+    def __init__(self, data):
+        self.data, self.pos = data, 0
+
+    def error(self, what):
+        return ValueError(
+            f"not an index EmbeddingNeighbors.fit builds here: {what} "
+            f"(at byte {self.pos} of {len(self.data)})."
+        )
+
+    def array(self, dtype, count, what):
+        """The next ``count`` values of ``dtype``, a view of the bytes."""
+        dtype = np.dtype(dtype)
+        if count * dtype.itemsize > len(self.data) - self.pos:
+            raise self.error(f"{what}: {count} values run past the end")
+        end = self.pos + count * dtype.itemsize
+        values = self.data[self.pos : end].view(dtype)
+        self.pos = end
+        return values
+
+    def scalar(self, dtype, what):
+        return self.array(dtype, 1, what)[0].item()
+
+    def vector(self, dtype, what):
+        """A vector as faiss writes one: its size (uint64), then its values."""
+        return self.array(dtype, self.scalar("<u8", f"the size of {what}"), what)
+
+    def fourcc(self, expected, what):
+        code = bytes(self.array("S4", 1, what)[0])
+        if code != expected:
+            raise self.error(f"{what} is {code!r}, expected {expected!r}")
+
+    def header(self, metric, n, d, what):
+        """``write_index_header``: d, ntotal, two unused, is_trained, metric."""
+        got_d, got_n = self.scalar("<i4", what), self.scalar("<i8", what)
+        self.array("<i8", 2, what)
+        trained, got_metric = self.scalar("u1", what), self.scalar("<i4", what)
+        if (got_d, got_n, trained, got_metric) != (d, n, 1, metric):
+            raise self.error(
+                f"{what} has d={got_d}, ntotal={got_n}, is_trained={trained}, "
+                f"metric_type={got_metric}; expected d={d}, ntotal={n}, "
+                f"is_trained=1, metric_type={metric}"
+            )
+
+    def flat(self, metric, n, d, what):
+        """An ``IndexFlat`` of ``n`` finite vectors of ``d`` values."""
+        self.fourcc(b"IxFI" if metric == 0 else b"IxF2", what)
+        self.header(metric, n, d, what)
+        vectors = self.vector("<f4", f"the vectors of {what}")
+        if vectors.size != n * d or not _all_finite(vectors):
+            raise self.error(
+                f"{what} holds {vectors.size} values, expected {n * d} finite ones"
+            )
+
+    def ivf(self, metric, n, d):
+        """An ``IndexIVFFlat`` with a direct map (rows() reconstructs)."""
+        self.fourcc(b"IwFl", "the index")
+        self.header(metric, n, d, "the index")
+        nlist = self.scalar("<u8", "nlist")
+        self.scalar("<u8", "nprobe")  # set from algorithm_params when loaded
+        if not 1 <= nlist <= min(n, 2**31 - 1):
+            raise self.error(f"nlist={nlist} cells for {n} references")
+        self.flat(metric, nlist, d, "the coarse quantizer")
+        if self.scalar("u1", "the direct map's type") != 1:
+            raise self.error("the direct map is not an array (type 1)")
+        direct = self.vector("<i8", "the direct map")
+        self.fourcc(b"ilar", "the inverted lists")
+        got = (self.scalar("<u8", "nlist"), self.scalar("<u8", "code size"))
+        if got != (nlist, 4 * d) or len(direct) != n:
+            raise self.error(
+                f"inverted lists of (nlist, code size) {got} and a direct map of "
+                f"{len(direct)}; expected {(nlist, 4 * d)} and {n}"
+            )
+        layout = bytes(self.array("S4", 1, "the lists' layout")[0])
+        sizes = self.vector("<u8", "the lists' sizes")
+        if layout == b"full" and len(sizes) == nlist:
+            lists = np.arange(nlist, dtype=np.uint64)
+        elif layout == b"sprs" and len(sizes) % 2 == 0:  # (list, size) pairs
+            lists, sizes = sizes[0::2], sizes[1::2]
+        else:
+            raise self.error(f"{len(sizes)} sizes laid out as {layout!r}")
+        if len(lists) and (lists.max() >= nlist or np.any(lists[1:] <= lists[:-1])):
+            raise self.error(f"the lists are not increasing numbers below {nlist}")
+        # The ids of the lists in order, and the direct map they imply: list
+        # number << 32 | offset in the list, by id (faiss's lo_build).
+        ids, located, total = np.empty(n, np.int64), np.empty(n, np.int64), 0
+        for number, size in zip(lists.tolist(), sizes.tolist(), strict=True):
+            if size > n - total:
+                raise self.error(f"list {number} of {size} over {n} references")
+            vectors = self.array("<f4", size * d, f"the vectors of list {number}")
+            if not _all_finite(vectors):
+                raise self.error(f"list {number} holds values that are not finite")
+            ids[total : total + size] = self.array("<i8", size, f"ids of {number}")
+            located[total : total + size] = (number << 32) + np.arange(size)
+            total += size
+        if total != n or not np.array_equal(np.sort(ids), np.arange(n)):
+            raise self.error(f"the lists' ids are not the references 0 to {n - 1}")
+        if not np.array_equal(direct[ids], located):
+            raise self.error("the direct map disagrees with the lists")
+
+    def hnsw(self, metric, n, d):
+        """An ``IndexHNSWFlat``: a graph whose every link can be followed."""
+        self.fourcc(b"IHNf", "the index")
+        self.header(metric, n, d, "the index")
+        self.vector("<f8", "assign_probas")  # read when adding only
+        cum = self.vector("<i4", "cum_nneighbor_per_level").astype(np.int64)
+        levels = self.vector("<i4", "levels").astype(np.int64)
+        offsets = self.vector("<u8", "offsets")
+        neighbors = self.vector("<i4", "neighbors")
+        entry, max_level = self.scalar("<i4", "entry"), self.scalar("<i4", "level")
+        self.array("<i4", 2, "efConstruction, efSearch")  # set at each search
+        # upper_beam: 1 as faiss writes it (faiss < 1.9 sizes a search by it).
+        if self.scalar("<i4", "upper_beam") != 1:
+            raise self.error("upper_beam is not 1")
+        self.flat(metric, n, d, "the storage")
+        n_levels = len(cum) - 1
+        if n_levels < 1 or cum[0] != 0 or np.any(np.diff(cum) < 0):
+            raise self.error("cum_nneighbor_per_level is not 0 then non-decreasing")
+        if len(levels) != n or levels.min() < 1 or levels.max() > n_levels:
+            raise self.error(f"levels are not {n} values in [1, {n_levels}]")
+        if len(offsets) != n + 1 or offsets.max() > len(neighbors):
+            raise self.error(f"offsets are not {n + 1} values <= {len(neighbors)}")
+        offsets = offsets.astype(np.int64)
+        if (
+            offsets[0] != 0
+            or offsets[-1] != len(neighbors)
+            or np.any(np.diff(offsets) != cum[levels])
+        ):
+            raise self.error("offsets do not follow the nodes' levels")
+        if len(neighbors) and not -1 <= neighbors.min() <= neighbors.max() < n:
+            raise self.error(f"a neighbour outside [-1, {n})")
+        if not 0 <= entry < n or max_level != levels[entry] - 1:
+            raise self.error(f"entry point {entry} at level {max_level}")
+        # A node's links at level l lead to nodes at level l or above.
+        for level in range(1, int(levels.max())):
+            nodes = np.flatnonzero(levels > level)
+            links = offsets[nodes, None] + np.arange(cum[level], cum[level + 1])
+            linked = neighbors[links]
+            if np.any(levels[linked[linked >= 0]] <= level):
+                raise self.error(f"a link at level {level} to a node below it")
+
+
+def _check_faiss_bytes(data, algorithm, distance, n, d):
+    """Check a serialized faiss index before faiss reads it.
+
+    ``data`` must be exactly the index :meth:`EmbeddingNeighbors.fit` builds
+    for ``algorithm`` over ``n`` references of ``d`` features for
+    ``distance``, as ``faiss.serialize_index`` writes it (the layout of
+    faiss's ``impl/index_write.cpp``, unchanged from faiss 1.7 to 1.15): each
+    size within the bytes left, every vector finite, and what a search
+    follows (the IVF lists and direct map, the HNSW graph's links, levels
+    and entry point) consistent, so that faiss reads and searches it without
+    reading out of bounds.
+
+    Raises
+    ------
+    ValueError
+        Naming what is wrong and where, if anything is.
+    """
+    reader = _FaissReader(data)
+    metric = 0 if distance == "cosine" else 1  # METRIC_INNER_PRODUCT, METRIC_L2
+    if n < 1 or n * d * 4 > len(data):
+        raise reader.error(f"{n} references of {d} float32 values cannot fit")
+    if algorithm == "faiss-flat":
+        reader.flat(metric, n, d, "the index")
+    elif algorithm == "faiss-ivf":
+        reader.ivf(metric, n, d)
+    else:
+        reader.hnsw(metric, n, d)
+    if reader.pos != len(data):
+        raise reader.error(f"{len(data) - reader.pos} bytes after the index")
 
 
 def _without_self(d, i, queries):
@@ -347,13 +539,17 @@ class EmbeddingNeighbors(BaseEstimator):
 
     Notes
     -----
-    A pickled estimator carries its index: a faiss index is stored as the
-    bytes of ``faiss.serialize_index``. ``"euclidean"`` and
-    ``"sqeuclidean"`` neighbours are ranked by the squared distance, centred
-    on the references' mean as :mod:`skmeta.distances` centres, with one
-    matrix product a block; the Euclidean distance is its root: a query
-    equal to a reference is at 0, not at the 1e-6 to which
-    :class:`skmeta.distances.Euclidean` clamps for its gradient.
+    A saved estimator carries its index: :func:`skmeta.persistence.save`
+    writes the references, or a faiss index as the bytes of
+    ``faiss.serialize_index``, as raw arrays (pickle too), and
+    :func:`skmeta.persistence.load` checks them before faiss reads them.
+
+    ``"euclidean"`` and ``"sqeuclidean"`` neighbours are ranked by the
+    squared distance, centred on the references' mean as
+    :mod:`skmeta.distances` centres, with one matrix product a block; the
+    Euclidean distance is its root: a query equal to a reference is at 0,
+    not at the 1e-6 to which :class:`skmeta.distances.Euclidean` clamps for
+    its gradient.
 
     References
     ----------
@@ -401,7 +597,13 @@ class EmbeddingNeighbors(BaseEstimator):
         self.algorithm_params = algorithm_params
         self.chunk_size = chunk_size
 
-    def _algorithm_params(self):
+    def _validated_params(self):
+        """The algorithm's parameters, checked with the distance.
+
+        Returns :data:`ALGORITHMS`' entry updated by ``algorithm_params``, each
+        value an int >= 1 (``nlist`` also None); raises ValueError naming the
+        key or the distance otherwise (see :meth:`fit`).
+        """
         params = dict(ALGORITHMS[self.algorithm])
         unknown = set(self.algorithm_params or {}) - set(params)
         if unknown:
@@ -410,6 +612,22 @@ class EmbeddingNeighbors(BaseEstimator):
                 f"{sorted(params) or 'no keys'}; got {sorted(unknown)}."
             )
         params.update(self.algorithm_params or {})
+        for key, value in params.items():
+            if (value is None and key == "nlist") or (
+                isinstance(value, numbers.Integral)
+                and not isinstance(value, bool)
+                and value >= 1
+            ):
+                continue
+            raise ValueError(
+                f"algorithm_params[{key!r}] must be an int >= 1"
+                f"{' or None' if key == 'nlist' else ''}; got {value!r}."
+            )
+        if self.algorithm != "exact" and self.distance not in _FAISS_DISTANCES:
+            raise ValueError(
+                f"algorithm={self.algorithm!r} takes distance in "
+                f"{list(_FAISS_DISTANCES)}; got {self.distance!r}."
+            )
         return params
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -432,20 +650,15 @@ class EmbeddingNeighbors(BaseEstimator):
         ValueError
             If ``X`` is not 2-D, empty or not finite, a parameter is out of
             range, ``algorithm_params`` has a key the algorithm does not
-            take, or a faiss algorithm is given a distance faiss lacks.
+            take or a value that is not an int >= 1, or a faiss algorithm is
+            given a distance faiss lacks.
         ImportError
             If a faiss algorithm is asked for and faiss is not installed.
         """
         X = validate_data(self, X, dtype=[np.float64, np.float32])
-        params = self._algorithm_params()
-        exact = self.algorithm == "exact"
-        if not exact and self.distance not in _FAISS_DISTANCES:
-            raise ValueError(
-                f"algorithm={self.algorithm!r} takes distance in "
-                f"{list(_FAISS_DISTANCES)}; got {self.distance!r}."
-            )
+        params = self._validated_params()
         distance_ = get_distance(self.distance, X.shape[1])
-        if exact:
+        if self.algorithm == "exact":
             index = self._exact_index(X, distance_)
         else:
             index = _FaissIndex(X, self.distance, self.algorithm, params)
@@ -458,8 +671,7 @@ class EmbeddingNeighbors(BaseEstimator):
 
         ``{"reference": X}`` for exact search (the references as fitted),
         ``{"faiss_index": uint8 array}`` (``faiss.serialize_index``) for
-        faiss. :meth:`_load_index_arrays` restores it on an estimator with
-        the same parameters and fitted ``distance_``.
+        faiss. :meth:`_load_index_arrays` restores it.
         """
         check_is_fitted(self)
         if isinstance(self._index, _ExactIndex):
@@ -472,16 +684,68 @@ class EmbeddingNeighbors(BaseEstimator):
         return _ExactIndex(X, distance_)
 
     def _load_index_arrays(self, arrays):
-        """Restore the index from :meth:`_index_arrays`' output."""
-        if "reference" in arrays:
-            self._index = self._exact_index(arrays["reference"], self.distance_)
-        else:
-            self._index = _FaissIndex.from_bytes(
-                arrays["faiss_index"],
-                self.distance,
-                self.algorithm,
-                self._algorithm_params(),
+        """Restore the index from :meth:`_index_arrays`' output, checked.
+
+        The estimator has the parameters it was fitted with and its
+        ``n_samples_fit_`` and ``n_features_in_``; this sets ``distance_``
+        and the index as :meth:`fit` would. The arrays may come from an
+        untrusted file: each is checked before it is used, a faiss index
+        before faiss reads it (:func:`_check_faiss_bytes`), so that a
+        corrupted one is a ValueError rather than a crash of faiss.
+
+        Parameters
+        ----------
+        arrays : dict of str to ndarray
+            ``{"reference": float32 or float64 (n_samples_fit_,
+            n_features_in_)}`` for ``algorithm="exact"``, ``{"faiss_index":
+            1-D uint8}`` otherwise.
+
+        Raises
+        ------
+        ValueError
+            If a parameter is invalid (as in :meth:`fit`), the arrays are not
+            the one ``algorithm`` keeps, the references are not finite or of
+            another shape or dtype, or the faiss index is not one that
+            :meth:`fit` builds over ``n_samples_fit_`` references of
+            ``n_features_in_`` features with this ``distance``.
+        ImportError
+            If the index is faiss's and faiss is not installed.
+        """
+        params = self._validated_params()
+        exact = self.algorithm == "exact"
+        name = "reference" if exact else "faiss_index"
+        if list(arrays) != [name]:
+            raise ValueError(
+                f"algorithm={self.algorithm!r} keeps its index in one array, "
+                f"{name!r}; got {sorted(arrays)}."
             )
+        array, shape = arrays[name], (self.n_samples_fit_, self.n_features_in_)
+        if exact:
+            if array.dtype not in (np.float32, np.float64) or array.shape != shape:
+                raise ValueError(
+                    f"expected float32 or float64 of shape {shape} "
+                    f"(n_samples_fit_, n_features_in_); got {array.dtype} of "
+                    f"shape {array.shape}."
+                )
+            if not _all_finite(array):
+                raise ValueError("not all finite, as fit requires.")
+        elif array.dtype != np.uint8 or array.ndim != 1:
+            raise ValueError(
+                f"expected 1-D uint8 bytes; got {array.dtype} of shape {array.shape}."
+            )
+        else:
+            _check_faiss_bytes(array, self.algorithm, self.distance, *shape)
+        distance_ = get_distance(self.distance, self.n_features_in_)
+        if exact:
+            index = self._exact_index(array, distance_)
+        else:
+            try:
+                index = _FaissIndex.from_bytes(
+                    array, self.distance, self.algorithm, params
+                )
+            except RuntimeError as error:  # what faiss raises reading an index
+                raise ValueError(f"faiss cannot read it: {error}") from error
+        self.distance_, self._index = distance_, index
 
     def _search(self, X, k, queries=None):
         """``k`` nearest of one chunk ``X``, excluding ``queries`` (own indices)."""

@@ -162,15 +162,109 @@ def test_faiss_index_survives_pickle_and_index_arrays(algorithm):
     arrays = nn._index_arrays()
     assert arrays["faiss_index"].dtype == np.uint8
     loaded = pickle.loads(pickle.dumps(nn))
-    restored = EmbeddingNeighbors(**nn.get_params())
-    restored.distance_, restored.n_samples_fit_ = nn.distance_, nn.n_samples_fit_
-    restored.n_features_in_ = nn.n_features_in_
+    restored = unfitted_like(nn)
     restored._load_index_arrays(arrays)
     for other in (loaded, restored):
         for got, want in zip(other.kneighbors(reference[:7]), expected, strict=True):
             np.testing.assert_array_equal(got, want)
     if algorithm == "faiss-ivf":
         assert loaded._index.index.nprobe == 2
+
+
+def unfitted_like(nn):
+    """An estimator of ``nn``'s parameters and sizes, without its index: what
+    skmeta.persistence.load builds before it restores the index."""
+    restored = EmbeddingNeighbors(**nn.get_params())
+    restored.n_samples_fit_ = nn.n_samples_fit_
+    restored.n_features_in_ = nn.n_features_in_
+    return restored
+
+
+def small_faiss_indexes():
+    """Fitted faiss indexes of 20 references of 4 features, and their bytes:
+    each algorithm, the cosine distance, and inverted lists laid out sparse
+    (most lists empty, faiss's "sprs" layout)."""
+    rng = np.random.default_rng(7)
+    reference = rng.normal(size=(20, 4)).astype(np.float32)
+    cases = [
+        ("faiss-flat", "euclidean", None, reference),
+        ("faiss-ivf", "euclidean", {"nlist": 4, "nprobe": 2}, reference),
+        ("faiss-ivf", "cosine", {"nlist": 10}, np.repeat(reference[:2], 10, 0)),
+        ("faiss-hnsw", "euclidean", {"M": 2}, reference),
+    ]
+    return [
+        EmbeddingNeighbors(
+            3, distance=distance, algorithm=algorithm, algorithm_params=params
+        ).fit(X)
+        for algorithm, distance, params, X in cases
+    ]
+
+
+@needs_faiss
+@pytest.mark.parametrize(
+    "nn",
+    small_faiss_indexes() if FAISS else [],
+    ids=lambda nn: f"{nn.algorithm}-{nn.distance}",
+)
+def test_a_corrupted_faiss_index_is_a_value_error_not_a_crash(nn):
+    # Every length cut short, and a byte flipped at every third position
+    # (headers, sizes, graph links, list ids, vectors): each is refused
+    # before faiss reads it, or gives a search within the references.
+    # (A crash of faiss would end the test process.)
+    blob = nn._index_arrays()["faiss_index"]
+    queries = np.random.default_rng(8).normal(size=(4, 4))
+    for length in range(len(blob)):
+        with pytest.raises(ValueError, match="not an index EmbeddingNeighbors"):
+            unfitted_like(nn)._load_index_arrays({"faiss_index": blob[:length]})
+    refused = 0
+    for position in range(0, len(blob), 3):
+        flipped = blob.copy()
+        flipped[position] ^= 0xFF
+        restored = unfitted_like(nn)
+        try:
+            restored._load_index_arrays({"faiss_index": flipped})
+        except ValueError:
+            refused += 1
+            continue
+        for X in (queries, None):
+            d, i = restored.kneighbors(X)
+            assert i.shape == (20 if X is None else 4, 3)
+            assert np.all((i >= -1) & (i < 20))
+            assert not np.isnan(d).any()
+    assert 0 < refused < len(range(0, len(blob), 3))
+
+
+@needs_faiss
+def test_restored_index_must_fit_the_estimator():
+    reference = np.random.default_rng(9).normal(size=(20, 4))
+    flat = EmbeddingNeighbors(3, algorithm="faiss-flat").fit(reference)
+    blob = flat._index_arrays()["faiss_index"]
+    other = unfitted_like(flat)
+    other.n_samples_fit_ = 19
+    with pytest.raises(ValueError, match="ntotal=20.*expected .*ntotal=19"):
+        other._load_index_arrays({"faiss_index": blob})
+    cosine = unfitted_like(flat).set_params(distance="cosine")
+    with pytest.raises(ValueError, match=r"the index is b'IxF2', expected b'IxFI'"):
+        cosine._load_index_arrays({"faiss_index": blob})
+    hnsw = unfitted_like(flat).set_params(algorithm="faiss-hnsw")
+    with pytest.raises(ValueError, match=r"the index is b'IxF2', expected b'IHNf'"):
+        hnsw._load_index_arrays({"faiss_index": blob})
+    with pytest.raises(ValueError, match="one array, 'reference'; got.*faiss_index"):
+        unfitted_like(flat).set_params(algorithm="exact")._load_index_arrays(
+            {"faiss_index": blob}
+        )
+
+
+def test_restored_references_must_fit_the_estimator():
+    reference = np.random.default_rng(10).normal(size=(20, 4))
+    nn = EmbeddingNeighbors(3).fit(reference)
+    with pytest.raises(ValueError, match=r"shape \(20, 4\).*got float64 of shape"):
+        unfitted_like(nn)._load_index_arrays({"reference": reference[:, :3]})
+    with pytest.raises(ValueError, match="got int64"):
+        unfitted_like(nn)._load_index_arrays({"reference": np.zeros((20, 4), int)})
+    reference[3, 1] = np.inf
+    with pytest.raises(ValueError, match="not all finite"):
+        unfitted_like(nn)._load_index_arrays({"reference": reference})
 
 
 def test_errors_name_the_parameter(monkeypatch):
@@ -186,6 +280,13 @@ def test_errors_name_the_parameter(monkeypatch):
         EmbeddingNeighbors(algorithm="faiss-hnsw", algorithm_params={"nprobe": 1}).fit(
             reference
         )
+    for bad in ("lots", 0, True, 2.0):
+        with pytest.raises(
+            ValueError, match=r"algorithm_params\['nprobe'\] must be an int >= 1; "
+        ):
+            EmbeddingNeighbors(
+                algorithm="faiss-ivf", algorithm_params={"nprobe": bad}
+            ).fit(reference)
     with pytest.raises(ValueError, match="takes distance in .*got 'manhattan'"):
         EmbeddingNeighbors(algorithm="faiss-flat", distance="manhattan").fit(reference)
     real_import = builtins.__import__
