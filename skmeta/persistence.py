@@ -14,7 +14,9 @@ file names. An estimator's file holds:
   each tensor: the network's weights (``tensors/module_/...``), the fitted
   arrays (``tensors/array/...``), dicts of tensors (``tensors/dict/...``) and
   the weights of a module instance given as a parameter
-  (``tensors/param/...``).
+  (``tensors/param/...``); for :class:`~skmeta.neighbors.EmbeddingNeighbors`,
+  its index instead of a network: the references (``tensors/index/reference``)
+  or the bytes of ``faiss.serialize_index`` (``tensors/index/faiss_index``).
 
 A :class:`~sklearn.pipeline.Pipeline` file holds ``pipeline.json``, the
 pipeline without its skmeta steps as :func:`skops.io.dumps` writes it
@@ -45,7 +47,14 @@ describes, and raises a ValueError naming the entry:
   tensors before it is built for real;
 - the fitted arrays must agree with each other, with ``classes_`` and with the
   network's embedding (one prototype per class, embeddings of the network's
-  size).
+  size);
+- a search index must be the one its parameters build over ``n_samples_fit_``
+  references of ``n_features_in_`` features, finite; faiss's bytes are read by
+  skmeta first (each size within the bytes left, the IVF lists and the HNSW
+  graph's links consistent) and given to faiss only then, so a corrupted index
+  is a ValueError, not a crash of faiss; a distance built from its name holds
+  no more values than the largest tensor or ``MIN_WIDTH ** 2``
+  (``"mahalanobis"``: ``n_features_in_ ** 2``).
 """
 
 import copy
@@ -75,6 +84,7 @@ from .distances import DISTANCES
 from .embedding import EMBEDDERS
 from .fewshot import CLASSIFIERS, REGRESSORS
 from .losses import LOSSES
+from .neighbors import EmbeddingNeighbors
 
 __all__ = ["MAX_JSON_BYTES", "MAX_SAMPLE_VALUES", "load", "save"]
 
@@ -100,8 +110,16 @@ MIN_DEPTH = 64
 #: (the deferred support set, as ``_support_attributes``).
 _COMPUTED_ON_READ = ("_deferred_support",)
 
-#: Fitted attributes that load rebuilds rather than reads.
-_REBUILT = ("module_", "device_")
+#: Fitted attributes that load rebuilds rather than reads (``distance_``:
+#: EmbeddingNeighbors' distance module, from its parameters).
+_REBUILT = ("module_", "device_", "distance_")
+
+#: The kinds of tensors each kind of estimator's file holds: a network's
+#: (its weights, fitted arrays, dicts of tensors) or a search index's.
+_TENSOR_KINDS = {
+    TorchEstimator: ("module_", "array", "dict", "param"),
+    EmbeddingNeighbors: ("index", "param"),
+}
 
 #: Fitted attributes every estimator has (and every one but a regressor,
 #: ``classes_``).
@@ -142,8 +160,18 @@ _ADVICE = (
 
 
 def _estimator_classes():
-    estimators = (*CLASSIFIERS.values(), *REGRESSORS.values(), *EMBEDDERS.values())
+    estimators = (
+        *CLASSIFIERS.values(),
+        *REGRESSORS.values(),
+        *EMBEDDERS.values(),
+        EmbeddingNeighbors,
+    )
     return {cls.__name__: cls for cls in estimators}
+
+
+def _is_ours(value):
+    """Whether ``value`` is a skmeta estimator, saved by skmeta, not skops."""
+    return isinstance(value, tuple(_TENSOR_KINDS))
 
 
 def _registered_classes():
@@ -158,6 +186,8 @@ def _registered_classes():
 
 def _private(cls):
     """The private fitted attributes of ``cls`` a file holds."""
+    if not issubclass(cls, TorchEstimator):
+        return set()  # EmbeddingNeighbors' index is saved as its arrays
     return set(cls._private_fitted) - set(_COMPUTED_ON_READ)
 
 
@@ -188,8 +218,9 @@ def save(estimator, path):
     Parameters
     ----------
     estimator : fitted skmeta estimator or sklearn.pipeline.Pipeline
-        Any few-shot classifier or embedder of skmeta, fitted (and adapted),
-        or a fitted Pipeline whose steps are scikit-learn and skmeta
+        Any few-shot classifier, regressor or embedder of skmeta, fitted (and
+        adapted), an :class:`~skmeta.neighbors.EmbeddingNeighbors` with its
+        index, or a fitted Pipeline whose steps are scikit-learn and skmeta
         estimators (its scikit-learn steps are written by
         :func:`skops.io.dumps`: ``pip install skmeta[persistence]``). Its
         ``callbacks`` are not saved: they belong to training. A module given
@@ -362,6 +393,8 @@ def _constructor_arguments(name, module, problems):
         parameters = list(inspect.signature(cls).parameters.values())
     except (TypeError, ValueError):
         parameters = None
+    if cls.__init__ is nn.Module.__init__:
+        parameters = []  # no constructor of its own: no arguments
     unknown, arguments = [], {}
     for parameter in parameters or ():
         variadic = parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
@@ -410,10 +443,16 @@ def _fitted_entries(estimator, tensors, problems):
     """The fitted attributes as JSON entries, their arrays into ``tensors``."""
     fitted = {}
     state = dict(vars(estimator))
-    # The support set of fit, embedded when first read (see _support_attributes).
-    for name in type(estimator)._support_attributes:
-        if name not in state and hasattr(estimator, name):
-            state[name] = getattr(estimator, name)
+    if isinstance(estimator, EmbeddingNeighbors):
+        # The references, or faiss's bytes; distance_ is rebuilt on load.
+        for key, array in estimator._index_arrays().items():
+            tensors[f"index/{key}"] = torch.from_numpy(np.ascontiguousarray(array))
+        del state["distance_"]
+    else:
+        # The support set of fit, embedded when first read (_support_attributes).
+        for name in type(estimator)._support_attributes:
+            if name not in state and hasattr(estimator, name):
+                state[name] = getattr(estimator, name)
     private = _private(type(estimator))
     for name, value in state.items():
         if not (name.endswith("_") or name in private) or name == "device_":
@@ -444,13 +483,13 @@ def _pipeline_entries(pipeline):
     check_is_fitted(pipeline)
     problems, entries, indices = [], [], []
     for index, (name, step) in enumerate(pipeline.steps):
-        if isinstance(step, TorchEstimator):
+        if _is_ours(step):
             indices.append(index)
             found = []
             entries += _estimator_entries(step, f"steps/{index}/", found)
             problems += [(f"steps[{index}] ({name}).{w}", why) for w, why in found]
     for key, value in pipeline.get_params(deep=True).items():
-        if isinstance(value, TorchEstimator) and "__" in key:
+        if _is_ours(value) and "__" in key:
             problems.append(
                 (key, "a skmeta estimator inside a step: save() takes them as steps")
             )
@@ -556,7 +595,8 @@ def load(path, *, device="cpu", trusted=None):
     TypeError
         If ``trusted`` is not a list of classes and names.
     ImportError
-        For a Pipeline, if skops is not installed.
+        For a Pipeline, if skops is not installed; for a faiss index, if
+        faiss is not.
     """
     trusted = _check_trusted(trusted)
     device_ = resolve_device(device)
@@ -714,9 +754,15 @@ class _Reader:
                 f"({', '.join(sorted(classes))})",
             )
         cls = classes[document["class"]]
-        self.specs = self._manifest(document["tensors"])
+        self.specs = self._manifest(document["tensors"], cls)
         fitted = self._fitted(document["fitted"], cls)
         self._check_sizes(document["params"], document["modules"], fitted)
+        if issubclass(cls, EmbeddingNeighbors):
+            estimator = self._construct(cls, document["params"], document["modules"])
+            for name, value in fitted.items():
+                setattr(estimator, name, value)
+            self._restore_index(estimator)
+            return estimator
         estimator = self._construct(
             cls, {**document["params"], "device": device}, document["modules"]
         )
@@ -731,7 +777,8 @@ class _Reader:
 
     # The tensors: listed in estimator.json, each an entry of its exact size.
 
-    def _manifest(self, manifest):
+    def _manifest(self, manifest, cls):
+        kinds = next(k for base, k in _TENSOR_KINDS.items() if issubclass(cls, base))
         if not isinstance(manifest, dict):
             raise self.error("tensors", "expected a JSON object")
         specs = {}
@@ -769,12 +816,14 @@ class _Reader:
             name, _, item = rest.partition("/")
             if kind == "module_":
                 name, item = None, rest
-            if not (
+            if kind not in kinds or not (
                 (kind == "module_" and rest)
-                or (kind == "array" and name and not item)
+                or (kind in ("array", "index") and name and not item)
                 or (kind in ("dict", "param") and name and item)
             ):
-                raise self.error(entry, "not a kind of tensor save() writes")
+                raise self.error(
+                    entry, f"not a kind of tensor save() writes of {cls.__name__}"
+                )
             specs[key] = (dtype, tuple(shape))
             self.kinds[key] = (kind, name, item)
         ours = {f"{self.prefix}estimator.json"} | {
@@ -785,6 +834,10 @@ class _Reader:
         if unknown:
             raise self.error(unknown[0], "an entry that save() does not write")
         return specs
+
+    def _widest(self):
+        """The number of values of the file's largest tensor."""
+        return max((math.prod(s) for _, s in self.specs.values()), default=0)
 
     def tensor(self, key):
         dtype, shape = self.specs[key]
@@ -852,19 +905,28 @@ class _Reader:
             if kind in ("array", "dict") and name in fitted:
                 raise self.error(f"tensors/{key}", f"a second value of fitted {name}")
             if kind == "array":
-                if self.specs[key][0] is torch.bfloat16:
-                    raise self.error(f"tensors/{key}", "a bfloat16 NumPy array")
-                values[name] = self.tensor(key).numpy()
+                values[name] = self._array(key)
             elif kind == "dict":
                 values.setdefault(name, {})
-        required = (
-            _REQUIRED if issubclass(cls, RegressorMixin) else (*_REQUIRED, "classes_")
-        )
+        if issubclass(cls, EmbeddingNeighbors):
+            required = ("n_features_in_", "n_samples_fit_")
+        elif issubclass(cls, RegressorMixin):
+            required = _REQUIRED
+        else:
+            required = (*_REQUIRED, "classes_")
         missing = [name for name in required if name not in values]
         if missing:
-            raise self.error("fitted", f"missing {missing}, which every estimator has")
+            raise self.error(
+                "fitted", f"missing {missing}, which every {cls.__name__} has"
+            )
         self._check_fitted(values)
         return values
+
+    def _array(self, key):
+        """Tensor ``key`` as a NumPy array (which has no bfloat16)."""
+        if self.specs[key][0] is torch.bfloat16:
+            raise self.error(f"tensors/{key}", "a bfloat16 NumPy array")
+        return self.tensor(key).numpy()
 
     def _fitted_value(self, name, entry):
         where = f"fitted.{name}"
@@ -925,19 +987,26 @@ class _Reader:
         return np.array(labels, dtype=dtype)
 
     def _check_fitted(self, values):
-        shape = values["input_shape_"]
-        if not isinstance(shape, tuple):
+        n_features = values["n_features_in_"]
+        if "input_shape_" not in values:  # EmbeddingNeighbors
+            for name in ("n_features_in_", "n_samples_fit_"):
+                if values[name] < 1:
+                    raise self.error(
+                        f"fitted.{name}",
+                        "0, but fit takes one reference of one feature at least",
+                    )
+        elif not isinstance(values["input_shape_"], tuple):
             raise self.error("fitted.input_shape_", "expected a value")
-        if values["n_features_in_"] != shape[0]:
+        elif n_features != values["input_shape_"][0]:
             raise self.error(
                 "fitted.n_features_in_",
-                f"{values['n_features_in_']}, but input_shape_ is {shape}",
+                f"{n_features}, but input_shape_ is {values['input_shape_']}",
             )
         names = values.get("feature_names_in_")
         if names is not None and (
-            not isinstance(names, np.ndarray) or names.shape != (shape[0],)
+            not isinstance(names, np.ndarray) or names.shape != (n_features,)
         ):
-            raise self.error("fitted.feature_names_in_", f"not {shape[0]} names")
+            raise self.error("fitted.feature_names_in_", f"not {n_features} names")
         if "classes_" not in values:  # a regressor
             return
         classes = values["classes_"]
@@ -986,7 +1055,7 @@ class _Reader:
             raise self.error("params", "expected a JSON object")
         if not isinstance(modules, dict):
             raise self.error("modules", "expected a JSON object")
-        widest = max((math.prod(s) for _, s in self.specs.values()), default=0)
+        widest = self._widest()
         width, depth = max(widest, MIN_WIDTH), max(len(self.specs), MIN_DEPTH)
         sizing = [
             (f"params.{name}", value)
@@ -1107,6 +1176,41 @@ class _Reader:
             raise self.error(
                 where, f"{cls.__name__}(**arguments) fails: {error}"
             ) from error
+
+    # A search index: its arrays checked by the estimator, faiss's bytes
+    # before faiss reads them.
+
+    def _restore_index(self, estimator):
+        """Give ``estimator`` (EmbeddingNeighbors) its distance and index."""
+        try:
+            estimator._validated_params()
+        except ValueError as error:
+            raise self.error("params", str(error)) from error
+        distance, n_features = estimator.distance, estimator.n_features_in_
+        if isinstance(distance, str) and distance not in DISTANCES:
+            raise self.error(
+                "params.distance", f"{distance!r:.80} is not in {sorted(DISTANCES)}"
+            )
+        # "mahalanobis" builds an n_features_in_ ** 2 matrix: no more values
+        # than the file's largest tensor or MIN_WIDTH ** 2.
+        widest = self._widest()
+        if distance == "mahalanobis" and n_features**2 > max(widest, MIN_WIDTH**2):
+            raise self.error(
+                "params.distance",
+                f"'mahalanobis' over {n_features} features is a matrix of "
+                f"{n_features**2} values, more than the file's largest tensor "
+                f"({widest} values) or MIN_WIDTH ** 2",
+            )
+        arrays = {
+            name: self._array(key)
+            for key, (kind, name, _) in self.kinds.items()
+            if kind == "index"
+        }
+        entry = f"tensors/index/{next(iter(arrays))}" if len(arrays) == 1 else "tensors"
+        try:
+            estimator._load_index_arrays(arrays)
+        except ValueError as error:
+            raise self.error(entry, str(error)) from error
 
     # The network: built on the meta device, checked, then built for real.
 

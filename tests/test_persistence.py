@@ -26,7 +26,18 @@ from skmeta import (
     TripletEmbedder,
 )
 from skmeta.backbones import BACKBONES
+from skmeta.distances import Manhattan
+from skmeta.neighbors import EmbeddingNeighbors
 from skmeta.persistence import MAX_JSON_BYTES, load, save
+
+try:
+    import faiss  # noqa: F401
+
+    HAS_FAISS = True
+except ImportError:
+    HAS_FAISS = False
+
+needs_faiss = pytest.mark.skipif(not HAS_FAISS, reason="faiss is not installed")
 
 ESTIMATORS = [short(cls) for cls in FEW_SHOT]
 ESTIMATORS[0].set_params(validation_fraction=0.4)  # a history with valid_loss
@@ -75,8 +86,9 @@ def edit(path, change):
     return path
 
 
-def resize(path, key, shape):
-    """Give tensor ``key`` of the file at ``path`` the ``shape`` (zeros), listed so."""
+def resize(path, key, shape, raw=None):
+    """Give tensor ``key`` of the file at ``path`` the ``shape``, listed so, and
+    the bytes ``raw`` (zeros if None)."""
     with zipfile.ZipFile(path) as archive:
         entries = {info: archive.read(info) for info in archive.infolist()}
     with zipfile.ZipFile(path, "w") as archive:
@@ -88,7 +100,7 @@ def resize(path, key, shape):
                 spec["shape"] = list(shape)
                 data = json.dumps(document).encode()
             elif info.filename == f"tensors/{key}":
-                data = bytes(int(np.prod(shape)) * itemsize)
+                data = bytes(int(np.prod(shape)) * itemsize) if raw is None else raw
             archive.writestr(info, data)
     return path
 
@@ -347,6 +359,111 @@ def test_a_model_saved_on_a_gpu_loads_on_a_cpu(tmp_path):
     )
 
 
+# --- a retrieval index: EmbeddingNeighbors ----------------------------------
+
+INDEXES = [
+    pytest.param("exact", "euclidean", None, id="exact"),
+    pytest.param("exact", "cosine", None, id="exact-cosine"),
+    pytest.param("exact", Manhattan(), None, id="exact-module"),
+    pytest.param("faiss-flat", "euclidean", None, marks=needs_faiss, id="flat"),
+    pytest.param(
+        "faiss-ivf", "cosine", {"nlist": 8, "nprobe": 2}, marks=needs_faiss, id="ivf"
+    ),
+    pytest.param("faiss-hnsw", "euclidean", {"M": 8}, marks=needs_faiss, id="hnsw"),
+]
+
+
+@pytest.mark.parametrize("algorithm, distance, params", INDEXES)
+def test_a_saved_index_finds_the_same_neighbours(algorithm, distance, params, tmp_path):
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(300, 8)).astype(np.float32)
+    queries = rng.normal(size=(20, 8))
+    nn = EmbeddingNeighbors(
+        4, distance=distance, algorithm=algorithm, algorithm_params=params
+    ).fit(reference)
+    loaded = load(save(nn, tmp_path / "index.skmeta"))
+    assert type(loaded.distance) is type(distance)
+    for X in (queries, None):  # None: leave-one-out over the references
+        for got, expected in zip(loaded.kneighbors(X), nn.kneighbors(X), strict=True):
+            np.testing.assert_array_equal(got, expected)
+    # The index is one raw array: the references themselves, or faiss's bytes.
+    with zipfile.ZipFile(tmp_path / "index.skmeta") as archive:
+        names = sorted(archive.namelist())
+        raw = archive.read(names[1])
+    key = "reference" if algorithm == "exact" else "faiss_index"
+    assert names == ["estimator.json", f"tensors/index/{key}"]
+    if algorithm == "exact":
+        assert raw == reference.tobytes()
+
+
+@needs_faiss
+def test_a_corrupted_faiss_index_in_a_file_is_a_value_error_naming_it(tmp_path):
+    nn = EmbeddingNeighbors(3, algorithm="faiss-hnsw", algorithm_params={"M": 4})
+    path = save(nn.fit(X_TINY), tmp_path / "m.skmeta")
+    with zipfile.ZipFile(path) as archive:
+        blob = archive.read("tensors/index/faiss_index")
+    original = path.read_bytes()
+    # Flipped: its type, its number of features, its number of references.
+    flipped = [blob[:i] + bytes([blob[i] ^ 0xFF]) + blob[i + 1 :] for i in (0, 4, 8)]
+    for data in [*flipped, blob[:-1], blob[: len(blob) // 2]]:
+        path.write_bytes(original)
+        resize(path, "index/faiss_index", [len(data)], raw=data)
+        with pytest.raises(
+            ValueError, match="tensors/index/faiss_index: not an index Embedding"
+        ):
+            load(path)
+    # Cut short without its listing: refused before it is read.
+    path.write_bytes(original)
+    with zipfile.ZipFile(path) as archive:
+        entries = {info: archive.read(info) for info in archive.infolist()}
+    with zipfile.ZipFile(path, "w") as archive:
+        for info, data in entries.items():
+            archive.writestr(info, data[:-8] if "faiss" in info.filename else data)
+    with pytest.raises(ValueError, match=r"tensors/index/faiss_index: holds .* bytes"):
+        load(path)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            _set("params", "algorithm", value="faiss-flat"),
+            r"tensors/index/reference: algorithm='faiss-flat' keeps its index in "
+            r"one array, 'faiss_index'",
+        ),
+        (
+            _set("fitted", "n_samples_fit_", value={"value": 17}),
+            r"tensors/index/reference: expected .* shape \(17, 5\)",
+        ),
+        (_set("fitted", "n_samples_fit_", value={"value": 0}), r"n_samples_fit_: 0"),
+        (_set("params", "distance", value="lots"), r"params.distance: 'lots'"),
+        (
+            lambda d: d.update(
+                params={**d["params"], "distance": "mahalanobis"},
+                fitted={**d["fitted"], "n_features_in_": {"value": 5000}},
+            ),
+            r"params.distance: 'mahalanobis' over 5000 features is a matrix of "
+            r"25000000 values",
+        ),
+        (
+            _set("params", "algorithm_params", value={"nprobe": 2}),
+            r"params: algorithm_params for algorithm='exact' take no keys",
+        ),
+        (
+            _set("fitted", "distance_", value={"value": 1}),
+            r"fitted.distance_: not a fitted attribute",
+        ),
+    ],
+    ids=lambda x: x if isinstance(x, str) else "",
+)
+def test_an_edited_index_file_is_a_value_error_naming_the_entry(
+    change, message, tmp_path
+):
+    path = save(EmbeddingNeighbors(3).fit(X_TINY), tmp_path / "m.skmeta")
+    with pytest.raises(ValueError, match=message):
+        load(edit(path, change))
+
+
 # --- mutated files: a right model or a ValueError, in bounded memory ---------
 
 
@@ -414,7 +531,15 @@ def _mutate(path, document, data, mutation):
 def _fitted_tiny_models():
     maml = MAMLClassifier(**TINY, max_epochs=0, n_inner_steps_test=1)
     y = np.searchsorted(np.unique(Y_TINY), Y_TINY)  # int labels: a tensor
-    return {"protonet": tiny_protonet(), "maml": maml.fit(X_TINY, y)}
+    models = {
+        "protonet": tiny_protonet(),
+        "maml": maml.fit(X_TINY, y),
+        "neighbors": EmbeddingNeighbors(3).fit(X_TINY),
+    }
+    if HAS_FAISS:
+        hnsw = EmbeddingNeighbors(3, algorithm="faiss-hnsw", algorithm_params={"M": 4})
+        models["neighbors-hnsw"] = hnsw.fit(X_TINY)
+    return models
 
 
 MODELS = _fitted_tiny_models()
@@ -452,6 +577,13 @@ def test_a_mutated_file_loads_a_working_model_or_raises_value_error(
         tracemalloc.stop()
         assert peak < 32 * 2**20
         assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 256 * 2**10
+    if isinstance(model, EmbeddingNeighbors):
+        assert loaded.n_features_in_ == model.n_features_in_
+        k = min(3, loaded.n_samples_fit_)
+        _, indices = loaded.kneighbors(X_TINY, n_neighbors=k)
+        assert indices.shape == (len(X_TINY), k)
+        assert np.all((indices >= -1) & (indices < loaded.n_samples_fit_))
+        return
     assert loaded.input_shape_ == model.input_shape_
     proba = loaded.predict_proba(X_TINY)
     assert proba.shape == (len(X_TINY), len(loaded.classes_))
@@ -531,30 +663,49 @@ def test_an_instance_whose_arguments_cannot_be_known_is_refused(tmp_path):
     assert not os.listdir(tmp_path)
 
 
-def test_a_pipeline_loads_in_a_new_process_and_predicts_the_same(digits, tmp_path):
+def test_pipelines_load_in_a_new_process_and_give_the_same_results(digits, tmp_path):
+    # One new process loads both: a classifier on embeddings, and retrieval.
     pytest.importorskip("skops")
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    pipeline = make_pipeline(
-        StandardScaler(),
-        short(TripletEmbedder, embedding_dim=8, backbone_params={"hidden_dims": (16,)}),
-        LogisticRegression(max_iter=200),
+    embedder = short(
+        TripletEmbedder,
+        embedding_dim=8,
+        backbone_params={"hidden_dims": (16,)},
+        max_epochs=1,
+    )
+    classifier = make_pipeline(
+        StandardScaler(), clone(embedder), LogisticRegression(max_iter=200)
     ).fit(digits.X_base, digits.y_base)
-    path = save(pipeline, tmp_path / "pipeline.skmeta")
+    retrieval = make_pipeline(clone(embedder), EmbeddingNeighbors(5))
+    retrieval.fit(digits.X_base, digits.y_base)
+    save(classifier, tmp_path / "classifier.skmeta")
+    save(retrieval, tmp_path / "retrieval.skmeta")
     np.save(tmp_path / "X.npy", digits.X_novel)
     script = textwrap.dedent(
         f"""
+        import os
         import numpy as np
         from skmeta.persistence import load
-        pipeline = load({str(path)!r})
-        X = np.load({str(tmp_path / "X.npy")!r})
-        np.save({str(tmp_path / "proba.npy")!r}, pipeline.predict_proba(X))
+        os.chdir({str(tmp_path)!r})
+        X = np.load("X.npy")
+        np.save("proba.npy", load("classifier.skmeta").predict_proba(X))
+        retrieval = load("retrieval.skmeta")
+        queries = retrieval[:-1].transform(X)
+        np.savez("neighbours.npz", *retrieval[-1].kneighbors(queries))
         """
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=120)
     np.testing.assert_array_equal(
-        np.load(tmp_path / "proba.npy"), pipeline.predict_proba(digits.X_novel)
+        np.load(tmp_path / "proba.npy"), classifier.predict_proba(digits.X_novel)
     )
+    neighbours = np.load(tmp_path / "neighbours.npz")
+    distances, indices = retrieval[-1].kneighbors(
+        retrieval[:-1].transform(digits.X_novel)
+    )
+    assert indices.shape == (len(digits.X_novel), 5)
+    np.testing.assert_array_equal(neighbours["arr_0"], distances)
+    np.testing.assert_array_equal(neighbours["arr_1"], indices)
