@@ -368,6 +368,14 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             embedding_dim_is_default=self.embedding_dim == default,
         )
 
+    @classmethod
+    def _learns_from_labels(cls):
+        """Whether ``fit`` needs ``y`` (scikit-learn's ``target_tags.required``)."""
+        return cls().__sklearn_tags__().target_tags.required
+
+    def _check_image_parameters(self, X):
+        """Refuse parameters that only apply to images when X is not: none here."""
+
     def _seed(self):
         """An int seed for torch, derived from ``random_state``."""
         return int(
@@ -437,18 +445,7 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if groups is not None:
             groups = check_groups(check_labels(groups, "groups"), y)
             groups = LabelEncoder().fit_transform(groups)
-        for name in ("rotations", "flips"):
-            if getattr(self, name, False) and X.ndim != 4:
-                raise ValueError(
-                    f"{name}=True needs images X of shape (n_samples, channels, "
-                    f"height, width); got X of shape {X.shape}."
-                )
-        views = getattr(self, "test_time_views", 1)
-        if views != "auto" and views > 1 and X.ndim != 4:
-            raise ValueError(
-                f"test_time_views={views} distorts images; X holds samples of "
-                f"shape {X.shape[1:]}. Use test_time_views=1 for tabular data."
-            )
+        self._check_image_parameters(X)
         self.device_ = resolve_device(self.device)
         held_out = self._held_out(y_enc, groups)
         if held_out is None:

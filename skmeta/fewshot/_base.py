@@ -29,7 +29,6 @@ from .._base import (
     trains,
 )
 from .._docs import EPISODIC
-from .._params import AUTO_TEST_TIME_VIEWS
 from .._precision import autocast
 from ..augmentation import (
     AffineViews,
@@ -39,7 +38,6 @@ from ..augmentation import (
     rotations_as_classes,
 )
 from ..backbones import embedding_size
-from ..distances import l2_normalize
 from ..episodes import EpisodeSampler
 from ..training import train_module
 
@@ -254,8 +252,7 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         def score(module):
             view = copy.copy(self)  # the estimator, scoring the module in training
             view.module_ = module
-            if getattr(self, "normalization", None) == "centered-l2":
-                view._fit_comparison_space(view._embed(X_base))  # as fit will
+            view._fit_comparison_space(X_base)  # as fit will
             losses, accuracies = view.score_episodes(
                 X_valid, y_valid, sampler, groups=groups_valid
             )
@@ -276,12 +273,21 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         return mean_over_views
 
     def _n_test_time_views(self):
-        """``test_time_views`` as a number, ``"auto"`` resolved for the fitted input."""
-        views = getattr(self, "test_time_views", 1)
-        if views != "auto":
-            return views
-        affine = self.augment in ("auto", "affine")
-        return AUTO_TEST_TIME_VIEWS if affine and len(self.input_shape_) == 3 else 1
+        """Views of each sample averaged into its embedding: 1 (no views)."""
+        return 1
+
+    def _is_transductive(self):
+        """Whether a query's prediction depends on the others (False: it does not)."""
+        return False
+
+    def _check_image_parameters(self, X):
+        """Refuse ``rotations`` and ``flips`` for X that are not images."""
+        for name in ("rotations", "flips"):
+            if getattr(self, name) and X.ndim != 4:
+                raise ValueError(
+                    f"{name}=True needs images X of shape (n_samples, channels, "
+                    f"height, width); got X of shape {X.shape}."
+                )
 
     def _class_copies(self):
         """Training classes made of each class of y: by ``flips`` and ``rotations``."""
@@ -392,7 +398,7 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         check_is_fitted(self)
         X = self._validate_X(X, reset=False, batches=True)
         n_samples = len(X)
-        transductive = bool(getattr(self, "transductive_steps", 0))
+        transductive = self._is_transductive()
         # Each query on its own: the head too sees enough rows.
         z = self._comparison_space(
             self._embed(X if transductive else _at_least_rows(X))
@@ -514,8 +520,7 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         self.module_ = module
         self._record_training(history, stop_reason)
         self.classes_ = classes
-        if getattr(self, "normalization", None) == "centered-l2":
-            self._fit_comparison_space(self._embed(X_base))
+        self._fit_comparison_space(X_base)
         self._deferred_support = _DeferredSupport(X, y_enc)
         return self
 
@@ -523,27 +528,16 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         """Make validated (X, y_enc) the support set: ``fit`` and ``adapt``."""
         self._set_support(self._comparison_space(self._embed(X)), y_enc)
 
-    def _fit_comparison_space(self, z_base):
-        """Fit what ``normalization="centered-l2"`` needs: ``feature_mean_``.
+    def _fit_comparison_space(self, X_base):
+        """Fit what comparing embeddings needs of the base classes ``X_base``.
 
-        The mean of ``z_base``, the embeddings of the base classes.
+        Nothing here; a classifier with a ``normalization`` centred on the
+        base classes fits their mean embedding.
         """
-        self.feature_mean_ = z_base.mean(0).cpu().numpy()
 
     def _comparison_space(self, z):
-        """Embeddings ``(n, d)`` as support and queries are compared in.
-
-        As they are, unless the classifier has a ``normalization``
-        parameter: ``"l2"`` scales each to unit norm, ``"centered-l2"``
-        subtracts ``feature_mean_`` first (SimpleShot's CL2N, Wang et al.,
-        2019).
-        """
-        how = getattr(self, "normalization", None)
-        if how is None:
-            return z
-        if how == "centered-l2":
-            z = z - torch.from_numpy(self.feature_mean_).to(z.device, z.dtype)
-        return l2_normalize(z, dim=1)
+        """Embeddings ``(n, d)`` as support and queries are compared in: as they are."""
+        return z
 
     def _episode_logits(self, z_support, y_support, z_query):
         """Query logits of one episode, its support classes 0 .. n_way - 1."""

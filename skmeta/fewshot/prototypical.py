@@ -11,18 +11,22 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._base import check_labels, eval_mode, seeded
-from .._params import TEST_TIME_VIEWS, Param, episodic_parameters, registry_constraints
+from .._docs import METRIC_BASED
+from .._params import (
+    AUTO_TEST_TIME_VIEWS,
+    TEST_TIME_VIEWS,
+    Param,
+    episodic_parameters,
+    registry_constraints,
+)
 from .._precision import autocast
 from .._sklearn import Interval, StrOptions
 from ..augmentation import AffineViews
-from ..distances import DISTANCES, get_distance
+from ..distances import DISTANCES, get_distance, l2_normalize
 from ._base import EpisodicClassifier, EpisodicNetwork
 from ._segments import class_counts, class_sums
 
 __all__ = [
-    "NORMALIZATION",
-    "TRANSDUCTIVE_STEPS",
-    "PrototypeHead",
     "PrototypicalClassifier",
     "PrototypicalNetwork",
     "class_means",
@@ -169,6 +173,30 @@ class PrototypeHead:
 
     _support_attributes = ("prototypes_", "support_counts_")
 
+    def _is_transductive(self):
+        return self.transductive_steps > 0
+
+    def _fit_comparison_space(self, X_base):
+        """``feature_mean_``, the base classes' mean embedding, for centered-l2.
+
+        The mean embedding of the base classes ``X_base``.
+        """
+        if self.normalization == "centered-l2":
+            self.feature_mean_ = self._embed(X_base).mean(0).cpu().numpy()
+
+    def _comparison_space(self, z):
+        """Embeddings ``(n, d)`` as support and queries are compared in.
+
+        As they are, unless ``normalization``: ``"l2"`` scales each to unit
+        norm, ``"centered-l2"`` subtracts ``feature_mean_`` first
+        (SimpleShot's CL2N, Wang et al., 2019).
+        """
+        if self.normalization is None:
+            return z
+        if self.normalization == "centered-l2":
+            z = z - torch.from_numpy(self.feature_mean_).to(z.device, z.dtype)
+        return l2_normalize(z, dim=1)
+
     def _set_support(self, z_support, y_support):
         y = torch.from_numpy(np.asarray(y_support)).to(z_support.device)
         n_classes = len(self.classes_)
@@ -234,9 +262,6 @@ class PrototypicalClassifier(PrototypeHead, EpisodicClassifier):
         ``module_`` keeps the meta-learned ones.
     module_ : PrototypicalNetwork
         The meta-trained module, on ``device_``.
-    history_ : skorch.History
-        skorch's record of meta-training: loss and learning rate of every
-        episode (``history_[:, "batches", :, "train_loss"]``), epoch times.
     {training_attributes}
 
     See Also
@@ -259,14 +284,11 @@ class PrototypicalClassifier(PrototypeHead, EpisodicClassifier):
     Examples
     --------
     >>> from skmeta import PrototypicalClassifier
-    >>> from skmeta.datasets import load_digits_fewshot
-    >>> data = load_digits_fewshot()
     >>> clf = PrototypicalClassifier(max_epochs=2, random_state=0)
-    >>> clf = clf.fit(data.X_base, data.y_base)
-    >>> clf = clf.adapt(data.X_novel[:25], data.y_novel[:25])
-    >>> clf.predict(data.X_novel[25:30]).shape
-    (5,)
+    {adapt_example}
     """
+
+    _doc_values = METRIC_BASED
 
     _parameters = episodic_parameters(
         {
@@ -346,6 +368,22 @@ class PrototypicalClassifier(PrototypeHead, EpisodicClassifier):
 
     #: Samples of a training episode, support and queries, with ``n_query=None``.
     episode_size = 480
+
+    def _n_test_time_views(self):
+        """``test_time_views`` as a number, ``"auto"`` resolved for the fitted input."""
+        if self.test_time_views != "auto":
+            return self.test_time_views
+        affine = self.augment in ("auto", "affine")
+        return AUTO_TEST_TIME_VIEWS if affine and len(self.input_shape_) == 3 else 1
+
+    def _check_image_parameters(self, X):
+        super()._check_image_parameters(X)
+        views = self.test_time_views
+        if views != "auto" and views > 1 and X.ndim != 4:
+            raise ValueError(
+                f"test_time_views={views} distorts images; X holds samples of "
+                f"shape {X.shape[1:]}. Use test_time_views=1 for tabular data."
+            )
 
     def _default_n_query(self, n_way, k_shot):
         return max(1, self.episode_size // n_way - k_shot)
