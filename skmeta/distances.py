@@ -278,10 +278,12 @@ class Mahalanobis(nn.Module):
 
     def __init__(self, dim, rank=None):
         super().__init__()
-        rank = dim if rank is None else rank
-        for name, value in (("dim", dim), ("rank", rank)):
+        for name, value in (("dim", dim), ("rank", dim if rank is None else rank)):
             if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int; got {value!r}.")
+        # Its arguments, as given: what skmeta.persistence rebuilds it from.
+        self.dim, self.rank = dim, rank
+        rank = dim if rank is None else rank
         self.L = nn.Parameter(torch.eye(int(rank), int(dim)))
 
     @property

@@ -86,7 +86,7 @@ from .fewshot import CLASSIFIERS, REGRESSORS
 from .losses import LOSSES
 from .neighbors import EmbeddingNeighbors
 
-__all__ = ["MAX_JSON_BYTES", "MAX_SAMPLE_VALUES", "load", "save"]
+__all__ = ["load", "save"]
 
 #: Version of the file layout; :func:`load` reads this one only.
 FORMAT = 2
@@ -121,8 +121,8 @@ _TENSOR_KINDS = {
     EmbeddingNeighbors: ("index", "param"),
 }
 
-#: Fitted attributes every estimator has (and every one but a regressor,
-#: ``classes_``).
+#: Fitted attributes every estimator has (and ``classes_``, every one but a
+#: regressor and an estimator that learns without labels).
 _REQUIRED = ("input_shape_", "n_features_in_", "history_", "n_steps_")
 
 #: Fitted counts that size a network (its output layer or a loss's weights).
@@ -910,7 +910,7 @@ class _Reader:
                 values.setdefault(name, {})
         if issubclass(cls, EmbeddingNeighbors):
             required = ("n_features_in_", "n_samples_fit_")
-        elif issubclass(cls, RegressorMixin):
+        elif issubclass(cls, RegressorMixin) or not cls._learns_from_labels():
             required = _REQUIRED
         else:
             required = (*_REQUIRED, "classes_")
@@ -1007,7 +1007,7 @@ class _Reader:
             not isinstance(names, np.ndarray) or names.shape != (n_features,)
         ):
             raise self.error("fitted.feature_names_in_", f"not {n_features} names")
-        if "classes_" not in values:  # a regressor
+        if "classes_" not in values:  # a regressor, or learnt without labels
             return
         classes = values["classes_"]
         if not isinstance(classes, np.ndarray) or classes.ndim != 1 or not len(classes):
@@ -1260,7 +1260,9 @@ class _Reader:
         """
         # A regressor's network has one output.
         n_classes = len(getattr(estimator, "classes_", [None]))
-        parameters = dict(network.named_parameters())
+        # Buffers too: a backbone fine-tuned or re-estimated at adapt keeps
+        # its batch-norm statistics (fine_tuned_params_).
+        parameters = dict(network.named_parameters()) | dict(network.named_buffers())
         dicts = {}
         for key, (kind, name, item) in self.kinds.items():
             if kind != "dict":

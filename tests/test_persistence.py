@@ -26,7 +26,7 @@ from skmeta import (
     TripletEmbedder,
 )
 from skmeta.backbones import BACKBONES
-from skmeta.distances import Manhattan
+from skmeta.distances import Mahalanobis, Manhattan
 from skmeta.neighbors import EmbeddingNeighbors
 from skmeta.persistence import MAX_JSON_BYTES, load, save
 
@@ -709,3 +709,28 @@ def test_pipelines_load_in_a_new_process_and_give_the_same_results(digits, tmp_p
     assert indices.shape == (len(digits.X_novel), 5)
     np.testing.assert_array_equal(neighbours["arr_0"], distances)
     np.testing.assert_array_equal(neighbours["arr_1"], indices)
+
+
+def test_a_model_adapted_with_fine_tuning_and_batch_norm_saves(tmp_path, digits):
+    clf = PrototypicalClassifier(
+        max_epochs=1,
+        episodes_per_epoch=3,
+        fine_tuning_steps=2,
+        adapt_batch_norm=True,
+        random_state=0,
+    ).fit(digits.X_base, digits.y_base)
+    clf.adapt(digits.X_novel[::20], digits.y_novel[::20])
+    restored = load(save(clf, tmp_path / "tuned.skmeta"))
+    np.testing.assert_array_equal(
+        restored.predict_proba(digits.X_novel), clf.predict_proba(digits.X_novel)
+    )
+
+
+def test_a_learned_mahalanobis_distance_saves(tmp_path, digits):
+    clf = PrototypicalClassifier(
+        distance=Mahalanobis(64, rank=8), max_epochs=1, episodes_per_epoch=3
+    ).fit(digits.X_base, digits.y_base)
+    restored = load(save(clf, tmp_path / "m.skmeta"))
+    np.testing.assert_array_equal(
+        restored.predict_proba(digits.X_novel), clf.predict_proba(digits.X_novel)
+    )

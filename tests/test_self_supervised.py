@@ -252,9 +252,6 @@ def test_few_shot_on_the_embeddings_with_an_identity_prototypical(digits, fitted
 
 # Until skmeta.persistence takes an estimator without classes_ (the patch in
 # the report of issue 28's self-supervised work): remove this mark then.
-@pytest.mark.xfail(
-    reason="persistence requires classes_ of every estimator", strict=True
-)
 def test_save_load_round_trip_keeps_the_embeddings(tmp_path, digits, fitted):
     save(fitted, tmp_path / "embedder.zip")
     restored = load(tmp_path / "embedder.zip")
