@@ -22,6 +22,7 @@ from skmeta import (
     TransferClassifier,
     TripletEmbedder,
 )
+from skmeta.callbacks import TimeLimit
 from skmeta.model_selection import ClassKFold, EpisodicScorer
 from skmeta.training import reuse_freed_memory
 
@@ -287,3 +288,22 @@ def test_reuse_freed_memory_is_a_no_op_without_glibc(monkeypatch):
 
     monkeypatch.setattr(ctypes, "CDLL", no_glibc)
     assert reuse_freed_memory() is False
+
+
+def test_the_learning_curve_example_works_under_a_time_limit(digits):
+    # examples/plot_learning_curves.py plots these columns against "epoch":
+    # an epoch that the time limit cuts short has an entry in each (NaN for
+    # the validation it had no time for).
+    clf = PrototypicalClassifier(
+        max_epochs=5,
+        episodes_per_epoch=50,
+        validation_fraction=0.4,
+        callbacks=[TimeLimit(1e-9)],  # expires at the first step
+        random_state=0,
+    ).fit(digits.X_base, digits.y_base)
+    assert clf.stop_reason_ == "time_limit"
+    history = clf.history_
+    epochs = history[:, "epoch"]
+    for column in ("train_loss", "valid_loss", "valid_acc", "dur"):
+        assert len(history[:, column]) == len(epochs) == 1
+    assert math.isnan(history[-1, "valid_loss"]) and clf.n_steps_ == 1
