@@ -405,6 +405,7 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         )
         step = len(z) if transductive else self.batch_size
         reduce = reduce or (lambda logits: logits)
+        scorer = self._support_scorer()
         out = None
         with (
             eval_mode(self.module_),
@@ -415,7 +416,7 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
                 chunk = z[start : start + step]
                 rows = min(len(chunk), n_samples - start)
                 head_input = chunk if transductive else _at_least_rows(chunk)
-                logits = self._support_logits(head_input)[:rows].float()
+                logits = scorer(head_input)[:rows].float()
                 result = reduce(_check_finite_output(logits, self, "scores")).cpu()
                 if out is None:
                     out = result.new_empty((n_samples, *result.shape[1:]))
@@ -551,6 +552,14 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
     def _support_logits(self, z_query):
         """Logits of embedded queries against the kept support set."""
         raise NotImplementedError
+
+    def _support_scorer(self):
+        """What maps embedded queries to their logits, for every chunk of a call.
+
+        :meth:`_support_logits`; a classifier whose support set takes work to
+        prepare (Matching's attention) prepares it here, once per call.
+        """
+        return self._support_logits
 
     def score_episodes(self, X, y, episodes, groups=None):
         """Query log-loss and accuracy in each episode, without changing the estimator.

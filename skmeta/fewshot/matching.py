@@ -367,7 +367,12 @@ class MatchingClassifier(EpisodicClassifier):
         self.support_labels_ = np.asarray(y_support, dtype=np.int64)
 
     def _support_logits(self, z_query):
-        device = z_query.device
+        return self._support_scorer()(z_query)
+
+    def _support_scorer(self):
+        """Attention of queries over the support set, prepared once per call."""
+        empty = torch.empty(0, device=self.device_)
+        device = next(self.module_.parameters(), empty).device
         support = self.module_.encode_support(
             torch.from_numpy(self.support_embeddings_).to(device),
             torch.from_numpy(self.support_labels_).to(device),
@@ -384,10 +389,14 @@ class MatchingClassifier(EpisodicClassifier):
         # One attention buffer for every chunk: a new one per chunk can leave
         # the freed ones on the heap (glibc's dynamic mmap threshold), 2.75
         # to 17 times the embeddings in identical runs.
-        buffer = torch.empty(min(rows, len(z_query)), n_support, device=device)
-        return torch.cat(
-            [
-                self.module_.query_logits(support, chunk, out=buffer[: len(chunk)])
-                for chunk in z_query.split(rows)
-            ]
-        )
+        buffer = torch.empty(rows, n_support, device=device)
+
+        def score(z_query):
+            return torch.cat(
+                [
+                    self.module_.query_logits(support, chunk, out=buffer[: len(chunk)])
+                    for chunk in z_query.split(rows)
+                ]
+            )
+
+        return score
