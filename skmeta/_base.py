@@ -8,7 +8,9 @@ keeps only what is its own: its torch module and its loss.
 import contextlib
 import copy
 import math
+import threading
 import warnings
+import weakref
 
 import numpy as np
 import torch
@@ -163,13 +165,29 @@ def check_labels(y, name="y"):
     return y
 
 
+#: Held while a block draws from torch's global generators (see :func:`seeded`).
+_SEED_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def seeded(seed, device):
-    """Seed torch's generators for the block, restoring them afterwards."""
+    """Seed torch's generators for the block, restoring them afterwards.
+
+    torch's generators are global to the process: two fits in threads of one
+    process (a Dask worker's, joblib's threading backend) would draw from
+    each other's sequence. The block holds a process-wide lock, so that
+    seeded blocks of different threads run one at a time and each fit is
+    reproducible.
+    """
     cuda = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
+    with _SEED_LOCK, torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         yield
+
+
+#: Modules inside :func:`eval_mode`: how many blocks, and the mode to restore.
+_EVAL_BLOCKS = weakref.WeakKeyDictionary()
+_EVAL_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -177,14 +195,23 @@ def eval_mode(module):
     """Run the block with ``module`` in eval mode, then restore its mode.
 
     Batch norm then uses its running statistics and dropout is off, so a
-    prediction does not depend on what else is in the batch.
+    prediction does not depend on what else is in the batch. Blocks of
+    several threads on one module (a Dask worker's threads predicting with
+    one estimator) share the eval mode: the module's mode is restored when
+    the last of them ends, never while another still runs.
     """
-    was_training = module.training
-    module.eval()
+    with _EVAL_LOCK:
+        entry = _EVAL_BLOCKS.setdefault(module, [0, module.training])
+        entry[0] += 1
+        module.eval()
     try:
         yield module
     finally:
-        module.train(was_training)
+        with _EVAL_LOCK:
+            entry[0] -= 1
+            if entry[0] == 0:
+                del _EVAL_BLOCKS[module]
+                module.train(entry[1])
 
 
 class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):

@@ -124,24 +124,7 @@ def _state(module):
     return {k: v.clone() for k, v in module.state_dict().items()}
 
 
-#: Known races of threads that share one estimator or one process (the
-#: threads of one Dask worker), until skmeta/_base.py guards them. Not strict:
-#: a race need not happen in a given run.
-SHARED_MODULE_MODE = pytest.mark.xfail(
-    reason="eval_mode saves and restores the shared module's train/eval flag "
-    "without a lock: a thread that finishes puts the module back in training "
-    "mode while another still runs, whose batch norm then uses (and updates) "
-    "batch statistics",
-    strict=False,
-)
-SHARED_TORCH_GENERATOR = pytest.mark.xfail(
-    reason="seeded() seeds torch's generator, global to the process, without a "
-    "lock: two fits in threads of one process draw from each other's sequence",
-    strict=False,
-)
-
-
-@pytest.mark.parametrize("threads", [1, pytest.param(4, marks=SHARED_MODULE_MODE)])
+@pytest.mark.parametrize("threads", [1, 4])
 def test_images_embed_over_a_dask_array_as_on_numpy(tiny_images, threads):
     # Several tasks at once on one estimator: a worker's threads share it.
     embedder = _conv4_embedder(tiny_images)
@@ -173,7 +156,6 @@ def _search(n_jobs):
     )
 
 
-@SHARED_TORCH_GENERATOR
 def test_grid_search_on_dask_gives_the_results_of_one_process(client, digits):
     # The candidates fit at once, in the two threads of the worker.
     X, y = digits.X_base, digits.y_base
