@@ -311,10 +311,10 @@ RUNTIME_PARAMETERS = {
         0,
         ["verbose"],
         """1 shows a progress bar (on a terminal), skorch's epoch log and,
-        for the few-shot classifiers, a line as ``fit`` takes the training
-        samples as the support set after training (a step of its own, not
-        bounded by a time limit: with 16 test-time views, 16 forward passes
-        per sample).""",
+        for the few-shot classifiers, a line when the first prediction after
+        ``fit`` embeds the training samples as the support set (with 16
+        test-time views, 16 forward passes per sample; ``fit`` itself does
+        not, so a time limit bounds it).""",
     ),
     "callbacks": Param(
         "list of skorch callbacks or None",
