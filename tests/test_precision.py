@@ -82,7 +82,7 @@ def test_bfloat16_compares_with_the_support_set_in_autocast(cls, digits, monkeyp
     # The head (distances, attention, relation module, logistic regression's
     # features) runs in the training precision at predict and in episodes.
     seen = []
-    for name in ("_support_logits", "_episode_logits"):
+    for name in ("_support_scorer", "_episode_logits"):
         monkeypatch.setattr(cls, name, _recording(getattr(cls, name), seen))
     model = short(cls, precision="bfloat16").fit(digits.X_base, digits.y_base)
     seen.clear()

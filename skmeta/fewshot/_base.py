@@ -405,13 +405,13 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         )
         step = len(z) if transductive else self.batch_size
         reduce = reduce or (lambda logits: logits)
-        scorer = self._support_scorer()
         out = None
         with (
             eval_mode(self.module_),
             torch.inference_mode(),
             autocast(z.device, self.precision),
         ):
+            scorer = self._support_scorer()
             for start in range(0, n_samples, step):
                 chunk = z[start : start + step]
                 rows = min(len(chunk), n_samples - start)
