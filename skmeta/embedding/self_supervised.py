@@ -147,8 +147,10 @@ class _ViewPairs(IterableDataset):
 
 
 #: What ``fit`` does with ``y``, in the parameters that use it.
-_NEEDS_Y = """Validation scores the embedding on classes, so it needs ``y``
-in ``fit``, which it uses for nothing else."""
+_NEEDS_Y = (
+    "Validation scores the embedding on classes, so it needs ``y`` in ``fit``, "
+    "which it uses for nothing else."
+)
 
 
 class SelfSupervisedEmbedder(MetricEmbedder):

@@ -409,6 +409,24 @@ class GradientBasedRegressor(GradientBasedEstimator, RegressorMixin, TorchEstima
         out = self._predict_logits(self.adapted_params_, X)[:, 0]
         return _check_finite_output(out, self, "predictions").cpu().numpy()
 
+    def score(self, X, y, sample_weight=None):
+        """R² of :meth:`predict` on X against y, the current task's targets.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
+        y : array-like of shape (n_samples,)
+            True targets of the task of the current support set.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        float
+            :func:`sklearn.metrics.r2_score`: 1 for a perfect prediction, 0
+            for the targets' mean, below 0 for worse.
+        """
+        return super().score(X, y, sample_weight=sample_weight)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         # fit meta-trains for few-shot adaptation; the R² of its training data
