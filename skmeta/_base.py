@@ -28,10 +28,9 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._docs import FIT, fill_doc
+from ._docs import fill_doc
 from ._params import Parameters, build_estimator_class
 from ._precision import autocast
-from ._sklearn import _fit_context
 from .backbones import build_backbone
 from .episodes import check_groups
 from .training import optimizer_arguments
@@ -52,27 +51,6 @@ def trains(module, max_epochs):
     ``fit`` then draws no episode or batch, so it needs no minimum class size.
     """
     return max_epochs > 0 and any(p.requires_grad for p in module.parameters())
-
-
-def _fit_with_doc(doc):
-    """``fit``: validate the parameters, then ``_fit`` atomically; documented.
-
-    With a ``groups`` entry in ``doc``, ``fit(X, y, groups=None)``.
-    """
-    if "groups" in doc:
-
-        @_fit_context(prefer_skip_nested_validation=True)
-        def fit(self, X, y, groups=None):
-            return self._atomically("_fit", X, y, groups, fresh=True)
-
-    else:
-
-        @_fit_context(prefer_skip_nested_validation=True)
-        def fit(self, X, y):
-            return self._atomically("_fit", X, y, fresh=True)
-
-    fit.__doc__ = FIT.format(**{"groups": "", **doc})
-    return fit
 
 
 def resolve_device(device):
@@ -222,8 +200,8 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     """
 
     #: The estimator's parameters (:class:`skmeta._params.Parameters`): a
-    #: class that sets them gets its ``__init__``, constraints and
-    #: docstring entries from them.
+    #: class that sets them gets its constraints and docstring entries from
+    #: them, and its ``__init__`` is checked against them.
     _parameters = Parameters({})
 
     #: Texts for the placeholders of the shared docstring sections (see
@@ -231,18 +209,14 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     _doc_values: dict = {}
     _doc_sections: dict = {}
 
-    #: What the docstring of ``fit`` says of this class (see
-    #: :data:`skmeta._docs.FIT`); a class that sets it gets its ``fit``.
+    #: What the docstring of ``fit`` says of this class after the summary
+    #: line that ``fit`` writes (see :data:`skmeta._docs.FIT`).
     _fit_doc = None
 
     def __init_subclass__(cls, **kwargs):
-        # fit first: scikit-learn reads its signature for set_fit_request.
-        if "_fit_doc" in cls.__dict__:
-            cls.fit = _fit_with_doc(cls._fit_doc)
-            cls.fit.__qualname__ = f"{cls.__qualname__}.fit"
         super().__init_subclass__(**kwargs)
+        build_estimator_class(cls, cls._doc_values)
         if "_parameters" in cls.__dict__:
-            build_estimator_class(cls, cls._doc_values)
             fill_doc(cls._doc_values, **cls._doc_sections)(cls)
 
     @property

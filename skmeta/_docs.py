@@ -6,13 +6,13 @@ A docstring holds a line ``    {name}`` where a shared section goes;
 
 __all__ = ["FIT", "fill_doc"]
 
-#: The docstring of every ``fit``; each estimator class gives its ``summary``,
-#: what ``y`` needs beyond labels, the ``groups`` parameter where fit takes
-#: it, and the ValueErrors of its own (``raises``,
+#: The docstring of a ``fit`` after its summary line, which each ``fit``
+#: writes (see :func:`skmeta._params.build_estimator_class`); the class's
+#: ``_fit_doc`` gives the paragraphs after the summary (``extended``, if
+#: any), what ``y`` needs beyond labels, the ``groups``
+#: parameter where fit takes it, and the ValueErrors of its own (``raises``,
 #: each starting with a comma).
-FIT = """{summary}
-
-        Parameters
+FIT = """{extended}        Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
             Training samples, finite.
@@ -31,7 +31,7 @@ FIT = """{summary}
             diverges (a non-finite loss or weight; the message names the
             learning rates). The estimator is then left as it was before
             ``fit``.
-        """
+"""
 
 #: What every torch-backed estimator records of its training and its data
 #: (``steps``: what one training step is; ``history``, where given: the

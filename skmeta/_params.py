@@ -32,6 +32,7 @@ from numbers import Integral, Real
 import torch
 from torch import nn
 
+from ._docs import FIT
 from ._precision import PRECISIONS
 from ._sklearn import Interval, StrOptions
 from .backbones import BACKBONES
@@ -162,13 +163,110 @@ def _make_init(parameters):
     return __init__
 
 
-def build_estimator_class(cls, doc_values=None):
-    """Give ``cls`` the ``__init__`` and docstring its own ``_parameters`` declare.
+def signature_differences(init, parameters):
+    """How the signature of ``init`` differs from the declared ``parameters``.
 
-    Called from ``__init_subclass__`` for every class that sets
-    ``_parameters`` in its body; a class that does not inherits its parent's.
-    ``__init__`` gets ``__qualname__`` of ``cls`` so that tracebacks and
-    documentation name the estimator.
+    Parameters
+    ----------
+    init : callable
+        An ``__init__`` written in a class, ``self`` first.
+    parameters : Parameters
+        The class's declaration.
+
+    Returns
+    -------
+    list of str
+        One sentence per difference (names, their order, by position or
+        keyword-only, defaults); empty where the signature is the declared one.
+    """
+    written = list(inspect.signature(init).parameters.values())[1:]
+    declared = list(parameters.signature().parameters.values())[1:]
+    names = [p.name for p in written]
+    expected = [p.name for p in declared]
+    if names != expected:
+        missing = [n for n in expected if n not in names]
+        extra = [n for n in names if n not in expected]
+        if missing or extra:
+            return [
+                f"parameters missing from __init__: {missing}; parameters "
+                f"__init__ has and the declaration does not: {extra}"
+            ]
+        return [f"the order is {names}, declared {expected}"]
+    differences = []
+    for got, want in zip(written, declared, strict=True):
+        if got.kind is not want.kind:
+            differences.append(
+                f"{got.name} is {got.kind.description}, declared "
+                f"{want.kind.description}"
+            )
+        same = type(got.default) is type(want.default) and (
+            got.default is want.default or got.default == want.default
+        )
+        if not same:
+            default = "no default" if got.default is got.empty else got.default
+            differences.append(
+                f"{got.name} defaults to {default!r}, declared {want.default!r}"
+            )
+    return differences
+
+
+def check_init(cls, parameters):
+    """Raise a TypeError if the ``__init__`` of ``cls`` is not ``parameters``'.
+
+    Raises
+    ------
+    TypeError
+        If the signature of ``cls.__init__`` differs from the declaration:
+        the message names the class and each difference.
+    """
+    differences = signature_differences(cls.__init__, parameters)
+    if differences:
+        raise TypeError(
+            f"{cls.__qualname__}.__init__ does not match "
+            f"{cls.__qualname__}._parameters: {'; '.join(differences)}. Write "
+            f"the signature {parameters.signature()}, one `self.name = name` "
+            "per parameter."
+        )
+
+
+#: The line of a ``fit`` docstring that the shared sections replace.
+FIT_MARKER = "        {fit}\n"
+
+
+def _fit_sections(cls):
+    """The shared part of the ``fit`` docstring of ``cls``, after its summary line.
+
+    From the class's own ``_fit_doc`` through :data:`skmeta._docs.FIT`, or,
+    for a ``fit`` that overrides another, that one's docstring after its
+    first line: a preset's ``fit`` says what its base's says.
+    """
+    if "_fit_doc" in cls.__dict__:
+        doc = {"groups": "", **cls._fit_doc}
+        extended = doc.pop("extended", "")
+        return FIT.format(extended=f"        {extended}\n\n" if extended else "", **doc)
+    inherited = getattr(super(cls, cls), "fit", None)
+    if inherited is None or not inherited.__doc__:
+        raise TypeError(
+            f"{cls.__qualname__}.fit has the {{fit}} line in its docstring but "
+            "neither a _fit_doc of its class nor an inherited documented fit."
+        )
+    return inherited.__doc__.split("\n", 1)[1].strip("\n").rstrip() + "\n"
+
+
+def build_estimator_class(cls, doc_values=None):
+    """Check ``cls`` against its declared parameters; complete its docstrings.
+
+    Called from ``__init_subclass__`` for every estimator class:
+
+    - where the class sets ``_parameters`` in its body, the ``__init__`` it
+      writes must have the declared signature (names, order, by position or
+      keyword-only, defaults), or a TypeError says how it differs; a class
+      without an ``__init__`` of its own gets one built from the declaration
+      (a transition for classes not yet written out), with ``__qualname__``
+      of ``cls``; the ``{parameters}`` line of its docstring becomes the
+      Parameters section;
+    - the ``{fit}`` line of the docstring of a ``fit`` written in the class
+      becomes the shared sections (see :func:`_fit_sections`).
 
     Parameters
     ----------
@@ -176,12 +274,27 @@ def build_estimator_class(cls, doc_values=None):
         The estimator class.
     doc_values : dict of str to str or None, default=None
         Texts for the ``{name}`` placeholders of the parameters' docs.
+
+    Raises
+    ------
+    TypeError
+        If the written ``__init__`` does not match the declaration.
     """
+    fit = cls.__dict__.get("fit")
+    fit = getattr(fit, "__wrapped__", fit)  # under scikit-learn's _fit_context
+    if fit is not None and fit.__doc__ and FIT_MARKER in fit.__doc__:
+        fit.__doc__ = fit.__doc__.replace(FIT_MARKER, _fit_sections(cls))
+        cls.__dict__["fit"].__doc__ = fit.__doc__
+    if "_parameters" not in cls.__dict__:
+        return
     parameters = cls.__dict__["_parameters"]
-    init = _make_init(parameters)
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__module__ = cls.__module__
-    cls.__init__ = init
+    if "__init__" in cls.__dict__:
+        check_init(cls, parameters)
+    else:
+        init = _make_init(parameters)
+        init.__qualname__ = f"{cls.__qualname__}.__init__"
+        init.__module__ = cls.__module__
+        cls.__init__ = init
     if cls.__doc__ and "    {parameters}\n" in cls.__doc__:
         cls.__doc__ = cls.__doc__.replace(
             "    {parameters}\n", parameters.docs(doc_values)
@@ -310,11 +423,14 @@ RUNTIME_PARAMETERS = {
         "int",
         0,
         ["verbose"],
-        """1 shows a progress bar (on a terminal), skorch's epoch log and,
-        for the few-shot classifiers, a line when the first prediction after
-        ``fit`` embeds the training samples as the support set (with 16
-        test-time views, 16 forward passes per sample; ``fit`` itself does
-        not, so a time limit bounds it).""",
+        """1 shows a progress bar of training (on a terminal) and skorch's
+        epoch log. What is neither goes to Python's :mod:`logging`, under the
+        ``skmeta`` logger at level INFO (``logging.basicConfig(level="INFO")``
+        shows it; the ``skmeta`` command does): for the few-shot classifiers,
+        a line when the first prediction after ``fit`` embeds the training
+        samples as the support set (with 16 test-time views, 16 forward
+        passes per sample; ``fit`` itself does not, so a time limit bounds
+        it).""",
     ),
     "callbacks": Param(
         "list of skorch callbacks or None",

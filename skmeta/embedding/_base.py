@@ -31,7 +31,7 @@ from .._params import (
     changed,
     registry_constraints,
 )
-from .._sklearn import Interval, StrOptions
+from .._sklearn import Interval, StrOptions, _fit_context
 from ..backbones import embedding_size
 from ..batches import ClassBalancedBatchSampler
 from ..distances import DISTANCES, Mahalanobis, l2_normalize
@@ -373,13 +373,20 @@ class MetricEmbedder(TorchEstimator):
         return cls(**kwargs)
 
     _fit_doc = {
-        "summary": "Train the embedding on P x K batches drawn from (X, y).",
         "y": "",
         "raises": """, if fewer than ``n_classes_per_batch`` classes (2 when
             it is None) have ``n_samples_per_class`` samples, with
             ``small_classes="raise"`` if any class has fewer, if the loss does
             not take a ``miner``, ``distance`` or ``reduction`` given""",
     }
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Train the embedding on P x K batches drawn from (X, y).
+
+        {fit}
+        """
+        return self._atomically("_fit", X, y, fresh=True)
 
     def _fit(self, X, y):
         X, _, classes, (X_train, y_train, _), valid = self._prepare_fit(X, y)

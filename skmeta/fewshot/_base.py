@@ -30,6 +30,7 @@ from .._base import (
 )
 from .._docs import EPISODIC
 from .._precision import autocast
+from .._sklearn import _fit_context
 from ..augmentation import (
     AffineViews,
     NaturalImageAugmentation,
@@ -653,9 +654,7 @@ class EpisodicClassifier(FewShotClassifier):
     max_auto_way = 60
 
     _fit_doc = {
-        "summary": """Meta-train on episodes drawn from the base classes in (X, y).
-
-        The training data then serves as the support set, so ``predict``
+        "extended": """The training data then serves as the support set, so ``predict``
         works over the classes of ``y``; :meth:`adapt` sets another.""",
         "y": "; each episode's classes need at least ``k_shot + n_query`` samples",
         "groups": """
@@ -672,6 +671,14 @@ class EpisodicClassifier(FewShotClassifier):
             not 1-D labels of the length of y, if ``rotations=True`` or
             ``flips=True`` is asked for non-image X""",
     }
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, groups=None):
+        """Meta-train on episodes drawn from the base classes in (X, y).
+
+        {fit}
+        """
+        return self._atomically("_fit", X, y, groups, fresh=True)
 
     def _fit(self, X, y, groups=None):
         X, y_enc, classes, train, valid = self._prepare_fit(X, y, groups)

@@ -29,7 +29,7 @@ from .._params import (
     Parameters,
     changed,
 )
-from .._sklearn import Interval, StrOptions
+from .._sklearn import Interval, StrOptions, _fit_context
 from ..distances import SquaredEuclidean, l2_normalize
 from ..episodes import EpisodeSampler
 from ..training import train_module
@@ -270,14 +270,20 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
     _validation_shape = EpisodeSampler(5, 1, 5, 1)
 
     _fit_doc = {
-        "summary": """Pre-train on all the base classes of (X, y), which become the
-        support set.""",
         "y": "; a class may have one sample",
         "raises": """, if y has one class and there is something to train
             (``max_epochs > 0``, a backbone with weights), if ``rotations=True``
             or ``flips=True`` is asked for non-image X, if
             ``transductive_steps`` is set with ``head="logistic"``""",
     }
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Pre-train on all the base classes of (X, y), which become the support set.
+
+        {fit}
+        """
+        return self._atomically("_fit", X, y, fresh=True)
 
     def _fit(self, X, y):
         if self.transductive_steps and self.head != "centroid":
