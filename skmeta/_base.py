@@ -33,6 +33,7 @@ from ._params import Parameters, build_estimator_class
 from ._precision import autocast
 from .backbones import build_backbone
 from .episodes import check_groups
+from .text import encode_text, is_text
 from .training import optimizer_arguments
 
 __all__ = [
@@ -306,6 +307,7 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         memmap stays on disk: its shape is checked now, and each slice is
         converted and checked when read (:class:`_MemmapBatches`).
         """
+        X = self._encode_text(X, reset=reset)
         if not reset and hasattr(self, "input_shape_"):
             shape = getattr(X, "shape", None) or np.asarray(X).shape
             if len(shape) > 1 and len(shape) != 1 + len(self.input_shape_):
@@ -323,12 +325,27 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return self._check_shape(X / scale if scale != 1 else _writable(X), reset=reset)
 
     def _validate_X_y(self, X, y):
+        X = self._encode_text(X, reset=True)
         scale = _pixel_scale(X)
         X, y = validate_data(
             self, X, y, allow_nd=True, dtype=np.float32, ensure_min_features=1
         )
         X = X / scale if scale != 1 else _writable(X)
         return self._check_shape(X, reset=True), check_labels(y)
+
+    def _encode_text(self, X, *, reset):
+        """X as it is, or texts X as their token ids (see :mod:`skmeta.text`).
+
+        ``fit`` tokenizes with the tokenizer of the ``backbone`` parameter;
+        later calls with the fitted network's, so that they read texts as
+        training did. Texts for a backbone that takes none are a ValueError
+        naming X and the text backbone to use.
+        """
+        if not is_text(X):
+            return X
+        if reset:
+            return encode_text(X, self.backbone, self.backbone_params)
+        return encode_text(X, self.module_)
 
     def _check_shape(self, X, *, reset):
         if X.ndim not in (2, 4):
@@ -533,7 +550,8 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
-            Samples of the shape seen in ``fit``.
+            Samples of the shape seen in ``fit``; or (n_samples,) texts with
+            a text backbone (:class:`skmeta.text.TextBackbone`).
 
         Returns
         -------
