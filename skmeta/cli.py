@@ -23,6 +23,7 @@ Run ``skmeta --help`` for every option.
 
 import argparse
 import inspect
+import logging
 import sys
 import tempfile
 import time
@@ -40,7 +41,7 @@ from ._precision import PRECISIONS
 from .callbacks import TimeLimit
 from .datasets import FEWSHOT_DATASETS, FewShotSplit, load_image_folder
 from .fewshot import CLASSIFIERS, PrototypicalClassifier
-from .model_selection import evaluate_episodes
+from .model_selection import evaluate_settings
 from .persistence import save
 from .training import reuse_freed_memory
 
@@ -585,21 +586,24 @@ def _accuracy_table(models, split, settings, args):
     def row(cells):
         return "".join(f"{c:<{w}}" for c, w in zip(cells, widths, strict=True))
 
+    scores = {
+        name: evaluate_settings(
+            model,
+            split.X_novel,
+            split.y_novel,
+            settings,
+            n_query=args.n_query,
+            n_episodes=args.episodes,
+            random_state=args.seed,
+        )
+        for name, model in models.items()
+    }
     lines = [row(["setting", *models]).rstrip()]
-    for n_way, k_shot in settings:
-        cells = [f"{n_way}-way {k_shot}-shot"]
-        for model in models.values():
-            scores = evaluate_episodes(
-                model,
-                split.X_novel,
-                split.y_novel,
-                n_way=n_way,
-                k_shot=k_shot,
-                n_query=args.n_query,
-                n_episodes=args.episodes,
-                random_state=args.seed,
-            )
-            cells.append(f"{100 * scores.mean:.2f} ± {100 * scores.ci95:.2f}")
+    for setting in settings:
+        cells = [f"{setting[0]}-way {setting[1]}-shot"]
+        for name in models:
+            got = scores[name][setting]
+            cells.append(f"{100 * got.mean:.2f} ± {100 * got.ci95:.2f}")
         lines.append(row(cells).rstrip())
     return lines
 
@@ -735,6 +739,13 @@ def main(argv=None):
     except SystemExit as exc:  # --help, --version, or a usage error
         return exc.code if isinstance(exc.code, int) else 2
     progress = _Progress()
+    # What the library logs (not a progress bar) shows on stderr while it runs.
+    messages = logging.StreamHandler(sys.stderr)
+    messages.setFormatter(logging.Formatter(f"{_PROG}: %(message)s"))
+    logger = logging.getLogger("skmeta")
+    level = logger.level
+    logger.addHandler(messages)
+    logger.setLevel(logging.INFO)
     try:
         return _run(args, progress)
     except _UsageError as exc:
@@ -743,3 +754,6 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(progress.interrupted_line(), file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        logger.removeHandler(messages)
+        logger.setLevel(level)

@@ -36,6 +36,7 @@ __all__ = [
     "EpisodicScorer",
     "TaskSplit",
     "evaluate_episodes",
+    "evaluate_settings",
 ]
 
 
@@ -380,6 +381,154 @@ def evaluate_episodes(
     sklearn.exceptions.NotFittedError
         If ``estimator`` is not fitted.
     """
+    return _evaluate(
+        estimator,
+        X,
+        y,
+        [(n_way, k_shot)],
+        n_query,
+        n_episodes,
+        random_state,
+        groups,
+        verbose,
+    )[n_way, k_shot]
+
+
+@validate_params(
+    {
+        "estimator": [object],
+        "X": ["array-like"],
+        "y": ["array-like"],
+        "settings": [list, tuple],
+        **{name: _EPISODES[name] for name in ("n_query", "n_episodes")},
+        "random_state": ["random_state"],
+        "groups": ["array-like", None],
+        "verbose": ["boolean", None],
+    },
+    prefer_skip_nested_validation=True,
+)
+def evaluate_settings(
+    estimator,
+    X,
+    y,
+    settings,
+    *,
+    n_query=15,
+    n_episodes=600,
+    random_state=None,
+    groups=None,
+    verbose=None,
+):
+    """Meta-test a fitted few-shot classifier in several N-way K-shot settings.
+
+    :func:`evaluate_episodes` for each ``(n_way, k_shot)`` of ``settings``,
+    each drawing its episodes from the same ``random_state``, with the same
+    results, but X is embedded once for all of them where the estimator's
+    embedding does not change with the episode (every few-shot classifier
+    of skmeta, unless it fine-tunes in each episode): the usual table of
+    5-way and 20-way, 1-shot and 5-shot costs one embedding of the novel
+    classes, not four.
+
+    Parameters
+    ----------
+    estimator : fitted few-shot classifier
+        As for :func:`evaluate_episodes`.
+    X : array-like of shape (n_samples, ...)
+        Samples of the novel classes, of the shape the estimator was fitted on.
+    y : array-like of shape (n_samples,)
+        Their labels.
+    settings : list of (int, int)
+        The ``(n_way, k_shot)`` pairs: ``n_way`` at least 2 classes per
+        episode, ``k_shot`` at least 1 support sample per class.
+    n_query : int, default=15
+        Query samples per class, in every setting.
+    n_episodes : int, default=600
+        Episodes per setting.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the episodes of each setting (an int: the same episodes as
+        :func:`evaluate_episodes` with that seed).
+    groups : array-like of shape (n_samples,), default=None
+        The task of each sample; given, each episode is drawn within one group.
+    verbose : bool or None, default=None
+        Show a progress bar of each setting's episodes on stderr; None shows
+        it only when stderr is a terminal.
+
+    Returns
+    -------
+    dict of (int, int) to EpisodeScores
+        The scores of each setting, in the order of ``settings``.
+
+    Raises
+    ------
+    ValueError
+        If ``settings`` is empty or holds anything but ``(n_way, k_shot)``
+        pairs of ints in range, or if a setting cannot form one episode (all
+        are checked before anything is embedded); and as
+        :func:`evaluate_episodes` raises.
+    TypeError
+        As :func:`evaluate_episodes` raises.
+    sklearn.exceptions.NotFittedError
+        If ``estimator`` is not fitted.
+
+    Examples
+    --------
+    >>> from skmeta import PrototypicalClassifier
+    >>> from skmeta.datasets import load_digits_fewshot
+    >>> from skmeta.model_selection import evaluate_settings
+    >>> split = load_digits_fewshot()
+    >>> clf = PrototypicalClassifier(backbone="mlp", max_epochs=0)
+    >>> clf = clf.fit(split.X_base, split.y_base)
+    >>> scores = evaluate_settings(
+    ...     clf, split.X_novel, split.y_novel, [(3, 1), (3, 5)],
+    ...     n_episodes=20, random_state=0,
+    ... )
+    >>> list(scores)
+    [(3, 1), (3, 5)]
+    """
+    settings = _check_settings(settings)
+    return _evaluate(
+        estimator,
+        X,
+        y,
+        settings,
+        n_query,
+        n_episodes,
+        random_state,
+        groups,
+        verbose,
+    )
+
+
+def _check_settings(settings):
+    """``settings`` as a list of ``(n_way, k_shot)`` tuples, or a ValueError."""
+    checked = []
+    for setting in settings:
+        pair = tuple(setting) if isinstance(setting, (list, tuple)) else None
+        if (
+            pair is None
+            or len(pair) != 2
+            or not all(
+                isinstance(v, Integral) and not isinstance(v, bool) for v in pair
+            )
+            or pair[0] < 2
+            or pair[1] < 1
+        ):
+            raise ValueError(
+                "settings must hold (n_way, k_shot) pairs of ints, n_way >= 2 "
+                f"and k_shot >= 1; got {setting!r}."
+            )
+        checked.append((int(pair[0]), int(pair[1])))
+    if not checked:
+        raise ValueError(
+            "settings must hold at least one (n_way, k_shot) pair; got none."
+        )
+    return checked
+
+
+def _evaluate(
+    estimator, X, y, settings, n_query, n_episodes, random_state, groups, verbose
+):
+    """The scores of each ``(n_way, k_shot)`` of ``settings``, X embedded once."""
     model = estimator[-1] if isinstance(estimator, Pipeline) else estimator
     episodic = hasattr(model, "score_episodes")
     if not episodic and not (hasattr(model, "adapt") and hasattr(model, "predict")):
@@ -396,26 +545,53 @@ def evaluate_episodes(
         groups = check_groups(check_labels(groups, "groups"), y)
     if verbose is None:
         verbose = sys.stderr.isatty()
-    sampler = (_ShownEpisodes if verbose else EpisodeSampler)(
-        n_way, k_shot, n_query, n_episodes, random_state
-    )
-    try:
-        sampler._class_index(y, groups)  # at once, not after embedding X
-    except ValueError as error:
-        raise _NoEpisodeError(str(error)) from None
-    if not episodic:
-        accuracies = _adapted_copy_accuracies(model, X, y, sampler, groups)
-    elif groups is None:  # the protocol's three arguments, for third parties
-        _, accuracies = model.score_episodes(X, y, sampler)
-    else:
-        _, accuracies = model.score_episodes(X, y, sampler, groups=groups)
-    return EpisodeScores(
-        mean=float(accuracies.mean()),
-        ci95=float(1.96 * accuracies.std() / np.sqrt(len(accuracies))),
-        accuracies=accuracies,
-        n_way=n_way,
-        k_shot=k_shot,
-        n_query=n_query,
+    samplers = [
+        (_ShownEpisodes if verbose else EpisodeSampler)(
+            n_way, k_shot, n_query, n_episodes, random_state
+        )
+        for n_way, k_shot in settings
+    ]
+    for sampler in samplers:
+        try:
+            sampler._class_index(y, groups)  # at once, not after embedding X
+        except ValueError as error:
+            raise _NoEpisodeError(str(error)) from None
+    score = _episode_scoring(model, X)
+    results = {}
+    for (n_way, k_shot), sampler in zip(settings, samplers, strict=True):
+        accuracies = score(y, sampler, groups)
+        results[n_way, k_shot] = EpisodeScores(
+            mean=float(accuracies.mean()),
+            ci95=float(1.96 * accuracies.std() / np.sqrt(len(accuracies))),
+            accuracies=accuracies,
+            n_way=n_way,
+            k_shot=k_shot,
+            n_query=n_query,
+        )
+    return results
+
+
+def _episode_scoring(model, X):
+    """``score(y, sampler, groups)``: the query accuracy of each episode of X.
+
+    skmeta's classifiers embed X once, for every sampler (``_episode_scorer``);
+    another estimator with ``score_episodes`` is called with the protocol's
+    three arguments where there are no groups; one with only ``adapt`` and
+    ``predict`` adapts a copy of itself to each episode.
+    """
+    if hasattr(model, "_episode_scorer"):
+        scorer = model._episode_scorer(X)
+        return lambda y, sampler, groups: scorer(y, sampler, groups)[1]
+    if hasattr(model, "score_episodes"):
+
+        def score(y, sampler, groups):
+            if groups is None:  # the protocol's three arguments, for third parties
+                return model.score_episodes(X, y, sampler)[1]
+            return model.score_episodes(X, y, sampler, groups=groups)[1]
+
+        return score
+    return lambda y, sampler, groups: _adapted_copy_accuracies(
+        model, X, y, sampler, groups
     )
 
 

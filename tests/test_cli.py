@@ -8,6 +8,7 @@ when set, else in ``../shared/data`` beside the repository, and skips when
 they are absent.
 """
 
+import logging
 import os
 import re
 import signal
@@ -284,10 +285,12 @@ def test_an_interrupted_evaluation_says_what_was_saved(tmp_path, monkeypatch, ca
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "evaluate_episodes", ctrl_c)
+    monkeypatch.setattr(cli, "evaluate_settings", ctrl_c)
     path = tmp_path / "model.skmeta"
     assert main([*DIGITS, "--save", str(path)]) == 130
+    # Saving embeds the training samples as the support set, and says so.
     assert capsys.readouterr().err == (
+        "skmeta: embedding the 901 training samples as the support set\n"
         f"skmeta: interrupted during the evaluation; the fitted estimator was "
         f"saved to {path} before it\n"
     )
@@ -379,6 +382,22 @@ def test_omniglot_from_the_local_archives(capsys):
     assert "test-time augmentation" not in out
 
 
+def test_what_the_library_logs_shows_on_stderr_while_the_command_runs(
+    monkeypatch, capsys
+):
+    def run(args, progress):
+        logging.getLogger("skmeta.fewshot").info("embedding %d samples", 3)
+        logging.getLogger("skmeta.fewshot").debug("not shown")
+        return 0
+
+    monkeypatch.setattr(cli, "_run", run)
+    logger = logging.getLogger("skmeta")
+    handlers, level = list(logger.handlers), logger.level
+    assert main(DIGITS) == 0
+    assert capsys.readouterr().err == "skmeta: embedding 3 samples\n"
+    assert (logger.handlers, logger.level) == (handlers, level)  # as it was
+
+
 def test_python_dash_m_skmeta_help():
     result = subprocess.run(
         [sys.executable, "-m", "skmeta", "--help"],
@@ -397,7 +416,7 @@ def test_an_internal_error_is_raised_not_reported_as_a_usage_error(monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("a bug in the evaluation")
 
-    monkeypatch.setattr(cli, "evaluate_episodes", broken)
+    monkeypatch.setattr(cli, "evaluate_settings", broken)
     with pytest.raises(ValueError, match="a bug in the evaluation"):
         main(DIGITS)
 
@@ -466,18 +485,18 @@ def _write_folder(root, classes, n_images=4, size=16):
 def recorded(monkeypatch):
     """The labels the command meta-trains on and those it evaluates on."""
     seen = {"fit": [], "evaluated": set()}
-    real_fit, real_evaluate = PrototypicalClassifier.fit, cli.evaluate_episodes
+    real_fit, real_evaluate = PrototypicalClassifier.fit, cli.evaluate_settings
 
     def fit(self, X, y):
         seen["fit"].append(set(np.asarray(y).tolist()))
         return real_fit(self, X, y)
 
-    def evaluate(model, X, y, **kwargs):
+    def evaluate(model, X, y, settings, **kwargs):
         seen["evaluated"] |= set(np.asarray(y).tolist())
-        return real_evaluate(model, X, y, **kwargs)
+        return real_evaluate(model, X, y, settings, **kwargs)
 
     monkeypatch.setattr(PrototypicalClassifier, "fit", fit)
-    monkeypatch.setattr(cli, "evaluate_episodes", evaluate)
+    monkeypatch.setattr(cli, "evaluate_settings", evaluate)
     return seen
 
 

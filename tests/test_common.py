@@ -8,6 +8,7 @@ once in :mod:`skmeta._params`) behave as scikit-learn and skorch users expect.
 
 import copy
 import inspect
+import logging
 import pickle
 
 import numpy as np
@@ -300,7 +301,7 @@ class _CountSteps(Callback):
 
 @pytest.mark.parametrize("name", list(CLASSIFIERS))
 def test_skorch_callbacks_see_every_step_and_verbose_prints_the_epoch_log(
-    name, digits, capsys
+    name, digits, capsys, caplog
 ):
     count = _CountSteps()
     clf = clone(CLASSIFIERS[name]).set_params(verbose=1, callbacks=[count])
@@ -314,9 +315,11 @@ def test_skorch_callbacks_see_every_step_and_verbose_prints_the_epoch_log(
     assert count.steps == clf.n_steps_ == 2 * per_epoch
     out = capsys.readouterr().out
     assert "train_loss" in out
-    # fit ends with its training: the support set waits for a prediction.
+    # fit ends with its training: the support set waits for a prediction,
+    # which says so on the skmeta logger.
     assert "support set" not in out
-    clf.predict(digits.X_base[:2])
-    assert capsys.readouterr().out.splitlines()[-1] == (
+    with caplog.at_level(logging.INFO, logger="skmeta"):
+        clf.predict(digits.X_base[:2])
+    assert caplog.messages[-1] == (
         f"embedding the {len(digits.X_base)} training samples as the support set"
     )

@@ -1,5 +1,6 @@
 """Specification of class-disjoint splitters and episodic evaluation."""
 
+import copy
 import io
 import sys
 
@@ -21,6 +22,7 @@ from skmeta.model_selection import (
     EpisodicScorer,
     TaskSplit,
     evaluate_episodes,
+    evaluate_settings,
 )
 
 
@@ -106,6 +108,60 @@ def test_each_sample_is_embedded_once_per_evaluation(fitted, digits, monkeypatch
         fitted, digits.X_novel, digits.y_novel, n_episodes=100, random_state=0
     )
     assert sum(embedded) == len(digits.X_novel)
+
+
+def test_settings_equal_separate_evaluations_from_one_embedding(
+    fitted, digits, monkeypatch
+):
+    settings = [(5, 1), (3, 5), (2, 1)]
+    separate = {
+        (n_way, k_shot): evaluate_episodes(
+            fitted,
+            digits.X_novel,
+            digits.y_novel,
+            n_way=n_way,
+            k_shot=k_shot,
+            n_query=4,
+            n_episodes=20,
+            random_state=3,
+        )
+        for n_way, k_shot in settings
+    }
+    embedded = []
+    original = type(fitted.module_).embed
+
+    def counting_embed(module, x):
+        embedded.append(len(x))
+        return original(module, x)
+
+    monkeypatch.setattr(type(fitted.module_), "embed", counting_embed)
+    together = evaluate_settings(
+        fitted,
+        digits.X_novel,
+        digits.y_novel,
+        settings,
+        n_query=4,
+        n_episodes=20,
+        random_state=3,
+    )
+    assert list(together) == settings
+    for setting, scores in together.items():
+        np.testing.assert_array_equal(scores.accuracies, separate[setting].accuracies)
+        assert (scores.n_way, scores.k_shot, scores.n_query) == (*setting, 4)
+    assert sum(embedded) == len(digits.X_novel)  # once, for the three settings
+
+
+@pytest.mark.parametrize("settings", [[], [(5,)], [(1, 1)], [(5, 0)], [(5.0, 1)], [5]])
+def test_settings_must_be_n_way_k_shot_pairs(fitted, digits, settings):
+    with pytest.raises(ValueError, match="settings must hold"):
+        evaluate_settings(fitted, digits.X_novel, digits.y_novel, settings)
+
+
+def test_every_setting_is_checked_before_anything_is_embedded(fitted, digits):
+    fitted = copy.copy(fitted)
+    fitted._episode_scorer = None  # would raise TypeError if reached
+    with pytest.raises(ValueError, match="n_way=50 needs 50 classes"):
+        evaluate_settings(fitted, digits.X_novel, digits.y_novel, [(5, 1), (50, 1)])
 
 
 def test_same_seed_same_episodes(fitted, digits):

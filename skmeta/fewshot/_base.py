@@ -1,6 +1,7 @@
 """The few-shot bases: support sets, queries compared with them, meta-training."""
 
 import copy
+import logging
 
 import numpy as np
 import torch
@@ -43,6 +44,9 @@ from ..episodes import EpisodeSampler
 from ..training import train_module
 
 __all__ = ["EpisodicClassifier", "EpisodicNetwork", "FewShotClassifier"]
+
+#: What the few-shot classifiers say that is not a progress bar (INFO).
+_logger = logging.getLogger(__name__)
 
 
 def _group_class_counts(y_enc, groups):
@@ -163,13 +167,12 @@ class _DeferredSupport:
         """The support attributes of ``estimator`` for the training samples."""
         if self._state is None:
             X, y_enc = self._samples
-            if estimator.verbose:
-                views = estimator._n_test_time_views()
-                each = f" ({views} test-time views each)" if views > 1 else ""
-                print(
-                    f"embedding the {len(X)} training samples as the support set{each}",
-                    flush=True,
-                )
+            views = estimator._n_test_time_views()
+            _logger.info(
+                "embedding the %d training samples as the support set%s",
+                len(X),
+                f" ({views} test-time views each)" if views > 1 else "",
+            )
             view = copy.copy(estimator)
             del view._deferred_support
             view._take_support(X, y_enc)
@@ -606,29 +609,44 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
             If X has another sample shape than in ``fit``, or NaN or inf, or
             if an episode's scores are not finite.
         """
+        return self._episode_scorer(X)(y, episodes, groups)
+
+    def _episode_scorer(self, X):
+        """A function that scores episodes of X: ``score(y, episodes, groups=None)``.
+
+        X is validated and embedded here, once: the function scores any
+        number of episode samplers on it, each call returning what
+        :meth:`score_episodes` returns (``evaluate_settings`` scores several
+        N-way K-shot settings so). A method whose episodes change the network
+        (fine-tuning, gradient steps) overrides this.
+        """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False, batches=True)
-        y = check_labels(y)
-        check_consistent_length(X, y)
         z = self._comparison_space(self._embed(X))
-        k, q = episodes.k_shot, episodes.n_query
-        classes = torch.arange(episodes.n_way, device=z.device)
-        y_s, y_q = classes.repeat_interleave(k), classes.repeat_interleave(q)
-        losses, accuracies = [], []
-        with (
-            eval_mode(self.module_),
-            torch.inference_mode(),
-            autocast(z.device, self.precision),
-        ):
-            for support, query in episodes.split(y=y, groups=groups):
-                logits = self._episode_logits(z[support], y_s, z[query]).float()
-                _check_finite_output(logits, self, "scores")
-                losses.append(F.cross_entropy(logits, y_q))
-                accuracies.append((logits.argmax(1) == y_q).float().mean())
-        return tuple(
-            torch.stack(values).cpu().numpy().astype(np.float64)
-            for values in (losses, accuracies)
-        )
+
+        def score(y, episodes, groups=None):
+            y = check_labels(y)
+            check_consistent_length(X, y)
+            k, q = episodes.k_shot, episodes.n_query
+            classes = torch.arange(episodes.n_way, device=z.device)
+            y_s, y_q = classes.repeat_interleave(k), classes.repeat_interleave(q)
+            losses, accuracies = [], []
+            with (
+                eval_mode(self.module_),
+                torch.inference_mode(),
+                autocast(z.device, self.precision),
+            ):
+                for support, query in episodes.split(y=y, groups=groups):
+                    logits = self._episode_logits(z[support], y_s, z[query]).float()
+                    _check_finite_output(logits, self, "scores")
+                    losses.append(F.cross_entropy(logits, y_q))
+                    accuracies.append((logits.argmax(1) == y_q).float().mean())
+            return tuple(
+                torch.stack(values).cpu().numpy().astype(np.float64)
+                for values in (losses, accuracies)
+            )
+
+        return score
 
 
 class EpisodicClassifier(FewShotClassifier):

@@ -510,34 +510,35 @@ class GradientBasedClassifier(GradientBasedEstimator, EpisodicClassifier):
         logits = _check_finite_output(logits, self, "scores")
         return (logits if reduce is None else reduce(logits)).cpu().numpy()
 
-    def score_episodes(self, X, y, episodes, groups=None):
-        """Query log-loss and accuracy of each episode, fine-tuning a copy of ``θ``.
+    def _episode_scorer(self, X):
+        """Episode scoring (see the base method), fine-tuning a copy of ``θ``.
 
-        See :meth:`EpisodicClassifier.score_episodes
-        <skmeta.fewshot._base.EpisodicClassifier.score_episodes>`: each episode's
-        support labels are encoded in sorted order, as :meth:`adapt` does, so
-        an episode scores exactly as a copy of the estimator adapted to its
-        support set; the estimator does not change. One fine-tuning per
-        episode.
+        Each episode's support labels are encoded in sorted order, as
+        :meth:`adapt` does, so an episode scores exactly as a copy of the
+        estimator adapted to its support set; the estimator does not change.
+        One fine-tuning per episode.
         """
         check_is_fitted(self)
         self._validate_params()  # n_inner_steps_test may be set after fit
         X = self._validate_X(X, reset=False)
-        y = check_labels(y)
-        check_consistent_length(X, y)
-        module = self.module_
-        device = next(module.parameters()).device
-        losses, accuracies = [], []
-        for support, query in episodes.split(y=y, groups=groups):
-            classes, y_s = np.unique(y[support], return_inverse=True)
-            params = self._adapted(
-                torch.from_numpy(X[support]).to(device),
-                torch.from_numpy(y_s.astype(np.int64)).to(device),
-                len(classes),
-            )
-            logits = self._predict_logits(params, X[query]).float()
-            _check_finite_output(logits, self, "scores")
-            y_q = torch.from_numpy(np.searchsorted(classes, y[query])).to(device)
-            losses.append(float(nn.functional.cross_entropy(logits, y_q)))
-            accuracies.append(float((logits.argmax(1) == y_q).float().mean()))
-        return np.asarray(losses), np.asarray(accuracies)
+        device = next(self.module_.parameters()).device
+
+        def score(y, episodes, groups=None):
+            y = check_labels(y)
+            check_consistent_length(X, y)
+            losses, accuracies = [], []
+            for support, query in episodes.split(y=y, groups=groups):
+                classes, y_s = np.unique(y[support], return_inverse=True)
+                params = self._adapted(
+                    torch.from_numpy(X[support]).to(device),
+                    torch.from_numpy(y_s.astype(np.int64)).to(device),
+                    len(classes),
+                )
+                logits = self._predict_logits(params, X[query]).float()
+                _check_finite_output(logits, self, "scores")
+                y_q = torch.from_numpy(np.searchsorted(classes, y[query])).to(device)
+                losses.append(float(nn.functional.cross_entropy(logits, y_q)))
+                accuracies.append(float((logits.argmax(1) == y_q).float().mean()))
+            return np.asarray(losses), np.asarray(accuracies)
+
+        return score

@@ -498,8 +498,8 @@ class PrototypicalClassifier(PrototypeHead, EpisodicClassifier):
         module.load_state_dict(tuned, strict=False)
         return module
 
-    def score_episodes(self, X, y, episodes, groups=None):
-        """Query log-loss and accuracy in each episode; see the base method.
+    def _episode_scorer(self, X):
+        """Episode scoring (see the base method), adapting the backbone if asked.
 
         With ``fine_tuning_steps`` or ``adapt_batch_norm``, each episode
         adapts (fine-tunes, re-estimates batch-norm statistics) a copy of the
@@ -507,19 +507,23 @@ class PrototypicalClassifier(PrototypeHead, EpisodicClassifier):
         queries with :meth:`decision_function`'s logits.
         """
         if not self._adapts_backbone():
-            return super().score_episodes(X, y, episodes, groups=groups)
+            return super()._episode_scorer(X)
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        y = check_labels(y)
-        check_consistent_length(X, y)
-        losses, accuracies = [], []
-        for support, query in episodes.split(y=y, groups=groups):
-            episode = copy.copy(self).adapt(X[support], y[support])
-            logits = torch.from_numpy(episode._logits(X[query]))
-            target = torch.from_numpy(np.searchsorted(episode.classes_, y[query]))
-            losses.append(float(F.cross_entropy(logits, target)))
-            accuracies.append(float((logits.argmax(1) == target).float().mean()))
-        return np.asarray(losses), np.asarray(accuracies)
+
+        def score(y, episodes, groups=None):
+            y = check_labels(y)
+            check_consistent_length(X, y)
+            losses, accuracies = [], []
+            for support, query in episodes.split(y=y, groups=groups):
+                episode = copy.copy(self).adapt(X[support], y[support])
+                logits = torch.from_numpy(episode._logits(X[query]))
+                target = torch.from_numpy(np.searchsorted(episode.classes_, y[query]))
+                losses.append(float(F.cross_entropy(logits, target)))
+                accuracies.append(float((logits.argmax(1) == target).float().mean()))
+            return np.asarray(losses), np.asarray(accuracies)
+
+        return score
 
     def _build_module(self, backbone, embedding_dim):
         # A distance module is copied: fitting must not train the caller's.
