@@ -30,14 +30,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ._docs import fill_doc
+from ._validation import check_batch, check_number
 from .distances import Cosine, get_distance, l2_normalize
-from .miners import (
-    PAIR_MINERS,
-    TRIPLET_MINERS,
-    _check_labels,
-    _check_number,
-    get_miner,
-)
+from .miners import PAIR_MINERS, TRIPLET_MINERS, get_miner
 
 __all__ = [
     "LOSSES",
@@ -51,56 +47,146 @@ __all__ = [
 ]
 
 
-def _check_batch(embeddings, labels):
-    """Validate ``(embeddings (n, d) float, labels (n,) int)``."""
-    if not isinstance(embeddings, torch.Tensor):
-        raise TypeError(
-            "embeddings must be a torch.Tensor of shape (n_samples, embedding_dim); "
-            f"got {type(embeddings).__name__}."
-        )
-    if not embeddings.dtype.is_floating_point:
-        raise TypeError(
-            f"embeddings must have a floating-point dtype; got {embeddings.dtype}."
-        )
-    if embeddings.ndim != 2:
-        raise ValueError(
-            "embeddings must be 2-D of shape (n_samples, embedding_dim); got shape "
-            f"{tuple(embeddings.shape)}."
-        )
-    _check_labels(labels, embeddings.shape[0])
-
-
 #: How tuple losses reduce their per-tuple losses to one number.
 REDUCTIONS = ("mean", "nonzero")
 
+#: The errors of a wrong batch, the same for every loss (:func:`fill_doc`).
+_BATCH_ERRORS = """\
+    TypeError, ValueError
+        At call time, if ``embeddings`` is not a floating-point tensor of
+        shape ``(n, d)`` with finite values, or ``labels`` not an int64
+        tensor of shape ``(n,)``.
+"""
 
-def _check_reduction(reduction):
-    if reduction not in REDUCTIONS:
-        raise ValueError(
-            f"reduction must be one of {list(REDUCTIONS)}; got {reduction!r}."
-        )
-    return reduction
+#: The shared parameters of the losses with a weight per class (ArcFace, CosFace).
+_CLASS_WEIGHT_PARAMETERS = """\
+    n_classes : int
+        Number of classes; labels must be in ``[0, n_classes)``.
+    embedding_dim : int
+        Dimension ``d`` of the embeddings.
+    scale : float, default=64.0
+        The scale :math:`s`; must be > 0.
+"""
+
+#: Their class weights and their errors; ``margin``'s range is in Parameters.
+_CLASS_WEIGHTS = (
+    """\
+    Attributes
+    ----------
+    W : torch.nn.Parameter of shape (n_classes, embedding_dim)
+        The class weights (one proxy per class), initialised from
+        :math:`\\mathcal N(0, 0.01^2)`.
+
+    Raises
+    ------
+    TypeError
+        If ``scale`` or ``margin`` is not a real number.
+    ValueError
+        If ``n_classes``/``embedding_dim`` is not a positive int, ``scale``
+        not > 0, ``margin`` outside its range; at call time, if
+        ``embeddings`` does not have ``embedding_dim`` columns or ``labels``
+        are not in ``[0, n_classes)``.
+"""
+    + _BATCH_ERRORS
+)
 
 
-def _reduce(losses, reduction, embeddings):
-    """One loss from per-tuple ``losses`` (1-D): the mean over all or non-zero ones.
+class _MetricLoss(nn.Module):
+    """Base of the losses: the batch checks, the reduction and the empty case.
 
-    ``"nonzero"`` is pytorch-metric-learning's ``AvgNonZeroReducer``: the
-    mean over the tuples with a positive loss, a connected zero when none.
+    ``forward(embeddings, labels)`` checks the batch (``embeddings`` of shape
+    ``(n, d)``, floating-point and finite; ``labels`` int64 of shape
+    ``(n,)``), asks the subclass's :meth:`compute_loss` for the per-tuple
+    (or per-sample) losses, a 1-D tensor, and reduces them to one number
+    with ``reduction``: the mean over all of them (``"mean"``), or over
+    those above zero (``"nonzero"``, pytorch-metric-learning's
+    ``AvgNonZeroReducer``). With nothing to average the loss is
+    :meth:`zero_loss`, a zero still connected to the graph. A subclass
+    holds its formula and lists its hyperparameters in ``_repr_fields``.
     """
-    if reduction == "nonzero":
-        losses = losses[losses > 0]
+
+    #: The reduction of the per-tuple losses; losses that take a
+    #: ``reduction`` argument set it in ``__init__``.
+    reduction = "mean"
+    _repr_fields = ()
+
+    def forward(self, embeddings, labels):
+        """Return the loss of the batch (a scalar tensor).
+
+        Parameters
+        ----------
+        embeddings : torch.Tensor of shape (n, d), floating-point dtype
+        labels : torch.Tensor of shape (n,), int64
+
+        Returns
+        -------
+        torch.Tensor of shape ()
+        """
+        check_batch(embeddings, labels)
+        losses = self.compute_loss(embeddings, labels)
+        if self.reduction == "nonzero":
+            losses = losses[losses > 0]
         if len(losses) == 0:
-            return _zero_loss(embeddings)
-    return losses.mean()
+            return self.zero_loss(embeddings)
+        return losses.mean()
+
+    @staticmethod
+    def _check_reduction(reduction):
+        """Return ``reduction`` if it is one of :data:`REDUCTIONS`, else raise."""
+        if reduction not in REDUCTIONS:
+            raise ValueError(
+                f"reduction must be one of {list(REDUCTIONS)}; got {reduction!r}."
+            )
+        return reduction
+
+    def compute_loss(self, embeddings, labels):
+        """The 1-D tensor of per-tuple losses of a checked batch."""
+        raise NotImplementedError  # pragma: no cover
+
+    def zero_loss(self, embeddings):
+        """A zero loss that is still connected to ``embeddings`` in the graph."""
+        return embeddings.sum() * 0
+
+    def extra_repr(self):
+        fields = self._repr_fields
+        return ", ".join(f"{name}={getattr(self, name)!r}" for name in fields)
 
 
-def _zero_loss(embeddings):
-    """A zero loss that is still connected to ``embeddings`` in the graph."""
-    return embeddings.sum() * 0
+class _TupleLoss(_MetricLoss):
+    """A loss over the pairs or triplets a miner picks from the distance matrix.
+
+    The ``(n, n)`` distance matrix is computed once per batch with
+    ``distance`` (:func:`~skmeta.distances.get_distance`); the miner
+    (:func:`~skmeta.miners.get_miner`, looked up in the subclass's
+    ``_miners`` registry and built with the loss's ``margin``) picks index
+    tensors from it, and :meth:`tuple_losses` turns the gathered distances
+    into per-tuple losses.
+    """
+
+    _miners = {}
+    _repr_fields = ("margin", "miner", "reduction")
+
+    def __init__(self, margin, distance, miner, reduction, embedding_dim):
+        super().__init__()
+        self.margin = check_number("margin", margin, low=0.0)
+        self.distance = get_distance(distance, embedding_dim)
+        self.miner = get_miner(miner, self._miners, self.margin)
+        self.reduction = self._check_reduction(reduction)
+
+    def compute_loss(self, embeddings, labels):
+        dist = self.distance(embeddings, embeddings)
+        indices = self.miner(dist, labels)
+        if len(indices[0]) == 0:
+            return dist.new_zeros(0)
+        return self.tuple_losses(dist, labels, *indices)
+
+    def tuple_losses(self, dist, labels, *indices):
+        """The losses ``(n_tuples,)`` of the mined tuples, from ``dist``."""
+        raise NotImplementedError  # pragma: no cover
 
 
-class ContrastiveLoss(nn.Module):
+@fill_doc(batch_errors=_BATCH_ERRORS)
+class ContrastiveLoss(_TupleLoss):
     r"""Contrastive loss over pairs (Hadsell, Chopra & LeCun, 2006).
 
     For each mined pair :math:`(i, j)` with distance :math:`D_{ij}` and
@@ -152,18 +238,19 @@ class ContrastiveLoss(nn.Module):
     ------
     TypeError
         If ``margin`` is not a real number, ``distance`` is neither a name nor
-        a module, ``miner`` is not callable; at call time, if ``embeddings`` is
-        not a floating-point tensor or ``labels`` not an integer tensor.
+        a module, ``miner`` is not callable.
     ValueError
-        If ``margin`` is negative or not finite, or ``distance`` an unknown
-        name; at call time, if ``embeddings`` is not 2-D or ``labels`` does not
-        have shape ``(n,)``.
+        If ``margin`` is negative or not finite, ``distance`` or ``miner`` an
+        unknown name, ``reduction`` not one of :data:`REDUCTIONS`.
+    {batch_errors}
 
     References
     ----------
     .. [1] R. Hadsell, S. Chopra, Y. LeCun. "Dimensionality Reduction by
        Learning an Invariant Mapping". CVPR 2006.
     """
+
+    _miners = PAIR_MINERS
 
     def __init__(
         self,
@@ -174,31 +261,17 @@ class ContrastiveLoss(nn.Module):
         reduction="mean",
         embedding_dim=None,
     ):
-        super().__init__()
-        self.margin = _check_number("margin", margin, low=0.0)
-        self.distance = get_distance(distance, embedding_dim)
-        self.miner = get_miner(miner, PAIR_MINERS, self.margin)
-        self.reduction = _check_reduction(reduction)
+        super().__init__(margin, distance, miner, reduction, embedding_dim)
 
-    def forward(self, embeddings, labels):
-        """Return the mean contrastive loss over the mined pairs (a scalar)."""
-        _check_batch(embeddings, labels)
-        dist = self.distance(embeddings, embeddings)
-        i, j = self.miner(dist, labels)
-        if len(i) == 0:
-            return _zero_loss(embeddings)
+    def tuple_losses(self, dist, labels, i, j):
+        r""":math:`\ell_{ij}` of the mined pairs ``(i, j)``."""
         d = dist[i, j]
         same = labels[i] == labels[j]
-        losses = torch.where(same, d.pow(2), F.relu(self.margin - d).pow(2))
-        return _reduce(losses, self.reduction, embeddings)
-
-    def extra_repr(self):
-        return (
-            f"margin={self.margin}, miner={self.miner!r}, reduction={self.reduction!r}"
-        )
+        return torch.where(same, d.pow(2), F.relu(self.margin - d).pow(2))
 
 
-class TripletMarginLoss(nn.Module):
+@fill_doc(batch_errors=_BATCH_ERRORS)
+class TripletMarginLoss(_TupleLoss):
     r"""Triplet margin loss (Schroff, Kalenichenko & Philbin, 2015, FaceNet).
 
     For each mined triplet (anchor :math:`a`, positive :math:`p` with the
@@ -249,12 +322,11 @@ class TripletMarginLoss(nn.Module):
     ------
     TypeError
         If ``margin`` is not a real number, or ``distance``/``miner`` has the
-        wrong type; at call time, if ``embeddings`` is not a floating-point
-        tensor or ``labels`` not an integer tensor.
+        wrong type.
     ValueError
         If ``margin`` is negative or not finite, ``distance``/``miner`` an
-        unknown name; at call time, if ``embeddings`` is not 2-D or ``labels``
-        does not have shape ``(n,)``.
+        unknown name, ``reduction`` not one of :data:`REDUCTIONS`.
+    {batch_errors}
 
     References
     ----------
@@ -263,6 +335,8 @@ class TripletMarginLoss(nn.Module):
     .. [2] A. Hermans, L. Beyer, B. Leibe. "In Defense of the Triplet Loss for
        Person Re-Identification". arXiv:1703.07737, 2017.
     """
+
+    _miners = TRIPLET_MINERS
 
     def __init__(
         self,
@@ -273,29 +347,15 @@ class TripletMarginLoss(nn.Module):
         reduction="mean",
         embedding_dim=None,
     ):
-        super().__init__()
-        self.margin = _check_number("margin", margin, low=0.0)
-        self.distance = get_distance(distance, embedding_dim)
-        self.miner = get_miner(miner, TRIPLET_MINERS, self.margin)
-        self.reduction = _check_reduction(reduction)
+        super().__init__(margin, distance, miner, reduction, embedding_dim)
 
-    def forward(self, embeddings, labels):
-        """Return the mean triplet loss over the mined triplets (a scalar)."""
-        _check_batch(embeddings, labels)
-        dist = self.distance(embeddings, embeddings)
-        a, p, n = self.miner(dist, labels)
-        if len(a) == 0:
-            return _zero_loss(embeddings)
-        losses = F.relu(dist[a, p] - dist[a, n] + self.margin)
-        return _reduce(losses, self.reduction, embeddings)
-
-    def extra_repr(self):
-        return (
-            f"margin={self.margin}, miner={self.miner!r}, reduction={self.reduction!r}"
-        )
+    def tuple_losses(self, dist, labels, a, p, n):
+        r""":math:`\ell_{apn}` of the mined triplets ``(a, p, n)``."""
+        return F.relu(dist[a, p] - dist[a, n] + self.margin)
 
 
-class NPairLoss(nn.Module):
+@fill_doc(batch_errors=_BATCH_ERRORS)
+class NPairLoss(_MetricLoss):
     r"""Multi-class N-pair loss (Sohn, 2016).
 
     From the batch, one (anchor, positive) pair is taken per class that has
@@ -326,11 +386,10 @@ class NPairLoss(nn.Module):
     Raises
     ------
     TypeError
-        If ``l2_reg`` is not a real number; at call time, if ``embeddings``
-        is not a floating-point tensor or ``labels`` not an integer tensor.
+        If ``l2_reg`` is not a real number.
     ValueError
-        If ``l2_reg`` is negative or not finite; at call time, if
-        ``embeddings`` is not 2-D or ``labels`` does not have shape ``(n,)``.
+        If ``l2_reg`` is negative or not finite.
+    {batch_errors}
 
     References
     ----------
@@ -338,9 +397,11 @@ class NPairLoss(nn.Module):
        Loss Objective". NeurIPS 2016.
     """
 
+    _repr_fields = ("l2_reg",)
+
     def __init__(self, l2_reg=0.002):
         super().__init__()
-        self.l2_reg = _check_number("l2_reg", l2_reg, low=0.0)
+        self.l2_reg = check_number("l2_reg", l2_reg, low=0.0)
 
     @staticmethod
     def pairs(labels):
@@ -363,24 +424,23 @@ class NPairLoss(nn.Module):
         starts = starts[counts >= 2]
         return order[starts], order[starts + 1]
 
-    def forward(self, embeddings, labels):
-        """Return the N-pair loss of the batch (a scalar)."""
-        _check_batch(embeddings, labels)
+    def compute_loss(self, embeddings, labels):
+        """Per anchor: its cross-entropy plus ``l2_reg`` times its pair's mean norm².
+
+        Their mean is :math:`L`.
+        """
         anchor, positive = self.pairs(labels)
         if len(anchor) < 2:
-            return _zero_loss(embeddings)
+            return embeddings.new_zeros(0)
         f, f_pos = embeddings[anchor], embeddings[positive]
-        logits = f @ f_pos.T
         target = torch.arange(len(anchor), device=embeddings.device)
-        ce = F.cross_entropy(logits, target)
-        norms = torch.cat([f, f_pos]).pow(2).sum(dim=1)
-        return ce + self.l2_reg * norms.mean()
-
-    def extra_repr(self):
-        return f"l2_reg={self.l2_reg}"
+        ce = F.cross_entropy(f @ f_pos.T, target, reduction="none")
+        norms = (f.pow(2).sum(dim=1) + f_pos.pow(2).sum(dim=1)) / 2
+        return ce + self.l2_reg * norms
 
 
-class NTXentLoss(nn.Module):
+@fill_doc(batch_errors=_BATCH_ERRORS)
+class NTXentLoss(_MetricLoss):
     r"""NT-Xent, the normalised temperature-scaled cross-entropy (SimCLR, InfoNCE).
 
     The loss of SimCLR (Chen et al., 2020, eq. 1), the InfoNCE loss of
@@ -421,12 +481,10 @@ class NTXentLoss(nn.Module):
     Raises
     ------
     TypeError
-        If ``temperature`` is not a real number; at call time, if
-        ``embeddings`` is not a floating-point tensor or ``labels`` not an
-        integer tensor.
+        If ``temperature`` is not a real number.
     ValueError
-        If ``temperature`` is not finite and > 0; at call time, if
-        ``embeddings`` is not 2-D or ``labels`` does not have shape ``(n,)``.
+        If ``temperature`` is not finite and > 0.
+    {batch_errors}
 
     References
     ----------
@@ -439,32 +497,30 @@ class NTXentLoss(nn.Module):
        products, no temperature).
     """
 
+    _repr_fields = ("temperature",)
+
     def __init__(self, temperature=0.1):
         super().__init__()
-        self.temperature = _check_number(
+        self.temperature = check_number(
             "temperature", temperature, low=0.0, low_inclusive=False
         )
         self.distance = Cosine()
 
-    def forward(self, embeddings, labels):
-        """Return the mean NT-Xent loss over the positive pairs (a scalar)."""
-        _check_batch(embeddings, labels)
+    def compute_loss(self, embeddings, labels):
+        r""":math:`\ell_{ij}` of the ordered positive pairs ``(i, j)``."""
         same = labels[:, None] == labels[None, :]
         other = ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
         anchor, positive = torch.nonzero(same & other, as_tuple=True)
         if len(anchor) == 0:
-            return _zero_loss(embeddings)
+            return embeddings.new_zeros(0)
         logits = -self.distance(embeddings, embeddings) / self.temperature
         # The log-sum-exp over each anchor's negatives; -inf where it has none.
         negatives = torch.logsumexp(logits.masked_fill(same, -math.inf), dim=1)
         positives = logits[anchor, positive]
-        return (torch.logaddexp(positives, negatives[anchor]) - positives).mean()
-
-    def extra_repr(self):
-        return f"temperature={self.temperature}"
+        return torch.logaddexp(positives, negatives[anchor]) - positives
 
 
-class _MarginSoftmaxLoss(nn.Module):
+class _MarginSoftmaxLoss(_MetricLoss):
     r"""Softmax cross-entropy on scaled cosines to class weights, with a margin.
 
     Embeddings :math:`x_i` and the rows :math:`W_j` of the class weight
@@ -474,6 +530,8 @@ class _MarginSoftmaxLoss(nn.Module):
     multiplied by ``scale`` and fed to cross-entropy, averaged over the batch.
     """
 
+    _repr_fields = ("n_classes", "embedding_dim", "scale", "margin")
+
     def __init__(self, n_classes, embedding_dim, scale, margin):
         super().__init__()
         for name, value in (("n_classes", n_classes), ("embedding_dim", embedding_dim)):
@@ -481,13 +539,13 @@ class _MarginSoftmaxLoss(nn.Module):
                 raise ValueError(f"{name} must be a positive int; got {value!r}.")
         self.n_classes = n_classes
         self.embedding_dim = embedding_dim
-        self.scale = _check_number("scale", scale, low=0.0, low_inclusive=False)
+        self.scale = check_number("scale", scale, low=0.0, low_inclusive=False)
         self.margin = self._check_margin(margin)
         # As the ArcFace reference implementation (insightface arcface_torch).
         self.W = nn.Parameter(torch.empty(n_classes, embedding_dim).normal_(0.0, 0.01))
 
     def _check_margin(self, margin):
-        return _check_number("margin", margin, low=0.0)
+        return check_number("margin", margin, low=0.0)
 
     def _margin_logits(self, cos):
         """Map the true-class cosines ``(n,)`` to the true-class logits / scale."""
@@ -506,9 +564,8 @@ class _MarginSoftmaxLoss(nn.Module):
         logits = cos.scatter(1, idx, target[:, None].to(cos.dtype))
         return self.scale * logits
 
-    def forward(self, embeddings, labels):
-        """Return the mean cross-entropy over the batch (a scalar)."""
-        _check_batch(embeddings, labels)
+    def compute_loss(self, embeddings, labels):
+        """The cross-entropy of each sample's scaled, margin-applied logits."""
         if embeddings.shape[1] != self.embedding_dim:
             raise ValueError(
                 f"embeddings must have embedding_dim={self.embedding_dim} columns; "
@@ -519,17 +576,18 @@ class _MarginSoftmaxLoss(nn.Module):
                 f"labels must be in [0, n_classes={self.n_classes}); got values in "
                 f"[{labels.min().item()}, {labels.max().item()}]."
             )
-        if len(labels) == 0:
-            return _zero_loss(embeddings) + 0 * self.W.sum()
-        return F.cross_entropy(self.logits(embeddings, labels), labels)
-
-    def extra_repr(self):
-        return (
-            f"n_classes={self.n_classes}, embedding_dim={self.embedding_dim}, "
-            f"scale={self.scale}, margin={self.margin}"
+        return F.cross_entropy(
+            self.logits(embeddings, labels), labels, reduction="none"
         )
 
+    def zero_loss(self, embeddings):
+        """A zero connected to ``embeddings`` and to the class weights ``W``."""
+        return super().zero_loss(embeddings) + 0 * self.W.sum()
 
+
+@fill_doc(
+    class_weight_parameters=_CLASS_WEIGHT_PARAMETERS, class_weights=_CLASS_WEIGHTS
+)
 class ArcFaceLoss(_MarginSoftmaxLoss):
     r"""Additive angular margin loss, ArcFace (Deng, Guo, Xue & Zafeiriou, 2019).
 
@@ -556,40 +614,21 @@ class ArcFaceLoss(_MarginSoftmaxLoss):
 
     Parameters
     ----------
-    n_classes : int
-        Number of classes; labels must be in ``[0, n_classes)``.
-    embedding_dim : int
-        Dimension ``d`` of the embeddings.
-    scale : float, default=64.0
-        The scale :math:`s`; must be > 0.
+    {class_weight_parameters}
     margin : float, default=0.5
         The angular margin :math:`m` in radians; must be in ``[0, pi)``.
     easy_margin : bool, default=False
         Use the "easy margin" variant described above.
 
-    Attributes
-    ----------
-    W : torch.nn.Parameter of shape (n_classes, embedding_dim)
-        The class weights (one proxy per class), initialised from
-        :math:`\mathcal N(0, 0.01^2)`.
-
-    Raises
-    ------
-    TypeError
-        If ``scale`` or ``margin`` is not a real number; at call time, if
-        ``embeddings`` is not a floating-point tensor or ``labels`` not an
-        integer tensor.
-    ValueError
-        If ``n_classes``/``embedding_dim`` is not a positive int, ``scale``
-        not > 0, ``margin`` not in ``[0, pi)``; at call time, if
-        ``embeddings`` is not of shape ``(n, embedding_dim)``, ``labels`` not
-        of shape ``(n,)`` or outside ``[0, n_classes)``.
+    {class_weights}
 
     References
     ----------
     .. [1] J. Deng, J. Guo, N. Xue, S. Zafeiriou. "ArcFace: Additive Angular
        Margin Loss for Deep Face Recognition". CVPR 2019.
     """
+
+    _repr_fields = (*_MarginSoftmaxLoss._repr_fields, "easy_margin")
 
     def __init__(
         self, n_classes, embedding_dim, scale=64.0, margin=0.5, *, easy_margin=False
@@ -598,7 +637,7 @@ class ArcFaceLoss(_MarginSoftmaxLoss):
         self.easy_margin = bool(easy_margin)
 
     def _check_margin(self, margin):
-        return _check_number("margin", margin, low=0.0, high=math.pi)
+        return check_number("margin", margin, low=0.0, high=math.pi)
 
     def _margin_logits(self, cos):
         m = self.margin
@@ -610,10 +649,10 @@ class ArcFaceLoss(_MarginSoftmaxLoss):
         threshold = math.cos(math.pi - m)
         return torch.where(cos > threshold, cos_theta_m, cos - m * math.sin(m))
 
-    def extra_repr(self):
-        return super().extra_repr() + f", easy_margin={self.easy_margin}"
 
-
+@fill_doc(
+    class_weight_parameters=_CLASS_WEIGHT_PARAMETERS, class_weights=_CLASS_WEIGHTS
+)
 class CosFaceLoss(_MarginSoftmaxLoss):
     r"""Additive cosine margin loss, CosFace / LMCL (Wang et al., 2018).
 
@@ -629,32 +668,11 @@ class CosFaceLoss(_MarginSoftmaxLoss):
 
     Parameters
     ----------
-    n_classes : int
-        Number of classes; labels must be in ``[0, n_classes)``.
-    embedding_dim : int
-        Dimension ``d`` of the embeddings.
-    scale : float, default=64.0
-        The scale :math:`s`; must be > 0.
+    {class_weight_parameters}
     margin : float, default=0.35
         The cosine margin :math:`m`; must be >= 0.
 
-    Attributes
-    ----------
-    W : torch.nn.Parameter of shape (n_classes, embedding_dim)
-        The class weights (one proxy per class), initialised from
-        :math:`\mathcal N(0, 0.01^2)`.
-
-    Raises
-    ------
-    TypeError
-        If ``scale`` or ``margin`` is not a real number; at call time, if
-        ``embeddings`` is not a floating-point tensor or ``labels`` not an
-        integer tensor.
-    ValueError
-        If ``n_classes``/``embedding_dim`` is not a positive int, ``scale``
-        not > 0, ``margin`` negative; at call time, if ``embeddings`` is not
-        of shape ``(n, embedding_dim)``, ``labels`` not of shape ``(n,)`` or
-        outside ``[0, n_classes)``.
+    {class_weights}
 
     References
     ----------

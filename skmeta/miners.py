@@ -23,10 +23,9 @@ class gets the loss's margin through its :meth:`for_margin` classmethod; a
 new miner is one class here and its entry in a registry.
 """
 
-import math
-import numbers
-
 import torch
+
+from ._validation import check_labels, check_number
 
 __all__ = [
     "PAIR_MINERS",
@@ -41,52 +40,6 @@ __all__ = [
 ]
 
 
-# ---------------------------------------------------------------------------
-# Validation helpers shared with skmeta.losses
-# ---------------------------------------------------------------------------
-
-
-def _check_number(name, value, *, low=None, low_inclusive=True, high=None):
-    """Return ``value`` as a float, or raise naming ``name``.
-
-    ``low``/``high`` bound the accepted interval; ``high`` is exclusive.
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"{name} must be a real number; got {value!r} of type "
-            f"{type(value).__name__}."
-        )
-    value = float(value)
-    if math.isnan(value) or math.isinf(value):
-        raise ValueError(f"{name} must be finite; got {value!r}.")
-    if low is not None and (value < low or (value == low and not low_inclusive)):
-        op = ">=" if low_inclusive else ">"
-        raise ValueError(f"{name} must be {op} {low}; got {value!r}.")
-    if high is not None and value >= high:
-        raise ValueError(f"{name} must be < {high}; got {value!r}.")
-    return value
-
-
-def _check_labels(labels, n_samples):
-    """Check that ``labels`` is a 1-D integer tensor of length ``n_samples``."""
-    if not isinstance(labels, torch.Tensor):
-        raise TypeError(
-            "labels must be a torch.Tensor of dtype int64 and shape (n_samples,); "
-            f"got {type(labels).__name__}."
-        )
-    if (
-        labels.dtype.is_floating_point
-        or labels.dtype.is_complex
-        or (labels.dtype == torch.bool)
-    ):
-        raise TypeError(f"labels must have an integer dtype; got {labels.dtype}.")
-    if labels.ndim != 1 or labels.shape[0] != n_samples:
-        raise ValueError(
-            f"labels must have shape ({n_samples},) to match the batch; got "
-            f"shape {tuple(labels.shape)}."
-        )
-
-
 def _check_dist(dist, labels):
     if not isinstance(dist, torch.Tensor) or dist.ndim != 2:
         shape = tuple(dist.shape) if isinstance(dist, torch.Tensor) else None
@@ -97,7 +50,7 @@ def _check_dist(dist, labels):
         raise ValueError(
             f"dist must be a square (n, n) matrix; got shape {tuple(dist.shape)}."
         )
-    _check_labels(labels, dist.shape[0])
+    check_labels(labels, dist.shape[0])
 
 
 def pair_masks(labels):
@@ -175,8 +128,8 @@ class PairMarginMiner(_Miner):
     """
 
     def __init__(self, pos_margin=0.0, neg_margin=1.0):
-        self.pos_margin = _check_number("pos_margin", pos_margin, low=0.0)
-        self.neg_margin = _check_number("neg_margin", neg_margin, low=0.0)
+        self.pos_margin = check_number("pos_margin", pos_margin, low=0.0)
+        self.neg_margin = check_number("neg_margin", neg_margin, low=0.0)
 
     @classmethod
     def for_margin(cls, margin):
@@ -257,7 +210,7 @@ class SemiHardMiner(_Miner):
     """
 
     def __init__(self, margin=0.2):
-        self.margin = _check_number("margin", margin, low=0.0, low_inclusive=False)
+        self.margin = check_number("margin", margin, low=0.0, low_inclusive=False)
 
     @classmethod
     def for_margin(cls, margin):

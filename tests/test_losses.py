@@ -454,6 +454,38 @@ def test_ntxent_matches_pytorch_metric_learning(random_batch):
         torch.testing.assert_close(NTXentLoss(0.2)(views, classes), theirs)
 
 
+@pytest.mark.parametrize("miner", ["all", "hard"])
+@pytest.mark.parametrize("reduction", ["mean", "nonzero"])
+def test_triplet_matches_pytorch_metric_learning(random_batch, miner, reduction):
+    pml = pytest.importorskip("pytorch_metric_learning")
+    emb, labels = random_batch
+    mined = None
+    if miner == "hard":  # PML mines on its own: hand it our batch-hard triplets
+        dist = torch.cdist(emb, emb)
+        mined = BatchHardMiner()(dist, labels)
+    reducer = {
+        "mean": pml.reducers.MeanReducer(),
+        "nonzero": pml.reducers.AvgNonZeroReducer(),
+    }[reduction]
+    theirs = pml.losses.TripletMarginLoss(
+        margin=0.3,
+        distance=pml.distances.LpDistance(normalize_embeddings=False),
+        reducer=reducer,
+    )(emb, labels, mined)
+    ours = TripletMarginLoss(0.3, miner=miner, reduction=reduction)(emb, labels)
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_npair_without_l2_matches_pytorch_metric_learning():
+    pml = pytest.importorskip("pytorch_metric_learning")
+    gen = torch.Generator().manual_seed(1)
+    emb = torch.randn(10, 4, generator=gen, dtype=torch.float64)
+    labels = torch.arange(5).repeat(2)  # two samples a class: one pair each
+    products = pml.distances.DotProductSimilarity(normalize_embeddings=False)
+    theirs = pml.losses.NPairsLoss(distance=products)(emb, labels)
+    torch.testing.assert_close(NPairLoss(l2_reg=0.0)(emb, labels), theirs)
+
+
 def test_ntxent_is_invariant_to_the_scale_of_each_embedding(random_batch):
     emb, labels = random_batch
     scales = torch.linspace(0.1, 30, len(emb), dtype=torch.float64)[:, None]
@@ -519,6 +551,27 @@ def test_batch_errors_name_the_parameter(make):
         loss_fn(emb.long(), labels)
     with pytest.raises(TypeError, match="embeddings must be a torch.Tensor"):
         loss_fn(emb.numpy(), labels)
+    with pytest.raises(TypeError, match="integer dtype, int64; got torch.int32"):
+        loss_fn(emb, labels.int())
+    for value in (math.nan, math.inf):
+        bad = emb.clone()
+        bad[2, 1] = value
+        with pytest.raises(ValueError, match=r"finite; got 1 NaN or infinite"):
+            loss_fn(bad, labels)
+
+
+@pytest.mark.parametrize(
+    ("loss_fn", "expected"),
+    [
+        (ContrastiveLoss(), "margin=1.0, miner=AllPairsMiner(), reduction='mean'"),
+        (
+            ArcFaceLoss(3, 2),
+            "n_classes=3, embedding_dim=2, scale=64.0, margin=0.5, easy_margin=False",
+        ),
+    ],
+)
+def test_repr_lists_the_hyperparameters(loss_fn, expected):
+    assert loss_fn.extra_repr() == expected
 
 
 @pytest.mark.parametrize(
