@@ -202,6 +202,7 @@ def encode_text(X, backbone, params=None):
         If transformers is not installed and a tokenizer must be loaded.
     """
     texts = _check_texts(X)
+    given = backbone
     if isinstance(backbone, str):
         backbone = backbones.BACKBONES.get(backbone, backbone)
     text_backbone = _text_backbone_in(backbone)
@@ -219,7 +220,7 @@ def encode_text(X, backbone, params=None):
         what = (
             f"the fitted {type(backbone).__name__} has none"
             if isinstance(backbone, nn.Module)
-            else f"got backbone={getattr(backbone, '__name__', backbone)!r}"
+            else f"got backbone={getattr(given, '__name__', given)!r}"
         )
         raise ValueError(
             f"X holds texts (strings), which only a text backbone reads; {what}. "
