@@ -77,14 +77,14 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.history import History
 from torch import nn
 
-from . import __version__
-from ._base import TorchEstimator, resolve_device
-from .backbones import BACKBONES
-from .distances import DISTANCES
-from .embedding import EMBEDDERS
-from .fewshot import CLASSIFIERS, REGRESSORS
-from .losses import LOSSES
-from .neighbors import EmbeddingNeighbors
+from .. import __version__
+from .._base import TorchEstimator, resolve_device
+from ..backbones import BACKBONES
+from ..distances import DISTANCES
+from ..embedding import EMBEDDERS
+from ..fewshot import CLASSIFIERS, REGRESSORS
+from ..losses import LOSSES
+from ..neighbors import EmbeddingNeighbors
 
 __all__ = ["load", "save"]
 
