@@ -18,6 +18,7 @@ from .fewshot import (
     PrototypicalClassifier,
     RelationClassifier,
     ReptileClassifier,
+    SemiSupervisedPrototypicalClassifier,
     TransferClassifier,
 )
 
@@ -37,6 +38,7 @@ __all__ = [
     "PrototypicalClassifier",
     "RelationClassifier",
     "ReptileClassifier",
+    "SemiSupervisedPrototypicalClassifier",
     "SelfSupervisedEmbedder",
     "TransferClassifier",
     "TripletEmbedder",

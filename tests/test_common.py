@@ -44,6 +44,7 @@ CLASSIFIERS = {
     "maml": METHODS["maml"](meta_batch_size=4, **FAST),
     "reptile": METHODS["reptile"](meta_batch_size=2, n_inner_steps_test=10, **FAST),
     "transfer": METHODS["transfer"](max_epochs=2, random_state=0),
+    "semi-supervised": METHODS["semi-supervised"](**FAST),
     "transfer-logistic": METHODS["transfer"]("logistic", max_epochs=2, random_state=0),
 }
 ESTIMATORS = FEW_SHOT + EMBEDDERS + REGRESSORS + UNSUPERVISED

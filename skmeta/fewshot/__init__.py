@@ -4,6 +4,7 @@ from .maml import MAMLClassifier, MAMLRegressor
 from .matching import MatchingClassifier
 from .prototypical import PrototypicalClassifier
 from .relation import RelationClassifier
+from .semi_supervised import SemiSupervisedPrototypicalClassifier
 from .reptile import ReptileClassifier
 from .transfer import TransferClassifier
 
@@ -16,6 +17,7 @@ CLASSIFIERS = {
     "maml": MAMLClassifier,
     "reptile": ReptileClassifier,
     "transfer": TransferClassifier,
+    "semi-supervised": SemiSupervisedPrototypicalClassifier,
 }
 
 #: The few-shot regressors by name, meta-trained on tasks given by ``groups``.
@@ -32,5 +34,6 @@ __all__ = [
     "PrototypicalClassifier",
     "RelationClassifier",
     "ReptileClassifier",
+    "SemiSupervisedPrototypicalClassifier",
     "TransferClassifier",
 ]
