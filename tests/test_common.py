@@ -18,7 +18,6 @@ from helpers import (
     EMBEDDERS,
     FEW_SHOT,
     REGRESSORS,
-    STUDENTS,
     UNSUPERVISED,
     assert_same_weights,
     weights,
@@ -48,7 +47,7 @@ CLASSIFIERS = {
     "semi-supervised": METHODS["semi-supervised"](**FAST),
     "transfer-logistic": METHODS["transfer"]("logistic", max_epochs=2, random_state=0),
 }
-ESTIMATORS = FEW_SHOT + EMBEDDERS + REGRESSORS + UNSUPERVISED + STUDENTS
+ESTIMATORS = FEW_SHOT + EMBEDDERS + REGRESSORS + UNSUPERVISED
 
 
 @pytest.fixture(scope="module", params=list(CLASSIFIERS))

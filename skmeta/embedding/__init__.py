@@ -9,14 +9,13 @@ embedding_dim)``, for any downstream model.
 
 from ._base import MetricEmbedder, MetricNetwork
 from .contrastive import ContrastiveEmbedder
-from .distillation import DistillationNetwork, DistilledEmbedder
 from .margin_softmax import ArcFaceEmbedder, CosFaceEmbedder
 from .npair import NPairEmbedder
 from .self_supervised import SelfSupervisedEmbedder, SelfSupervisedNetwork
 from .triplet import TripletEmbedder
 
 #: The embedders by name: the presets, the generic one, then the one that
-#: learns without labels and the one that learns from a teacher.
+#: learns without labels.
 EMBEDDERS = {
     "triplet": TripletEmbedder,
     "contrastive": ContrastiveEmbedder,
@@ -25,7 +24,6 @@ EMBEDDERS = {
     "cosface": CosFaceEmbedder,
     "metric": MetricEmbedder,
     "self-supervised": SelfSupervisedEmbedder,
-    "distilled": DistilledEmbedder,
 }
 
 __all__ = [
@@ -33,8 +31,6 @@ __all__ = [
     "ArcFaceEmbedder",
     "ContrastiveEmbedder",
     "CosFaceEmbedder",
-    "DistillationNetwork",
-    "DistilledEmbedder",
     "MetricEmbedder",
     "MetricNetwork",
     "NPairEmbedder",

@@ -5,7 +5,7 @@ from .matching import MatchingClassifier
 from .prototypical import PrototypicalClassifier
 from .relation import RelationClassifier
 from .semi_supervised import SemiSupervisedPrototypicalClassifier
-from .reptile import ReptileClassifier
+from .reptile import ReptileClassifier, ReptileRegressor
 from .transfer import TransferClassifier
 
 #: The few-shot classifiers by the name the ``skmeta`` command and the
@@ -23,6 +23,7 @@ CLASSIFIERS = {
 #: The few-shot regressors by name, meta-trained on tasks given by ``groups``.
 REGRESSORS = {
     "maml": MAMLRegressor,
+    "reptile": ReptileRegressor,
 }
 
 __all__ = [
@@ -35,5 +36,6 @@ __all__ = [
     "RelationClassifier",
     "ReptileClassifier",
     "SemiSupervisedPrototypicalClassifier",
+    "ReptileRegressor",
     "TransferClassifier",
 ]
