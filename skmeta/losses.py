@@ -58,6 +58,35 @@ _BATCH_ERRORS = """\
         tensor of shape ``(n,)``.
 """
 
+#: The end of the Parameters of the tuple losses, their Attributes and errors.
+_TUPLE_LOSS = (
+    """\
+    reduction : {"mean", "nonzero"}, default="mean"
+        Mean over all mined tuples, or over those of non-zero loss (as
+        pytorch-metric-learning's ``AvgNonZeroReducer``).
+    embedding_dim : int or None, default=None
+        Embedding dimension, needed only for ``distance="mahalanobis"``.
+
+    Attributes
+    ----------
+    distance : torch.nn.Module
+        The distance module (a submodule, so learnable distances train).
+    miner : callable
+        The miner, built from ``miner`` with the loss's ``margin``.
+
+    Raises
+    ------
+    TypeError
+        If ``margin`` is not a real number, ``distance`` is neither a name nor
+        a module, or ``miner`` neither a name nor a callable.
+    ValueError
+        If ``margin`` is negative or not finite (or 0 with
+        ``miner="semi-hard"``), ``distance`` or ``miner`` an unknown name,
+        ``reduction`` not one of :data:`REDUCTIONS`.
+"""
+    + _BATCH_ERRORS
+)
+
 #: The shared parameters of the losses with a weight per class (ArcFace, CosFace).
 _CLASS_WEIGHT_PARAMETERS = """\
     n_classes : int
@@ -185,7 +214,7 @@ class _TupleLoss(_MetricLoss):
         raise NotImplementedError  # pragma: no cover
 
 
-@fill_doc(batch_errors=_BATCH_ERRORS)
+@fill_doc(tuple_loss=_TUPLE_LOSS)
 class ContrastiveLoss(_TupleLoss):
     r"""Contrastive loss over pairs (Hadsell, Chopra & LeCun, 2006).
 
@@ -221,28 +250,7 @@ class ContrastiveLoss(_TupleLoss):
         ``margin`` (:class:`~skmeta.miners.PairMarginMiner`). A callable
         ``miner(dist, labels) -> (i, j)`` returning int64 index tensors is
         used as it is.
-    reduction : {"mean", "nonzero"}, default="mean"
-        Mean over all mined pairs, or over those of non-zero loss (as
-        pytorch-metric-learning's ``AvgNonZeroReducer``).
-    embedding_dim : int or None, default=None
-        Embedding dimension, needed only for ``distance="mahalanobis"``.
-
-    Attributes
-    ----------
-    distance : torch.nn.Module
-        The distance module (a submodule, so learnable distances train).
-    miner : callable
-        The pair miner.
-
-    Raises
-    ------
-    TypeError
-        If ``margin`` is not a real number, ``distance`` is neither a name nor
-        a module, ``miner`` is not callable.
-    ValueError
-        If ``margin`` is negative or not finite, ``distance`` or ``miner`` an
-        unknown name, ``reduction`` not one of :data:`REDUCTIONS`.
-    {batch_errors}
+    {tuple_loss}
 
     References
     ----------
@@ -270,7 +278,7 @@ class ContrastiveLoss(_TupleLoss):
         return torch.where(same, d.pow(2), F.relu(self.margin - d).pow(2))
 
 
-@fill_doc(batch_errors=_BATCH_ERRORS)
+@fill_doc(tuple_loss=_TUPLE_LOSS)
 class TripletMarginLoss(_TupleLoss):
     r"""Triplet margin loss (Schroff, Kalenichenko & Philbin, 2015, FaceNet).
 
@@ -306,27 +314,7 @@ class TripletMarginLoss(_TupleLoss):
         2015, :class:`~skmeta.miners.SemiHardMiner`, built with this loss's
         ``margin``). A callable ``miner(dist, labels) -> (a, p, n)`` is used
         as it is.
-    reduction : {"mean", "nonzero"}, default="mean"
-        Mean over all mined triplets, or over those of non-zero loss.
-    embedding_dim : int or None, default=None
-        Embedding dimension, needed only for ``distance="mahalanobis"``.
-
-    Attributes
-    ----------
-    distance : torch.nn.Module
-        The distance module (a submodule, so learnable distances train).
-    miner : callable
-        The resolved triplet miner.
-
-    Raises
-    ------
-    TypeError
-        If ``margin`` is not a real number, or ``distance``/``miner`` has the
-        wrong type.
-    ValueError
-        If ``margin`` is negative or not finite, ``distance``/``miner`` an
-        unknown name, ``reduction`` not one of :data:`REDUCTIONS`.
-    {batch_errors}
+    {tuple_loss}
 
     References
     ----------
