@@ -18,6 +18,7 @@ from helpers import (
     EMBEDDERS,
     FEW_SHOT,
     REGRESSORS,
+    STUDENTS,
     UNSUPERVISED,
     assert_same_weights,
     weights,
@@ -47,7 +48,7 @@ CLASSIFIERS = {
     "semi-supervised": METHODS["semi-supervised"](**FAST),
     "transfer-logistic": METHODS["transfer"]("logistic", max_epochs=2, random_state=0),
 }
-ESTIMATORS = FEW_SHOT + EMBEDDERS + REGRESSORS + UNSUPERVISED
+ESTIMATORS = FEW_SHOT + EMBEDDERS + REGRESSORS + UNSUPERVISED + STUDENTS
 
 
 @pytest.fixture(scope="module", params=list(CLASSIFIERS))

@@ -3,6 +3,7 @@
 import copy
 import logging
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 
 import joblib
 import numpy as np
@@ -241,6 +242,19 @@ def test_the_training_set_is_embedded_as_support_set_once_on_first_use(
     adapted = clone(clf).fit(X, y).adapt(X, y)
     np.testing.assert_allclose(adapted.prototypes_, prototypes)
     assert capsys.readouterr().out == ""  # logged, never printed
+
+
+def test_threads_predicting_at_once_embed_the_training_set_once(tiny_images, caplog):
+    X, y = tiny_images
+    clf = PrototypicalClassifier(**FAST).fit(X, y)
+    copied = pickle.loads(pickle.dumps(clf))  # before the support set exists
+    caplog.set_level(logging.INFO, logger="skmeta")
+    with ThreadPoolExecutor(4) as pool:
+        predictions = list(pool.map(lambda _: clf.predict_proba(X), range(4)))
+    assert len(caplog.messages) == 1
+    for proba in predictions[1:]:
+        np.testing.assert_array_equal(proba, predictions[0])
+    np.testing.assert_allclose(copied.predict_proba(X), predictions[0], atol=1e-6)
 
 
 @pytest.mark.parametrize(

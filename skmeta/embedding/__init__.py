@@ -9,13 +9,14 @@ embedding_dim)``, for any downstream model.
 
 from ._base import MetricEmbedder, MetricNetwork
 from .contrastive import ContrastiveEmbedder
+from .distillation import DistillationNetwork, DistilledEmbedder
 from .margin_softmax import ArcFaceEmbedder, CosFaceEmbedder
 from .npair import NPairEmbedder
 from .self_supervised import SelfSupervisedEmbedder, SelfSupervisedNetwork
 from .triplet import TripletEmbedder
 
 #: The embedders by name: the presets, the generic one, then the one that
-#: learns without labels.
+#: learns without labels and the one that learns from a teacher.
 EMBEDDERS = {
     "triplet": TripletEmbedder,
     "contrastive": ContrastiveEmbedder,
@@ -24,6 +25,7 @@ EMBEDDERS = {
     "cosface": CosFaceEmbedder,
     "metric": MetricEmbedder,
     "self-supervised": SelfSupervisedEmbedder,
+    "distilled": DistilledEmbedder,
 }
 
 __all__ = [
@@ -31,6 +33,8 @@ __all__ = [
     "ArcFaceEmbedder",
     "ContrastiveEmbedder",
     "CosFaceEmbedder",
+    "DistillationNetwork",
+    "DistilledEmbedder",
     "MetricEmbedder",
     "MetricNetwork",
     "NPairEmbedder",

@@ -2,6 +2,7 @@
 
 import copy
 import logging
+import threading
 
 import numpy as np
 import torch
@@ -162,9 +163,23 @@ class _DeferredSupport:
     def __init__(self, X, y_enc):
         self._samples = (X, y_enc)
         self._state = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self):
+        return {"_samples": self._samples, "_state": self._state}
+
+    def __setstate__(self, state):
+        vars(self).update(state, _lock=threading.Lock())
 
     def embedded(self, estimator):
-        """The support attributes of ``estimator`` for the training samples."""
+        """The support attributes of ``estimator`` for the training samples.
+
+        Thread-safe: threads predicting at once embed the samples once.
+        """
+        with self._lock:
+            return self._embedded(estimator)
+
+    def _embedded(self, estimator):
         if self._state is None:
             X, y_enc = self._samples
             views = estimator._n_test_time_views()
