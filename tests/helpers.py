@@ -8,7 +8,13 @@ import inspect
 import torch
 
 from skmeta.embedding import EMBEDDERS as _EMBEDDERS
-from skmeta.fewshot import CLASSIFIERS
+from skmeta.fewshot import (
+    CLASSIFIERS,
+    MAMLClassifier,
+    MatchingClassifier,
+    ReptileClassifier,
+    TransferClassifier,
+)
 from skmeta.fewshot import REGRESSORS as _REGRESSORS
 
 #: Every few-shot classifier class, in the registry's order.
@@ -25,9 +31,7 @@ EMBEDDERS = [
 #: The embedders built around a fitted teacher (distillation): they need one
 #: to fit, so test_distillation.py runs their estimator checks with one.
 STUDENTS = [
-    cls
-    for cls in _EMBEDDERS.values()
-    if "teacher" in inspect.signature(cls).parameters
+    cls for cls in _EMBEDDERS.values() if "teacher" in inspect.signature(cls).parameters
 ]
 
 #: The embedders that learn without labels, ``fit(X)``: self-supervised.
@@ -44,6 +48,46 @@ def short(cls, **params):
     """An estimator of ``cls`` with the suite's short training and ``params``."""
     base = FEW_SHOT_SHORT if cls in FEW_SHOT else EMBEDDER_SHORT
     return cls(**own_params(cls, {**base, **params}))
+
+
+#: Parameters of a few-shot classifier's test instances besides the short
+#: training, by class: a dict, or a list of dicts for several instances. As
+#: scikit-learn keeps ``INIT_PARAMS`` in
+#: ``sklearn/utils/_test_common/instance_generator.py``: test settings stay
+#: in the tests, not in the estimator's API, and a registered class without
+#: an entry runs with the short training alone.
+TEST_PARAMS = {
+    MatchingClassifier: dict(fce=True),
+    MAMLClassifier: dict(meta_batch_size=4),
+    ReptileClassifier: dict(meta_batch_size=2, n_inner_steps_test=10),
+    TransferClassifier: [{}, dict(head="logistic")],
+}
+
+
+def instances(registry, training):
+    """The test instances of each class of ``registry``, by test id.
+
+    Parameters
+    ----------
+    registry : dict of str to class
+        A registry of skmeta (``skmeta.fewshot.CLASSIFIERS``).
+    training : dict
+        The short training, passed where a class takes each entry.
+
+    Returns
+    -------
+    dict of str to estimator
+        ``name`` for a class with one instance, ``name-<values>`` for each of
+        several (``transfer-logistic``).
+    """
+    found = {}
+    for name, cls in registry.items():
+        variants = TEST_PARAMS.get(cls, {})
+        several = isinstance(variants, list)
+        for params in variants if several else [variants]:
+            label = "-".join([name, *map(str, params.values())]) if several else name
+            found[label] = cls(**own_params(cls, {**training, **params}))
+    return found
 
 
 def own_params(cls, params):

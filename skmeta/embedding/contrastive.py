@@ -94,5 +94,69 @@ class ContrastiveEmbedder(MetricEmbedder):
         }
     )
 
+    def __init__(
+        self,
+        margin=1.0,
+        *,
+        miner="all",
+        distance="euclidean",
+        reduction="mean",
+        normalize=True,
+        n_classes_per_batch=None,
+        n_samples_per_class=4,
+        small_classes="replace",
+        batches_per_epoch=50,
+        max_epochs=20,
+        lr=1e-3,
+        optimizer="adam",
+        optimizer_params=None,
+        backbone_lr=None,
+        embedding_dim=64,
+        backbone=None,
+        backbone_params=None,
+        batch_size=256,
+        device="cpu",
+        precision="float32",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        early_stopping=False,
+        validation_fraction=None,
+        n_iter_no_change=10,
+    ):
+        self.margin = margin
+        self.miner = miner
+        self.distance = distance
+        self.reduction = reduction
+        self.normalize = normalize
+        self.n_classes_per_batch = n_classes_per_batch
+        self.n_samples_per_class = n_samples_per_class
+        self.small_classes = small_classes
+        self.batches_per_epoch = batches_per_epoch
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.optimizer = optimizer
+        self.optimizer_params = optimizer_params
+        self.backbone_lr = backbone_lr
+        self.embedding_dim = embedding_dim
+        self.backbone = backbone
+        self.backbone_params = backbone_params
+        self.batch_size = batch_size
+        self.device = device
+        self.precision = precision
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+
+    def fit(self, X, y):
+        """Train the embedding on P x K batches drawn from (X, y).
+
+        {fit}
+        """
+        return super().fit(X, y)
+
     def _loss_spec(self):
         return "contrastive", {"margin": self.margin}

@@ -274,6 +274,74 @@ class MAMLClassifier(_MAML, GradientBasedClassifier):
         backbone_lr=None,
     )
 
+    def __init__(
+        self,
+        n_way=None,
+        k_shot=1,
+        n_query=None,
+        *,
+        episodes_per_epoch=100,
+        max_epochs=25,
+        lr=1e-3,
+        optimizer="adam",
+        optimizer_params=None,
+        n_inner_steps=1,
+        inner_lr=0.4,
+        n_inner_steps_test=3,
+        meta_batch_size=32,
+        first_order=False,
+        embedding_dim=64,
+        backbone=None,
+        backbone_params=None,
+        rotations=False,
+        flips=False,
+        augment="auto",
+        batch_size=256,
+        device="cpu",
+        precision="float32",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        early_stopping=False,
+        validation_fraction=None,
+        n_iter_no_change=10,
+    ):
+        self.n_way = n_way
+        self.k_shot = k_shot
+        self.n_query = n_query
+        self.episodes_per_epoch = episodes_per_epoch
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.optimizer = optimizer
+        self.optimizer_params = optimizer_params
+        self.n_inner_steps = n_inner_steps
+        self.inner_lr = inner_lr
+        self.n_inner_steps_test = n_inner_steps_test
+        self.meta_batch_size = meta_batch_size
+        self.first_order = first_order
+        self.embedding_dim = embedding_dim
+        self.backbone = backbone
+        self.backbone_params = backbone_params
+        self.rotations = rotations
+        self.flips = flips
+        self.augment = augment
+        self.batch_size = batch_size
+        self.device = device
+        self.precision = precision
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+
+    def fit(self, X, y, groups=None):
+        """Meta-train on episodes drawn from the base classes in (X, y).
+
+        {fit}
+        """
+        return super().fit(X, y, groups)
+
 
 class MAMLRegressor(_MAML, GradientBasedRegressor):
     """Few-shot regressor of Model-Agnostic Meta-Learning (MAML).
@@ -393,3 +461,57 @@ class MAMLRegressor(_MAML, GradientBasedRegressor):
         lr={"doc": "The outer loop's learning rate ``β`` (the paper's, with Adam)."},
         optimizer={"doc": "The outer loop's optimizer: Adam in the paper."},
     )
+
+    def __init__(
+        self,
+        k_shot=5,
+        n_query=None,
+        *,
+        episodes_per_epoch=100,
+        max_epochs=25,
+        lr=1e-3,
+        optimizer="adam",
+        optimizer_params=None,
+        n_inner_steps=1,
+        inner_lr=0.01,
+        n_inner_steps_test=10,
+        meta_batch_size=25,
+        first_order=False,
+        embedding_dim=40,
+        backbone=None,
+        backbone_params=None,
+        batch_size=256,
+        device="cpu",
+        precision="float32",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+    ):
+        self.k_shot = k_shot
+        self.n_query = n_query
+        self.episodes_per_epoch = episodes_per_epoch
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.optimizer = optimizer
+        self.optimizer_params = optimizer_params
+        self.n_inner_steps = n_inner_steps
+        self.inner_lr = inner_lr
+        self.n_inner_steps_test = n_inner_steps_test
+        self.meta_batch_size = meta_batch_size
+        self.first_order = first_order
+        self.embedding_dim = embedding_dim
+        self.backbone = backbone
+        self.backbone_params = backbone_params
+        self.batch_size = batch_size
+        self.device = device
+        self.precision = precision
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+
+    def fit(self, X, y, groups=None):
+        """Meta-train on the tasks of (X, y), each group of ``groups`` a task.
+
+        {fit}
+        """
+        return super().fit(X, y, groups)

@@ -473,6 +473,76 @@ class ReptileClassifier(_Reptile, GradientBasedClassifier):
         """
         return super().fit(X, y, groups)
 
+    def __init__(
+        self,
+        n_way=None,
+        k_shot=None,
+        n_query=None,
+        *,
+        episodes_per_epoch=100,
+        max_epochs=25,
+        meta_step_size=1.0,
+        meta_step_size_final=0.0,
+        inner_optimizer="adam",
+        inner_lr=1e-3,
+        n_inner_steps=5,
+        inner_batch_size=10,
+        n_inner_steps_test=50,
+        reset_inner_optimizer=False,
+        meta_batch_size=5,
+        embedding_dim=64,
+        backbone=None,
+        backbone_params=None,
+        rotations=False,
+        flips=False,
+        augment="auto",
+        batch_size=256,
+        device="cpu",
+        precision="float32",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        early_stopping=False,
+        validation_fraction=None,
+        n_iter_no_change=10,
+    ):
+        self.n_way = n_way
+        self.k_shot = k_shot
+        self.n_query = n_query
+        self.episodes_per_epoch = episodes_per_epoch
+        self.max_epochs = max_epochs
+        self.meta_step_size = meta_step_size
+        self.meta_step_size_final = meta_step_size_final
+        self.inner_optimizer = inner_optimizer
+        self.inner_lr = inner_lr
+        self.n_inner_steps = n_inner_steps
+        self.inner_batch_size = inner_batch_size
+        self.n_inner_steps_test = n_inner_steps_test
+        self.reset_inner_optimizer = reset_inner_optimizer
+        self.meta_batch_size = meta_batch_size
+        self.embedding_dim = embedding_dim
+        self.backbone = backbone
+        self.backbone_params = backbone_params
+        self.rotations = rotations
+        self.flips = flips
+        self.augment = augment
+        self.batch_size = batch_size
+        self.device = device
+        self.precision = precision
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+
+    def fit(self, X, y, groups=None):
+        """Meta-train on episodes drawn from the base classes in (X, y).
+
+        {fit}
+        """
+        return super().fit(X, y, groups)
+
 
 class ReptileRegressor(_Reptile, GradientBasedRegressor):
     """Few-shot regressor of Reptile, a first-order meta-learner.

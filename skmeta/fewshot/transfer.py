@@ -262,6 +262,68 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
         ),
         positional=1,
     )
+
+    def __init__(
+        self,
+        head="centroid",
+        *,
+        classifier="linear",
+        scale=10.0,
+        normalization="centered-l2",
+        transductive_steps=0,
+        head_params=None,
+        train_batch_size=128,
+        max_epochs=25,
+        lr=1e-3,
+        lr_step=1000,
+        optimizer="adam",
+        optimizer_params=None,
+        backbone_lr=None,
+        embedding_dim=64,
+        backbone=None,
+        backbone_params=None,
+        rotations=False,
+        flips=False,
+        augment="auto",
+        batch_size=256,
+        device="cpu",
+        precision="float32",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        early_stopping=False,
+        validation_fraction=None,
+        n_iter_no_change=10,
+    ):
+        self.head = head
+        self.classifier = classifier
+        self.scale = scale
+        self.normalization = normalization
+        self.transductive_steps = transductive_steps
+        self.head_params = head_params
+        self.train_batch_size = train_batch_size
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.lr_step = lr_step
+        self.optimizer = optimizer
+        self.optimizer_params = optimizer_params
+        self.backbone_lr = backbone_lr
+        self.embedding_dim = embedding_dim
+        self.backbone = backbone
+        self.backbone_params = backbone_params
+        self.rotations = rotations
+        self.flips = flips
+        self.augment = augment
+        self.batch_size = batch_size
+        self.device = device
+        self.precision = precision
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+
     _doc_values = {**EPISODIC, "steps": "mini-batches", "episode_attributes": ""}
 
     _step_noun = "mini-batches"
