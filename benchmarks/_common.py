@@ -1,5 +1,6 @@
 """Helpers shared by the benchmark scripts (not part of the package)."""
 
+import argparse
 import contextlib
 import os
 import platform
@@ -33,6 +34,25 @@ def cpu():
                 flags = set(value.split())
     have = [isa for isa in _ISA if isa in flags]
     return f"{model} ({' '.join(have) or 'none of ' + ' '.join(_ISA)})"
+
+
+def argument_parser(doc, *, data_home=False, device=False):
+    """The parser of a benchmark script, described by its docstring's first line.
+
+    With ``--seed`` (default 0), and where asked ``--data-home`` (the Omniglot
+    archives' folder) and ``--device`` (default ``"cpu"``).
+    """
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if data_home:
+        parser.add_argument(
+            "--data-home",
+            default=None,
+            help="archives' folder; default: the embedded copy",
+        )
+    parser.add_argument("--seed", type=int, default=0)
+    if device:
+        parser.add_argument("--device", default="cpu")
+    return parser
 
 
 def machine():

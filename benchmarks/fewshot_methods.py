@@ -15,12 +15,11 @@ methods can share the machine, one core each (``--threads 1``, two processes):
     python benchmarks/fewshot_methods.py
 """
 
-import argparse
 import sys
 import time
 
 import torch
-from _common import machine
+from _common import argument_parser, machine
 
 from skmeta.callbacks import TimeLimit
 from skmeta.datasets import load_omniglot_minimal
@@ -57,10 +56,7 @@ RUNS = {
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data-home", default=None, help="archives' folder; default: the embedded copy"
-    )
+    parser = argument_parser(__doc__, data_home=True, device=True)
     parser.add_argument(
         "--budget",
         type=float,
@@ -70,8 +66,6 @@ def main(argv=None):
     )
     parser.add_argument("--episodes", type=int, default=1000)
     parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     args = parser.parse_args(argv)
     if args.threads:

@@ -34,12 +34,11 @@ repository root::
 ``--smoke`` runs everything with a few batches, to check that it works.
 """
 
-import argparse
 import time
 
 import numpy as np
 import torch
-from _common import machine
+from _common import argument_parser, machine
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.neighbors import KNeighborsClassifier, NeighborhoodComponentsAnalysis
@@ -296,17 +295,12 @@ def digits_table(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data-home", default=None, help="archives' folder; default: the embedded copy"
-    )
+    parser = argument_parser(__doc__, data_home=True, device=True)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batches-per-epoch", type=int, default=50)
     parser.add_argument(
         "--budget", type=float, default=60, help="training seconds per model, at most"
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--parts", default="abc", help="which parts to run, e.g. 'ab' (default abc)"
     )

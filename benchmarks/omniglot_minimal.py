@@ -32,20 +32,19 @@ Run from the repository root::
     python benchmarks/omniglot_minimal.py
 """
 
-import argparse
 import copy
 import itertools
 import sys
 import time
 
 import numpy as np
-from _common import machine, plain_loop
+from _common import argument_parser, machine, plain_loop
 
 from skmeta import PrototypicalClassifier, TransferClassifier
 from skmeta._precision import PRECISIONS
 from skmeta.callbacks import TimeLimit
 from skmeta.datasets import load_omniglot_minimal
-from skmeta.model_selection import evaluate_episodes
+from skmeta.model_selection import evaluate_settings
 
 #: Episodes of the plain loop that define the default budget.
 REFERENCE_EPISODES = 2600
@@ -68,10 +67,7 @@ REFERENCES = {
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data-home", default=None, help="archives' folder; default: the embedded copy"
-    )
+    parser = argument_parser(__doc__, data_home=True, device=True)
     parser.add_argument(
         "--budget",
         type=float,
@@ -89,8 +85,6 @@ def main(argv=None):
         "--precision", nargs="+", default=["float32"], choices=PRECISIONS
     )
     parser.add_argument("--episodes", type=int, default=1000, help="per setting")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--method",
         nargs="+",
@@ -191,27 +185,20 @@ def _variants(clf):
 
 
 def _scores(clf, data, args):
-    rows = []
-    for n_way, k_shot in SETTINGS:
-        start = time.perf_counter()
-        scores = evaluate_episodes(
-            clf,
-            data.X_novel,
-            data.y_novel,
-            n_way=n_way,
-            k_shot=k_shot,
-            n_query=15,
-            n_episodes=args.episodes,
-            random_state=args.seed,
-        )
-        rows.append(scores)
-        met = "yes" if 100 * scores.mean >= TARGETS[n_way, k_shot] else "NO"
-        print(
-            f"{scores}   target {TARGETS[n_way, k_shot]:.1f}  met: {met:3}"
-            f"  ({time.perf_counter() - start:.1f} s)",
-            flush=True,
-        )
-    return rows
+    start = time.perf_counter()
+    scores = evaluate_settings(
+        clf,
+        data.X_novel,
+        data.y_novel,
+        SETTINGS,
+        n_episodes=args.episodes,
+        random_state=args.seed,
+    )
+    for setting, score in scores.items():
+        met = "yes" if 100 * score.mean >= TARGETS[setting] else "NO"
+        print(f"{score}   target {TARGETS[setting]:.1f}  met: {met:3}", flush=True)
+    print(f"({time.perf_counter() - start:.1f} s for the settings)", flush=True)
+    return list(scores.values())
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ image, NT-Xent), then meta-tests Prototypical Networks on its embeddings of
 the novel alphabets (those of ``images_background_small2`` that small1 lacks):
 ``PrototypicalClassifier(backbone="identity", max_epochs=0)`` on the
 transformed features, 600 episodes of each N-way K-shot setting, 15 queries
-per class, mean ± 95% CI (``skmeta.model_selection.evaluate_episodes``).
+per class, mean ± 95% CI (``skmeta.model_selection.evaluate_settings``).
 
 Beside it, at the same budget of gradient steps (not seconds: the machine is
 shared) and the same images per step:
@@ -26,26 +26,22 @@ Run from the repository root::
     python benchmarks/self_supervised.py --steps 50 --episodes 100  # a smoke run
 """
 
-import argparse
 import sys
 import time
 
 import numpy as np
 import torch
-from _common import machine
+from _common import argument_parser, machine
 
 from skmeta import PrototypicalClassifier, SelfSupervisedEmbedder
 from skmeta.datasets import load_omniglot_minimal
-from skmeta.model_selection import evaluate_episodes
+from skmeta.model_selection import evaluate_settings
 
 SETTINGS = [(5, 1), (5, 5), (20, 1), (20, 5)]
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data-home", default=None, help="archives' folder; default: the embedded copy"
-    )
+    parser = argument_parser(__doc__, data_home=True)
     parser.add_argument(
         "--steps", type=int, default=300, help="gradient steps of each trained row"
     )
@@ -64,7 +60,6 @@ def main(argv=None):
         help="one self-supervised row for each",
     )
     parser.add_argument("--episodes", type=int, default=600, help="per setting")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -129,21 +124,17 @@ def _scores(model, data, args):
     # max_epochs=0: nothing is trained; fit only validates and stores.
     head = PrototypicalClassifier(backbone="identity", max_epochs=0)
     head.fit(Z_base, data.y_base)
-    rows = []
-    for n_way, k_shot in SETTINGS:
-        scores = evaluate_episodes(
-            head,
-            Z_novel,
-            data.y_novel,
-            n_way=n_way,
-            k_shot=k_shot,
-            n_query=15,
-            n_episodes=args.episodes,
-            random_state=args.seed,
-        )
-        rows.append(scores)
-        print(scores, flush=True)
-    return rows
+    scores = evaluate_settings(
+        head,
+        Z_novel,
+        data.y_novel,
+        SETTINGS,
+        n_episodes=args.episodes,
+        random_state=args.seed,
+    )
+    for score in scores.values():
+        print(score, flush=True)
+    return list(scores.values())
 
 
 if __name__ == "__main__":
