@@ -356,7 +356,9 @@ class SemiSupervisedPrototypicalClassifier(PrototypicalClassifier):
     >>> data = load_digits_fewshot()
     >>> y = data.y_base.copy()
     >>> y[np.random.RandomState(0).rand(len(y)) < 0.6] = -1  # 60 % unlabelled
-    >>> clf = SemiSupervisedPrototypicalClassifier(max_epochs=1, random_state=0)
+    >>> clf = SemiSupervisedPrototypicalClassifier(
+    ...     max_epochs=1, episodes_per_epoch=10, random_state=0
+    ... )
     >>> clf = clf.fit(data.X_base, y)
     >>> y_support = np.full(50, -1)
     >>> y_support[:10] = data.y_novel[:10]  # 10 labelled, 40 unlabelled
