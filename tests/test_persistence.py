@@ -72,37 +72,38 @@ class TinyNet(nn.Module):
         return self.layers(x)
 
 
-def edit(path, change):
-    """Rewrite the estimator.json of the file at ``path`` with ``change(document)``."""
+def rewrite(path, change):
+    """Rewrite each entry of the zip at ``path`` as ``change(name, data)`` returns."""
     with zipfile.ZipFile(path) as archive:
         entries = {info: archive.read(info) for info in archive.infolist()}
     with zipfile.ZipFile(path, "w") as archive:
         for info, data in entries.items():
-            if info.filename == "estimator.json":
-                document = json.loads(data)
-                change(document)
-                data = json.dumps(document).encode()
-            archive.writestr(info, data)
+            archive.writestr(info, change(info.filename, data))
     return path
+
+
+def edit(path, change):
+    """Rewrite the estimator.json of the file at ``path`` with ``change(document)``."""
+
+    def entry(name, data):
+        if name != "estimator.json":
+            return data
+        document = json.loads(data)
+        change(document)
+        return json.dumps(document).encode()
+
+    return rewrite(path, entry)
 
 
 def resize(path, key, shape, raw=None):
     """Give tensor ``key`` of the file at ``path`` the ``shape``, listed so, and
     the bytes ``raw`` (zeros if None)."""
     with zipfile.ZipFile(path) as archive:
-        entries = {info: archive.read(info) for info in archive.infolist()}
-    with zipfile.ZipFile(path, "w") as archive:
-        for info, data in entries.items():
-            if info.filename == "estimator.json":
-                document = json.loads(data)
-                spec = document["tensors"][key]
-                itemsize = torch.empty(0, dtype=getattr(torch, spec["dtype"])).itemsize
-                spec["shape"] = list(shape)
-                data = json.dumps(document).encode()
-            elif info.filename == f"tensors/{key}":
-                data = bytes(int(np.prod(shape)) * itemsize) if raw is None else raw
-            archive.writestr(info, data)
-    return path
+        dtype = json.loads(archive.read("estimator.json"))["tensors"][key]["dtype"]
+    if raw is None:
+        raw = bytes(int(np.prod(shape)) * getattr(torch, dtype).itemsize)
+    edit(path, lambda document: document["tensors"][key].update(shape=list(shape)))
+    return rewrite(path, lambda name, data: raw if name == f"tensors/{key}" else data)
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
@@ -414,11 +415,7 @@ def test_a_corrupted_faiss_index_in_a_file_is_a_value_error_naming_it(tmp_path):
             load(path)
     # Cut short without its listing: refused before it is read.
     path.write_bytes(original)
-    with zipfile.ZipFile(path) as archive:
-        entries = {info: archive.read(info) for info in archive.infolist()}
-    with zipfile.ZipFile(path, "w") as archive:
-        for info, data in entries.items():
-            archive.writestr(info, data[:-8] if "faiss" in info.filename else data)
+    rewrite(path, lambda name, data: data[:-8] if "faiss" in name else data)
     with pytest.raises(ValueError, match=r"tensors/index/faiss_index: holds .* bytes"):
         load(path)
 
