@@ -23,6 +23,7 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
+    check_consistent_length,
     check_is_fitted,
     column_or_1d,
     validate_data,
@@ -214,6 +215,11 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     #: line that ``fit`` writes (see :data:`skmeta._docs.FIT`).
     _fit_doc = None
 
+    #: Whether ``fit`` reads X by index, a training step's samples at a time:
+    #: then a NumPy memmap stays on disk in ``fit`` too (:class:`_MemmapBatches`);
+    #: otherwise ``fit`` reads it whole, as float32.
+    _fits_from_batches = False
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         build_estimator_class(cls, cls._doc_values)
@@ -316,6 +322,8 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                     f"{self.input_shape_} as in fit; got a {len(shape)}-D array of "
                     f"shape {tuple(shape)}."
                 )
+        if batches and not reset and isinstance(X, _MemmapBatches):
+            return self._check_shape(X, reset=False)  # fit's, read by index
         scale = _pixel_scale(X)
         if batches and not reset and isinstance(X, np.memmap):
             return self._check_shape(_MemmapBatches(X, scale), reset=False)
@@ -327,6 +335,11 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def _validate_X_y(self, X, y):
         X = self._encode_text(X, reset=True)
         scale = _pixel_scale(X)
+        if self._fits_from_batches and isinstance(X, np.memmap):
+            validate_data(self, X, reset=True, skip_check_array=True)  # n_features_in_
+            y = check_labels(y)
+            check_consistent_length(X, y)
+            return self._check_shape(_MemmapBatches(X, scale), reset=True), y
         X, y = validate_data(
             self, X, y, allow_nd=True, dtype=np.float32, ensure_min_features=1
         )
@@ -472,8 +485,12 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         g_train, g_valid = (
             (None, None) if groups is None else (groups[~held_out], groups[held_out])
         )
-        train = X[~held_out], LabelEncoder().fit_transform(y_enc[~held_out]), g_train
-        valid = X[held_out], y_enc[held_out], g_valid
+        train = (
+            _rows(X, ~held_out),
+            LabelEncoder().fit_transform(y_enc[~held_out]),
+            g_train,
+        )
+        valid = _rows(X, held_out), y_enc[held_out], g_valid
         return X, y_enc, encoder.classes_, train, valid
 
     def _held_out(self, y_enc, groups):
@@ -612,6 +629,11 @@ def _check_finite_output(values, estimator, what):
     return values
 
 
+def _rows(X, mask):
+    """The rows of X where ``mask`` is True; a memmap's stay on disk."""
+    return X.take(np.flatnonzero(mask)) if isinstance(X, _MemmapBatches) else X[mask]
+
+
 def _pixel_scale(X):
     """255 for uint8 images (4-D), which ``ToTensor`` divides by; else 1."""
     dtype, ndim = getattr(X, "dtype", None), getattr(X, "ndim", None)
@@ -637,6 +659,9 @@ class _MemmapBatches:
     X : numpy.memmap of shape (n_samples, ...)
     scale : float
         What the values are divided by: 255 for uint8 images, else 1.
+    rows : ndarray of shape (n_rows,), dtype int64, default=None
+        The rows of ``X`` these batches hold, in order (a subset that ``fit``
+        trains on, say); None holds them all.
 
     Raises
     ------
@@ -644,16 +669,27 @@ class _MemmapBatches:
         If ``X`` is not of a numeric dtype.
     """
 
-    def __init__(self, X, scale):
+    def __init__(self, X, scale, rows=None):
         if X.dtype.kind not in "biuf":
             raise TypeError(f"X must hold numbers; got a memmap of dtype {X.dtype}.")
-        self.X, self.scale = X, scale
-        self.shape, self.ndim, self.dtype = X.shape, X.ndim, np.dtype(np.float32)
+        self.X, self.scale, self.rows = X, scale, rows
+        n = len(X) if rows is None else len(rows)
+        self.shape, self.ndim = (n, *X.shape[1:]), X.ndim
+        self.dtype = np.dtype(np.float32)
 
     def __len__(self):
-        return len(self.X)
+        return self.shape[0]
+
+    def take(self, rows):
+        """These batches restricted to ``rows`` (int indices), still on disk."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return _MemmapBatches(
+            self.X, self.scale, rows if self.rows is None else self.rows[rows]
+        )
 
     def __getitem__(self, index):
+        if self.rows is not None:
+            index = self.rows[index]
         batch = np.asarray(self.X[index], dtype=np.float32)
         if self.scale != 1:
             batch = batch / self.scale

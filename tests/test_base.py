@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import sklearn
 import torch
-from helpers import EMBEDDERS, FEW_SHOT, short
+from helpers import EMBEDDERS, FEW_SHOT, assert_same_weights, short
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GroupKFold, cross_validate
@@ -26,6 +26,7 @@ from skmeta import (
     ReptileClassifier,
     TripletEmbedder,
 )
+from skmeta._base import _MemmapBatches
 from skmeta.fewshot._base import _EpisodeStream
 from skmeta.model_selection import evaluate_episodes
 
@@ -722,3 +723,51 @@ def test_a_memmap_of_uint8_images_is_read_in_batches(tiny_images, tmp_path):
     np.save(tmp_path / "bad.npy", bad)
     with pytest.raises(ValueError, match="NaN or infinity"):
         clf.transform(np.load(tmp_path / "bad.npy", mmap_mode="r"))
+
+
+@pytest.mark.parametrize("validation_fraction", [None, 0.5])
+def test_fit_on_a_memmap_reads_an_episode_or_a_batch_at_a_time(
+    tiny_images, tmp_path, monkeypatch, validation_fraction
+):
+    X, y = tiny_images
+    X8 = np.round(X * 255).astype(np.uint8)
+    np.save(tmp_path / "X.npy", X8)
+    on_disk = np.load(tmp_path / "X.npy", mmap_mode="r")
+    params = dict(
+        n_way=2,
+        k_shot=1,
+        n_query=2,
+        max_epochs=2,
+        episodes_per_epoch=3,
+        batch_size=7,
+        validation_fraction=validation_fraction,
+        random_state=0,
+    )
+    in_memory = PrototypicalClassifier(**params).fit(X8, y)
+    reads = []
+    real_read = _MemmapBatches.__getitem__
+
+    def read(self, index):
+        batch = real_read(self, index)
+        reads.append(len(batch))
+        return batch
+
+    monkeypatch.setattr(_MemmapBatches, "__getitem__", read)
+    from_disk = PrototypicalClassifier(**params).fit(on_disk, y)
+    assert_same_weights(from_disk.module_, in_memory.module_.state_dict())
+    assert from_disk.n_features_in_ == in_memory.n_features_in_ == 1
+    assert max(reads) <= 7  # an episode of 2 x 3 images, or a batch of 7
+    np.testing.assert_array_equal(
+        from_disk.predict_proba(X8), in_memory.predict_proba(X8)
+    )
+    np.testing.assert_array_equal(
+        from_disk.history_[:, "train_loss"], in_memory.history_[:, "train_loss"]
+    )
+
+
+def test_rotations_as_classes_on_a_memmap_say_how_to_load_it(tiny_images, tmp_path):
+    X, y = tiny_images
+    np.save(tmp_path / "X.npy", X)
+    on_disk = np.load(tmp_path / "X.npy", mmap_mode="r")
+    with pytest.raises(ValueError, match=r"rotations=True makes 4 copies.*np.asarray"):
+        PrototypicalClassifier(rotations=True, max_epochs=1).fit(on_disk, y)

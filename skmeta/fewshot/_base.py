@@ -25,6 +25,7 @@ from .._base import (
     TorchEstimator,
     _at_least_rows,
     _check_finite_output,
+    _MemmapBatches,
     check_labels,
     eval_mode,
     seeded,
@@ -107,6 +108,8 @@ class EpisodicNetwork(nn.Module):
 class _EpisodeStream(IterableDataset):
     """One epoch of training episodes, as skorch batches.
 
+    ``X`` is a tensor on the device, or samples on disk read by index
+    (:class:`~skmeta._base._MemmapBatches`), an episode at a time.
     Each item is ``({"x": images, "y": labels}, query_labels)`` where the
     first ``n_way * k_shot`` rows of ``x`` are the support set, class-major,
     and the rest the query set; ``y`` holds the episode class (0 to
@@ -135,8 +138,11 @@ class _EpisodeStream(IterableDataset):
 
     def __iter__(self):
         for support, query in self.sampler.split(y=self.y_numpy, groups=self.groups):
-            index = torch.from_numpy(np.concatenate([support, query])).to(self.X.device)
-            x = self.X[index]
+            index = np.concatenate([support, query])
+            if isinstance(self.X, torch.Tensor):
+                x = self.X[torch.from_numpy(index).to(self.X.device)]
+            else:  # samples on disk (a memmap): read this episode's alone
+                x = torch.from_numpy(self.X[index]).to(self.y_episode.device)
             if self.augment is not None:
                 x = self.augment(x)
             yield {"x": x, "y": self.y_episode}, self.y_query
@@ -300,12 +306,20 @@ class FewShotClassifier(ClassifierMixin, TorchEstimator):
         return False
 
     def _check_image_parameters(self, X):
-        """Refuse ``rotations`` and ``flips`` for X that are not images."""
+        """Refuse ``rotations`` and ``flips`` for X that are not images, or on disk."""
         for name in ("rotations", "flips"):
             if getattr(self, name) and X.ndim != 4:
                 raise ValueError(
                     f"{name}=True needs images X of shape (n_samples, channels, "
                     f"height, width); got X of shape {X.shape}."
+                )
+            if getattr(self, name) and isinstance(X, _MemmapBatches):
+                copies = self._class_copies()
+                raise ValueError(
+                    f"{name}=True makes {copies} copies of X in memory as new "
+                    "classes, and X is a memmap read from disk; load it first "
+                    f"(np.asarray(X), {copies} x its float32 size) or set "
+                    f"{name}=False."
                 )
 
     def _class_copies(self):
@@ -676,6 +690,9 @@ class EpisodicClassifier(FewShotClassifier):
 
     _doc_values = EPISODIC
 
+    #: Episodes read X by index: a memmap stays on disk in ``fit``.
+    _fits_from_batches = True
+
     #: What one training step is, in words (the CLI's report).
     _step_noun = "episodes"
 
@@ -735,9 +752,12 @@ class EpisodicClassifier(FewShotClassifier):
         if valid is not None:
             validation = self._validation(*valid, sampler, X_train)
         with seeded(self._seed(), self.device_):
-            X_t = torch.from_numpy(X_train).to(self.device_)
             y_t = torch.from_numpy(y_train).to(self.device_)
-            X_t, y_t = self._symmetries_as_classes(X_t, y_t, n_train_classes)
+            if isinstance(X_train, _MemmapBatches):  # read an episode at a time
+                X_t = X_train
+            else:
+                X_t = torch.from_numpy(X_train).to(self.device_)
+                X_t, y_t = self._symmetries_as_classes(X_t, y_t, n_train_classes)
             module = self._build_network().to(self.device_)
             if trains(module, self.max_epochs):
                 sampler._class_index(y_t.cpu().numpy(), g_train)  # too small
@@ -834,7 +854,8 @@ class EpisodicClassifier(FewShotClassifier):
             module,
             batches,
             steps_per_epoch=len(batches),
-            inputs=stream.X,
+            # Samples on disk are not read whole for their scale.
+            inputs=stream.X if isinstance(stream.X, torch.Tensor) else None,
             validation=validation,
             net_class=self._net_class,
             criterion=self._criterion,

@@ -491,6 +491,10 @@ class GradientBasedClassifier(GradientBasedEstimator, EpisodicClassifier):
     #: Omniglot, or all classes when there are fewer.
     max_auto_way = 5
 
+    #: ``fit`` fine-tunes on the whole training set (the default support set),
+    #: so it reads X whole, a memmap included.
+    _fits_from_batches = False
+
     def _head_outputs(self):
         return self.n_way_
 
