@@ -9,6 +9,11 @@ releases this module was checked against.
 """
 
 from sklearn.base import _fit_context
-from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+from sklearn.utils._param_validation import (
+    Hidden,
+    Interval,
+    StrOptions,
+    validate_params,
+)
 
-__all__ = ["Interval", "StrOptions", "_fit_context", "validate_params"]
+__all__ = ["Hidden", "Interval", "StrOptions", "_fit_context", "validate_params"]

@@ -97,9 +97,9 @@ def test_fit_transform_is_fit_then_transform(cls, split):
 
 
 @embedders
-def test_normalize_puts_embeddings_on_the_unit_sphere(cls, split, digits):
+def test_l2_normalization_puts_embeddings_on_the_unit_sphere(cls, split, digits):
     X_train, _, y_train, _ = split
-    embedder = cls(**FAST, normalize=True).fit(X_train, y_train)
+    embedder = cls(**FAST, normalization="l2").fit(X_train, y_train)
     norms = np.linalg.norm(embedder.transform(digits.X_novel), axis=1)
     np.testing.assert_allclose(norms, 1, rtol=1e-5)
 
@@ -450,7 +450,7 @@ def test_verbose_shows_skorch_epoch_log_and_device_auto_picks_one(split, capsys)
         ),
         (
             NPairEmbedder(l2_reg=0.01),
-            MetricEmbedder("npair", loss_params={"l2_reg": 0.01}, normalize=False),
+            MetricEmbedder("npair", loss_params={"l2_reg": 0.01}, normalization=None),
         ),
         (
             ArcFaceEmbedder(margin=0.3, scale=16),

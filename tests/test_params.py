@@ -8,9 +8,11 @@ is created.
 """
 
 import inspect
+import warnings
 
 import pytest
 from helpers import EMBEDDERS, FEW_SHOT, REGRESSORS, STUDENTS, UNSUPERVISED
+from sklearn.base import clone
 
 import skmeta
 from skmeta._base import TorchEstimator
@@ -181,3 +183,28 @@ def test_a_class_whose_signature_differs_is_refused_naming_the_difference(
     with pytest.raises(TypeError, match=r"Wrong\.__init__ does not match") as error:
         _estimator(init)
     assert error.match(difference)
+
+
+# Renamed parameters: the old name works, with a FutureWarning, until removed.
+
+EMBEDDING = EMBEDDERS + UNSUPERVISED
+
+
+@pytest.mark.parametrize("cls", EMBEDDING)
+@pytest.mark.parametrize("normalize, normalization", [(True, "l2"), (False, None)])
+def test_normalize_is_deprecated_for_normalization(
+    cls, normalize, normalization, digits
+):
+    old = cls(normalize=normalize, max_epochs=0)
+    with pytest.warns(
+        FutureWarning,
+        match=r"renamed normalization .* removed in 0\.3: use normalization=",
+    ):
+        old.fit(digits.X_base[:40], digits.y_base[:40])
+    new = cls(normalization=normalization, max_epochs=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        new.fit(digits.X_base[:40], digits.y_base[:40])
+    assert old.module_.normalize is new.module_.normalize is normalize
+    assert clone(old).get_params()["normalize"] is normalize
+    assert cls().normalize == "deprecated"

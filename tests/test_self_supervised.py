@@ -62,7 +62,7 @@ def test_transform_gives_unit_float32_embeddings_of_the_backbone(digits, fitted)
     with torch.no_grad():
         h = fitted.module_.eval().backbone(torch.from_numpy(digits.X_novel))
     np.testing.assert_allclose(Z, l2_normalize(h, dim=1).numpy(), atol=1e-6)
-    raw = SelfSupervisedEmbedder(**FAST, normalize=False).fit(digits.X_base)
+    raw = SelfSupervisedEmbedder(**FAST, normalization=None).fit(digits.X_base)
     assert np.ptp(np.linalg.norm(raw.transform(digits.X_novel), axis=1)) > 0.01
 
 

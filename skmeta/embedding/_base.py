@@ -10,6 +10,7 @@ loss they train with and what its parameters are.
 import copy
 import dataclasses
 import inspect
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -31,7 +32,7 @@ from .._params import (
     changed,
     registry_constraints,
 )
-from .._sklearn import Interval, StrOptions, _fit_context
+from .._sklearn import Hidden, Interval, StrOptions, _fit_context
 from ..backbones import embedding_size
 from ..batches import ClassBalancedBatchSampler
 from ..distances import DISTANCES, Mahalanobis, l2_normalize
@@ -85,14 +86,43 @@ BATCH_PARAMETERS = {
     ),
 }
 
-#: ``normalize``, which every embedder has; its default depends on the loss.
-NORMALIZE = Param(
-    "bool",
-    True,
-    ["boolean"],
-    """L2-normalise embeddings, in training and in :meth:`transform`, so
-    distances and margins have a fixed scale.""",
+#: ``normalization``, which every embedder has; its default depends on the loss.
+NORMALIZATION = Param(
+    '{"l2"} or None',
+    "l2",
+    [StrOptions({"l2"}), None],
+    """``"l2"`` scales each embedding to unit norm, in training and in
+    :meth:`transform`, so that distances and margins have a fixed scale;
+    ``None`` keeps the backbone's output.""",
 )
+
+#: The version that removes the deprecated ``normalize``.
+NORMALIZE_REMOVED_IN = "0.3"
+
+
+def normalization_parameters(default="l2", doc=None):
+    """``normalization`` (``default``, ``doc``), then the deprecated ``normalize``.
+
+    ``normalize`` (a bool) was the name of ``normalization`` until 0.1: it
+    stays in the signature, with the default ``"deprecated"``, for
+    ``get_params``, ``clone`` and saved models; set, it warns in ``fit``
+    and decides (see :meth:`MetricEmbedder._normalizes`).
+    """
+    changes = {"default": default} | ({"doc": doc} if doc else {})
+    return {
+        "normalization": dataclasses.replace(NORMALIZATION, **changes),
+        "normalize": Param(
+            "bool",
+            "deprecated",
+            ["boolean", Hidden(StrOptions({"deprecated"}))],
+            f"""True is ``normalization="l2"``, False ``normalization=None``.
+
+            .. deprecated:: 0.1
+               Use ``normalization``; ``normalize`` is removed in
+               {NORMALIZE_REMOVED_IN}. Set, it overrides ``normalization``
+               (with a FutureWarning in ``fit``).""",
+        ),
+    }
 
 
 #: ``distance`` of the presets whose loss compares by a distance.
@@ -324,7 +354,7 @@ class MetricEmbedder(TorchEstimator):
                 (``"nonzero"``, pytorch-metric-learning's ``AvgNonZeroReducer``).
                 ``None`` keeps the loss's default (``"mean"``).""",
             ),
-            "normalize": NORMALIZE,
+            **normalization_parameters(),
         }
     )
 
@@ -336,7 +366,8 @@ class MetricEmbedder(TorchEstimator):
         miner=None,
         distance=None,
         reduction=None,
-        normalize=True,
+        normalization="l2",
+        normalize="deprecated",
         n_classes_per_batch=None,
         n_samples_per_class=4,
         small_classes="replace",
@@ -364,6 +395,7 @@ class MetricEmbedder(TorchEstimator):
         self.miner = miner
         self.distance = distance
         self.reduction = reduction
+        self.normalization = normalization
         self.normalize = normalize
         self.n_classes_per_batch = n_classes_per_batch
         self.n_samples_per_class = n_samples_per_class
@@ -527,7 +559,25 @@ class MetricEmbedder(TorchEstimator):
         shape = self.input_shape_
         backbone = self._new_backbone(shape)
         loss = self._build_loss(embedding_size(backbone, shape), self._n_loss_classes)
-        return MetricNetwork(backbone, loss, self.normalize)
+        return MetricNetwork(backbone, loss, self._normalizes())
+
+    def _normalizes(self):
+        """Whether embeddings are L2-normalised: ``normalization == "l2"``.
+
+        The deprecated ``normalize``, where set, decides instead, with a
+        FutureWarning that names its replacement.
+        """
+        if isinstance(self.normalize, str) and self.normalize == "deprecated":
+            return self.normalization == "l2"
+        replacement = "'l2'" if self.normalize else "None"
+        warnings.warn(
+            f"normalize was renamed normalization in 0.1 and will be removed in "
+            f"{NORMALIZE_REMOVED_IN}: use normalization={replacement} instead of "
+            f"normalize={self.normalize}.",
+            FutureWarning,
+            stacklevel=3,
+        )
+        return bool(self.normalize)
 
     def _batch_sampler(self, y_enc):
         """The P x K sampler for encoded labels, P chosen if left to None."""

@@ -8,10 +8,10 @@ from .._sklearn import Interval
 from ..miners import PAIR_MINERS
 from ._base import (
     DISTANCE,
-    NORMALIZE,
     REDUCTION,
     MetricEmbedder,
     embedder_parameters,
+    normalization_parameters,
 )
 
 __all__ = ["ContrastiveEmbedder"]
@@ -90,7 +90,7 @@ class ContrastiveEmbedder(MetricEmbedder):
                 :meth:`transform` then returns ``z L^T``.""",
             ),
             "reduction": REDUCTION,
-            "normalize": NORMALIZE,
+            **normalization_parameters(),
         }
     )
 
@@ -101,7 +101,8 @@ class ContrastiveEmbedder(MetricEmbedder):
         miner="all",
         distance="euclidean",
         reduction="mean",
-        normalize=True,
+        normalization="l2",
+        normalize="deprecated",
         n_classes_per_batch=None,
         n_samples_per_class=4,
         small_classes="replace",
@@ -128,6 +129,7 @@ class ContrastiveEmbedder(MetricEmbedder):
         self.miner = miner
         self.distance = distance
         self.reduction = reduction
+        self.normalization = normalization
         self.normalize = normalize
         self.n_classes_per_batch = n_classes_per_batch
         self.n_samples_per_class = n_samples_per_class

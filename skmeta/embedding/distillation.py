@@ -9,7 +9,6 @@ large one what the large one learnt.
 """
 
 import copy
-import dataclasses
 from numbers import Integral, Real
 
 import numpy as np
@@ -27,7 +26,7 @@ from .._params import Param
 from .._sklearn import Interval, StrOptions, _fit_context
 from ..backbones import embedding_size
 from ..distances import l2_normalize
-from ._base import NORMALIZE, MetricEmbedder, embedder_parameters
+from ._base import MetricEmbedder, embedder_parameters, normalization_parameters
 
 __all__ = [
     "DistillationLoss",
@@ -382,12 +381,12 @@ class DistilledEmbedder(MetricEmbedder):
                 """Samples per training batch, drawn without replacement (all of
                 X when it has fewer).""",
             ),
-            "normalize": dataclasses.replace(
-                NORMALIZE,
-                default=False,
-                doc="""L2-normalise the student's embeddings, in training (before
-                the head) and in :meth:`transform`. Off by default: a
-                teacher's embeddings are matched at their own scale.""",
+            **normalization_parameters(
+                None,
+                """``"l2"`` scales the student's embeddings to unit norm, in
+                training (before the head) and in :meth:`transform`. ``None``
+                by default: a teacher's embeddings are matched at their own
+                scale.""",
             ),
         },
         n_classes_per_batch=None,
@@ -547,7 +546,7 @@ class DistilledEmbedder(MetricEmbedder):
             nn.Linear(d, self._n_label_classes) if self._n_label_classes else None
         )
         loss = DistillationLoss(self.target, self.temperature, self.alpha)
-        return DistillationNetwork(backbone, head, classifier, loss, self.normalize)
+        return DistillationNetwork(backbone, head, classifier, loss, self._normalizes())
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

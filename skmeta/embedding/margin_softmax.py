@@ -4,13 +4,12 @@ Both train a weight vector per class (a proxy) with the backbone and compare
 embeddings with it by cosine; they differ only in where the margin goes.
 """
 
-import dataclasses
 import math
 from numbers import Integral, Real
 
 from .._params import Param
 from .._sklearn import Interval
-from ._base import NORMALIZE, MetricEmbedder, embedder_parameters
+from ._base import MetricEmbedder, embedder_parameters, normalization_parameters
 
 __all__ = ["ArcFaceEmbedder", "CosFaceEmbedder"]
 
@@ -31,13 +30,13 @@ def _head_parameters(margin):
         :math:`[-s, s]`. 64 is the papers' value for thousands of classes;
         with few classes a smaller scale (10 to 30) trains as well.""",
     )
-    normalize = dataclasses.replace(
-        NORMALIZE,
-        doc="""L2-normalise the embeddings :meth:`transform` returns (the loss
-        normalises them in any case), so Euclidean distance ranks like cosine.""",
+    normalization = normalization_parameters(
+        doc="""``"l2"`` scales the embeddings :meth:`transform` returns to unit
+        norm (the loss normalises them in any case), so that Euclidean distance
+        ranks like cosine; ``None`` returns the backbone's output.""",
     )
     return embedder_parameters(
-        {"margin": margin, "scale": scale, "normalize": normalize},
+        {"margin": margin, "scale": scale, **normalization},
         n_samples_per_class={
             "constraints": [Interval(Integral, 1, None, closed="left")]
         },
@@ -103,7 +102,8 @@ class ArcFaceEmbedder(MetricEmbedder):
         margin=0.5,
         *,
         scale=64.0,
-        normalize=True,
+        normalization="l2",
+        normalize="deprecated",
         n_classes_per_batch=None,
         n_samples_per_class=4,
         small_classes="replace",
@@ -128,6 +128,7 @@ class ArcFaceEmbedder(MetricEmbedder):
     ):
         self.margin = margin
         self.scale = scale
+        self.normalization = normalization
         self.normalize = normalize
         self.n_classes_per_batch = n_classes_per_batch
         self.n_samples_per_class = n_samples_per_class
@@ -219,7 +220,8 @@ class CosFaceEmbedder(MetricEmbedder):
         margin=0.35,
         *,
         scale=64.0,
-        normalize=True,
+        normalization="l2",
+        normalize="deprecated",
         n_classes_per_batch=None,
         n_samples_per_class=4,
         small_classes="replace",
@@ -244,6 +246,7 @@ class CosFaceEmbedder(MetricEmbedder):
     ):
         self.margin = margin
         self.scale = scale
+        self.normalization = normalization
         self.normalize = normalize
         self.n_classes_per_batch = n_classes_per_batch
         self.n_samples_per_class = n_samples_per_class

@@ -1,11 +1,10 @@
 """NPairEmbedder: the multi-class N-pair loss."""
 
-import dataclasses
 from numbers import Real
 
 from .._params import Param
 from .._sklearn import Interval
-from ._base import NORMALIZE, MetricEmbedder, embedder_parameters
+from ._base import MetricEmbedder, embedder_parameters, normalization_parameters
 
 __all__ = ["NPairEmbedder"]
 
@@ -64,13 +63,12 @@ class NPairEmbedder(MetricEmbedder):
                 [Interval(Real, 0, None, closed="left")],
                 r"The norm penalty :math:`\lambda`, >= 0 (Sohn uses 0.002).",
             ),
-            "normalize": dataclasses.replace(
-                NORMALIZE,
-                default=False,
-                doc="""L2-normalise embeddings, in training and in
-                :meth:`transform`. The N-pair loss is meant for unnormalised
-                embeddings: on the unit sphere the logits lie in [-1, 1] and the
-                softmax stays nearly flat.""",
+            **normalization_parameters(
+                None,
+                """``"l2"`` scales each embedding to unit norm, in training and
+                in :meth:`transform`. The N-pair loss is meant for unnormalised
+                embeddings (``None``): on the unit sphere the logits lie in
+                [-1, 1] and the softmax stays nearly flat.""",
             ),
         }
     )
@@ -79,7 +77,8 @@ class NPairEmbedder(MetricEmbedder):
         self,
         l2_reg=0.002,
         *,
-        normalize=False,
+        normalization=None,
+        normalize="deprecated",
         n_classes_per_batch=None,
         n_samples_per_class=4,
         small_classes="replace",
@@ -103,6 +102,7 @@ class NPairEmbedder(MetricEmbedder):
         n_iter_no_change=10,
     ):
         self.l2_reg = l2_reg
+        self.normalization = normalization
         self.normalize = normalize
         self.n_classes_per_batch = n_classes_per_batch
         self.n_samples_per_class = n_samples_per_class

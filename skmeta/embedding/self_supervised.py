@@ -6,7 +6,6 @@ asks the views of one sample to be nearer each other than the views of all the
 others. No label is read: the sample is the label.
 """
 
-import dataclasses
 from numbers import Integral, Real
 
 import numpy as np
@@ -22,7 +21,12 @@ from .._sklearn import Interval, StrOptions, _fit_context
 from ..augmentation import NaturalImageAugmentation, RandomAffine
 from ..backbones import embedding_size
 from ..distances import l2_normalize
-from ._base import NORMALIZE, MetricEmbedder, MetricNetwork, embedder_parameters
+from ._base import (
+    MetricEmbedder,
+    MetricNetwork,
+    embedder_parameters,
+    normalization_parameters,
+)
 
 __all__ = ["FeatureNoise", "SelfSupervisedEmbedder", "SelfSupervisedNetwork"]
 
@@ -280,9 +284,9 @@ class SelfSupervisedEmbedder(MetricEmbedder):
                 outputs and :meth:`transform` returns the backbone's. ``None``:
                 no head, the loss compares the backbone's outputs.""",
             ),
-            "normalize": dataclasses.replace(
-                NORMALIZE,
-                doc="""L2-normalise the embeddings of :meth:`transform`. The loss
+            **normalization_parameters(
+                doc="""``"l2"`` scales the embeddings of :meth:`transform` to
+                unit norm; ``None`` returns the backbone's output. The loss
                 compares cosines, whatever this is.""",
             ),
         },
@@ -317,7 +321,8 @@ class SelfSupervisedEmbedder(MetricEmbedder):
         noise_scale=0.1,
         feature_dropout=0.2,
         projection_dim=128,
-        normalize=True,
+        normalization="l2",
+        normalize="deprecated",
         batches_per_epoch=50,
         max_epochs=20,
         lr=1e-3,
@@ -343,6 +348,7 @@ class SelfSupervisedEmbedder(MetricEmbedder):
         self.noise_scale = noise_scale
         self.feature_dropout = feature_dropout
         self.projection_dim = projection_dim
+        self.normalization = normalization
         self.normalize = normalize
         self.batches_per_epoch = batches_per_epoch
         self.max_epochs = max_epochs
@@ -467,7 +473,7 @@ class SelfSupervisedEmbedder(MetricEmbedder):
                 nn.Linear(d, d), nn.ReLU(), nn.Linear(d, self.projection_dim)
             )
         loss = self._build_loss(d, None)
-        return SelfSupervisedNetwork(backbone, head, loss, self.normalize)
+        return SelfSupervisedNetwork(backbone, head, loss, self._normalizes())
 
     def _loss_spec(self):
         return "ntxent", {"temperature": self.temperature}

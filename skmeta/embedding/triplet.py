@@ -7,10 +7,10 @@ from .._sklearn import Interval
 from ..miners import TRIPLET_MINERS
 from ._base import (
     DISTANCE,
-    NORMALIZE,
     REDUCTION,
     MetricEmbedder,
     embedder_parameters,
+    normalization_parameters,
 )
 
 __all__ = ["TripletEmbedder"]
@@ -87,7 +87,7 @@ class TripletEmbedder(MetricEmbedder):
             ),
             "distance": DISTANCE,
             "reduction": REDUCTION,
-            "normalize": NORMALIZE,
+            **normalization_parameters(),
         }
     )
 
@@ -98,7 +98,8 @@ class TripletEmbedder(MetricEmbedder):
         miner="semi-hard",
         distance="euclidean",
         reduction="mean",
-        normalize=True,
+        normalization="l2",
+        normalize="deprecated",
         n_classes_per_batch=None,
         n_samples_per_class=4,
         small_classes="replace",
@@ -125,6 +126,7 @@ class TripletEmbedder(MetricEmbedder):
         self.miner = miner
         self.distance = distance
         self.reduction = reduction
+        self.normalization = normalization
         self.normalize = normalize
         self.n_classes_per_batch = n_classes_per_batch
         self.n_samples_per_class = n_samples_per_class
