@@ -95,15 +95,21 @@ def test_scores_report_mean_and_95_percent_ci_half_width(fitted, digits):
     assert "5-way 1-shot" in str(scores)
 
 
-def test_each_sample_is_embedded_once_per_evaluation(fitted, digits, monkeypatch):
-    embedded = []
+@pytest.fixture
+def embedded(fitted, monkeypatch):
+    """The rows of each call of the fitted network's ``embed``, from now on."""
+    rows = []
     original = type(fitted.module_).embed
 
     def counting_embed(module, x):
-        embedded.append(len(x))
+        rows.append(len(x))
         return original(module, x)
 
     monkeypatch.setattr(type(fitted.module_), "embed", counting_embed)
+    return rows
+
+
+def test_each_sample_is_embedded_once_per_evaluation(fitted, digits, embedded):
     evaluate_episodes(
         fitted, digits.X_novel, digits.y_novel, n_episodes=100, random_state=0
     )
@@ -111,7 +117,7 @@ def test_each_sample_is_embedded_once_per_evaluation(fitted, digits, monkeypatch
 
 
 def test_settings_equal_separate_evaluations_from_one_embedding(
-    fitted, digits, monkeypatch
+    fitted, digits, embedded
 ):
     settings = [(5, 1), (3, 5), (2, 1)]
     separate = {
@@ -127,14 +133,7 @@ def test_settings_equal_separate_evaluations_from_one_embedding(
         )
         for n_way, k_shot in settings
     }
-    embedded = []
-    original = type(fitted.module_).embed
-
-    def counting_embed(module, x):
-        embedded.append(len(x))
-        return original(module, x)
-
-    monkeypatch.setattr(type(fitted.module_), "embed", counting_embed)
+    embedded.clear()  # count the rows of evaluate_settings only
     together = evaluate_settings(
         fitted,
         digits.X_novel,

@@ -158,46 +158,30 @@ def test_history_records_every_episode_and_learning_rate_halves(digits):
     assert lrs == pytest.approx([1e-2, 1e-2, 5e-3, 5e-3, 2.5e-3, 2.5e-3])
 
 
-def test_images_get_conv4_and_rotations_make_four_times_the_classes(tiny_images):
+@pytest.mark.parametrize("flips, n_way", [(False, 16), (True, 32)])
+def test_images_get_conv4_and_rotations_and_flips_multiply_the_classes(
+    tiny_images, flips, n_way
+):
     X, y = tiny_images
     seen = []
 
-    class RecordWidth(Callback):
+    class RecordEpisode(Callback):
         def on_batch_begin(self, net, batch=None, **kwargs):
-            seen.append(len(batch[1]))
-
-    clf = PrototypicalClassifier(
-        n_query=2,
-        rotations=True,
-        max_epochs=1,
-        episodes_per_epoch=2,
-        callbacks=[RecordWidth()],
-        random_state=0,
-    ).fit(X, y)
-    assert isinstance(clf.module_.backbone, Conv4)
-    assert seen == [16 * 2, 16 * 2]  # n_way = all 16 rotated classes, 2 queries each
-    assert clf.transform(X).shape == (40, 64)
-    np.testing.assert_array_equal(clf.classes_, np.arange(4))
-
-
-def test_flips_and_rotations_make_eight_times_the_classes(tiny_images):
-    X, y = tiny_images
-    classes = []
-
-    class RecordClasses(Callback):
-        def on_batch_begin(self, net, batch=None, **kwargs):
-            classes.append(int(batch[0]["y"].max()) + 1)
+            seen.append((int(batch[0]["y"].max()) + 1, len(batch[1])))
 
     clf = PrototypicalClassifier(
         n_query=1,
         rotations=True,
-        flips=True,
+        flips=flips,
         max_epochs=1,
         episodes_per_epoch=2,
-        callbacks=[RecordClasses()],
+        callbacks=[RecordEpisode()],
         random_state=0,
     ).fit(X, y)
-    assert classes == [32, 32]  # n_way = all 4 x 2 x 4 training classes
+    # n_way = all 4 x 4 rotated (x 2 flipped) training classes, one query each.
+    assert seen == [(n_way, n_way)] * 2
+    assert isinstance(clf.module_.backbone, Conv4)
+    assert clf.transform(X).shape == (40, 64)
     np.testing.assert_array_equal(clf.classes_, np.arange(4))
 
 
