@@ -26,6 +26,7 @@ parameter with :func:`dataclasses.replace`.
 
 import dataclasses
 import inspect
+import warnings
 from collections.abc import Mapping
 from numbers import Integral, Real
 
@@ -34,7 +35,7 @@ from torch import nn
 
 from ._docs import FIT
 from ._precision import PRECISIONS
-from ._sklearn import Interval, StrOptions
+from ._sklearn import Hidden, Interval, StrOptions
 from .backbones import BACKBONES
 from .training import OPTIMIZERS
 
@@ -299,6 +300,76 @@ def build_estimator_class(cls, doc_values=None):
         cls.__doc__ = cls.__doc__.replace(
             "    {parameters}\n", parameters.docs(doc_values)
         )
+
+
+# Renamed parameters, kept under their old names until they are removed.
+
+#: The default of a deprecated parameter: "not set".
+DEPRECATED = "deprecated"
+
+#: The release that removes the parameters deprecated in 0.1.
+REMOVED_IN = "0.3"
+
+
+def deprecated_param(new, type, constraints, values=""):
+    """The old name of parameter ``new``, as scikit-learn deprecates one.
+
+    It stays in the signature, its default :data:`DEPRECATED`, so that
+    ``get_params``, ``clone`` and saved models keep working; set, it takes
+    precedence over ``new`` and warns (see :func:`renamed`).
+
+    Parameters
+    ----------
+    new : str
+        The parameter's new name.
+    type : str
+        The numpydoc type of the old parameter's values.
+    constraints : list
+        Its constraints, besides :data:`DEPRECATED` (hidden from messages).
+    values : str, default=""
+        How its values map to those of ``new``, a sentence, if they differ.
+    """
+    return Param(
+        type,
+        DEPRECATED,
+        [*constraints, Hidden(StrOptions({DEPRECATED}))],
+        f"""{values}
+
+        .. deprecated:: 0.1
+           Use ``{new}``; this name is removed in {REMOVED_IN}. Set, it
+           takes precedence over ``{new}``, with a FutureWarning in ``fit``.""",
+    )
+
+
+def renamed(estimator, old, new, translate=None):
+    """The value of parameter ``new``, or of its deprecated name ``old`` where set.
+
+    Parameters
+    ----------
+    estimator : estimator
+        Holds both parameters.
+    old, new : str
+        The deprecated name and the new one.
+    translate : callable or None, default=None
+        Maps a value of ``old`` to the value of ``new`` (identity if None).
+
+    Warns
+    -----
+    FutureWarning
+        If ``old`` is set: it names the replacement and the release that
+        removes ``old``.
+    """
+    value = getattr(estimator, old)
+    if isinstance(value, str) and value == DEPRECATED:
+        return getattr(estimator, new)
+    replacement = translate(value) if translate else value
+    warnings.warn(
+        f"{old} was renamed {new} in 0.1 and will be removed in {REMOVED_IN}: "
+        f"use {new}={replacement!r} instead of {old}={value!r}.",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return replacement
 
 
 # The catalogue: the parameters the estimators share, declared once.

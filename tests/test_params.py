@@ -17,6 +17,8 @@ from sklearn.base import clone
 import skmeta
 from skmeta._base import TorchEstimator
 from skmeta._params import Param, Parameters
+from skmeta.fewshot import TransferClassifier
+from skmeta.fewshot.transfer import CosineClassifier
 
 REGISTERED = FEW_SHOT + REGRESSORS + EMBEDDERS + UNSUPERVISED + STUDENTS
 
@@ -208,3 +210,13 @@ def test_normalize_is_deprecated_for_normalization(
     assert old.module_.normalize is new.module_.normalize is normalize
     assert clone(old).get_params()["normalize"] is normalize
     assert cls().normalize == "deprecated"
+
+
+def test_transfer_classifier_is_deprecated_for_base_classifier(digits):
+    old = TransferClassifier(classifier="cosine", scale=5.0, max_epochs=0)
+    with pytest.warns(FutureWarning, match="use base_classifier='cosine' instead"):
+        old.fit(digits.X_base[:40], digits.y_base[:40])
+    assert isinstance(old.module_.classifier, CosineClassifier)
+    assert old.module_.classifier.scale == 5.0
+    assert clone(old).get_params()["classifier"] == "cosine"
+    assert TransferClassifier().classifier == "deprecated"

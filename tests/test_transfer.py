@@ -49,7 +49,7 @@ def test_cosine_classifier_is_scaled_cosine_similarity():
 
 
 def test_baseline_plus_plus_trains_the_cosine_classifier(digits):
-    clf = TransferClassifier(classifier="cosine", scale=5.0, **FAST)
+    clf = TransferClassifier(base_classifier="cosine", scale=5.0, **FAST)
     clf.fit(digits.X_base, digits.y_base)
     assert isinstance(clf.module_.classifier, CosineClassifier)
     assert clf.module_.classifier.scale == 5.0

@@ -10,7 +10,6 @@ loss they train with and what its parameters are.
 import copy
 import dataclasses
 import inspect
-import warnings
 from numbers import Integral
 
 import numpy as np
@@ -30,9 +29,11 @@ from .._params import (
     Param,
     Parameters,
     changed,
+    deprecated_param,
     registry_constraints,
+    renamed,
 )
-from .._sklearn import Hidden, Interval, StrOptions, _fit_context
+from .._sklearn import Interval, StrOptions, _fit_context
 from ..backbones import embedding_size
 from ..batches import ClassBalancedBatchSampler
 from ..distances import DISTANCES, Mahalanobis, l2_normalize
@@ -96,31 +97,21 @@ NORMALIZATION = Param(
     ``None`` keeps the backbone's output.""",
 )
 
-#: The version that removes the deprecated ``normalize``.
-NORMALIZE_REMOVED_IN = "0.3"
-
 
 def normalization_parameters(default="l2", doc=None):
     """``normalization`` (``default``, ``doc``), then the deprecated ``normalize``.
 
-    ``normalize`` (a bool) was the name of ``normalization`` until 0.1: it
-    stays in the signature, with the default ``"deprecated"``, for
-    ``get_params``, ``clone`` and saved models; set, it warns in ``fit``
-    and decides (see :meth:`MetricEmbedder._normalizes`).
+    ``normalize`` (a bool) was the name of ``normalization`` until 0.1 (see
+    :func:`skmeta._params.deprecated_param`).
     """
     changes = {"default": default} | ({"doc": doc} if doc else {})
     return {
         "normalization": dataclasses.replace(NORMALIZATION, **changes),
-        "normalize": Param(
+        "normalize": deprecated_param(
+            "normalization",
             "bool",
-            "deprecated",
-            ["boolean", Hidden(StrOptions({"deprecated"}))],
-            f"""True is ``normalization="l2"``, False ``normalization=None``.
-
-            .. deprecated:: 0.1
-               Use ``normalization``; ``normalize`` is removed in
-               {NORMALIZE_REMOVED_IN}. Set, it overrides ``normalization``
-               (with a FutureWarning in ``fit``).""",
+            ["boolean"],
+            """True is ``normalization="l2"``, False ``normalization=None``.""",
         ),
     }
 
@@ -564,20 +555,13 @@ class MetricEmbedder(TorchEstimator):
     def _normalizes(self):
         """Whether embeddings are L2-normalised: ``normalization == "l2"``.
 
-        The deprecated ``normalize``, where set, decides instead, with a
-        FutureWarning that names its replacement.
+        The deprecated ``normalize``, where set, decides instead (with a
+        FutureWarning).
         """
-        if isinstance(self.normalize, str) and self.normalize == "deprecated":
-            return self.normalization == "l2"
-        replacement = "'l2'" if self.normalize else "None"
-        warnings.warn(
-            f"normalize was renamed normalization in 0.1 and will be removed in "
-            f"{NORMALIZE_REMOVED_IN}: use normalization={replacement} instead of "
-            f"normalize={self.normalize}.",
-            FutureWarning,
-            stacklevel=3,
+        normalization = renamed(
+            self, "normalize", "normalization", lambda v: "l2" if v else None
         )
-        return bool(self.normalize)
+        return normalization == "l2"
 
     def _batch_sampler(self, y_enc):
         """The P x K sampler for encoded labels, P chosen if left to None."""

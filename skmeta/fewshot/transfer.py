@@ -28,6 +28,8 @@ from .._params import (
     Param,
     Parameters,
     changed,
+    deprecated_param,
+    renamed,
 )
 from .._sklearn import Interval, StrOptions, _fit_context
 from ..distances import SquaredEuclidean, l2_normalize
@@ -122,12 +124,12 @@ def _logistic_logits(coef, intercept, z):
 class TransferClassifier(PrototypeHead, FewShotClassifier):
     """Few-shot classifier by transfer: pre-training on the base classes, a simple head.
 
-    ``fit`` trains the backbone and a classifier over all the base classes
-    with cross-entropy, in ordinary shuffled mini-batches (Adam, learning
-    rate halved every ``lr_step`` steps): a linear classifier (``"linear"``,
-    the Baseline of Chen et al., 2019) or scaled cosine similarities to a
-    weight per class (``"cosine"``, their Baseline++). The base classifier is
-    then set aside: :meth:`adapt` takes the support set of novel classes, and
+    ``fit`` trains the backbone and a classifier over all the base classes,
+    the ``base_classifier``, with cross-entropy, in ordinary shuffled
+    mini-batches (Adam, learning rate halved every ``lr_step`` steps): a
+    linear classifier (``"linear"``, the Baseline of Chen et al., 2019) or
+    scaled cosine similarities to a weight per class (``"cosine"``, their
+    Baseline++). The base classifier is then set aside: :meth:`adapt` takes the support set of novel classes, and
     queries are classified from the frozen features by the ``head``:
 
     - ``"centroid"``: the nearest class mean of the features, after
@@ -207,23 +209,29 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
                     '{"centroid", "logistic"}',
                     "centroid",
                     [StrOptions({"centroid", "logistic"})],
-                    """How queries are classified from the support set's
-                    features: the nearest class mean (SimpleShot) or a logistic
-                    regression (Tian et al.).""",
+                    """How queries are classified among the support set's
+                    classes from its features: the nearest class mean
+                    (SimpleShot) or a logistic regression (Tian et al.).""",
                 ),
-                "classifier": Param(
+                "base_classifier": Param(
                     '{"linear", "cosine"}',
                     "linear",
                     [StrOptions({"linear", "cosine"})],
-                    """The base classifier of pre-training: linear (Baseline)
-                    or scaled cosine (Baseline++).""",
+                    """The classifier over the base classes in pre-training,
+                    set aside afterwards: linear (Baseline) or scaled cosine
+                    (Baseline++). ``head`` classifies the novel classes.""",
+                ),
+                "classifier": deprecated_param(
+                    "base_classifier",
+                    '{"linear", "cosine"}',
+                    [StrOptions({"linear", "cosine"})],
                 ),
                 "scale": Param(
                     "float",
                     10.0,
                     [Interval(Real, 0, None, closed="neither")],
-                    """Multiplies the cosines of ``classifier="cosine"`` (which
-                    lie in [-1, 1]) before the softmax.""",
+                    """Multiplies the cosines of ``base_classifier="cosine"``
+                    (which lie in [-1, 1]) before the softmax.""",
                 ),
                 "normalization": dataclasses.replace(
                     NORMALIZATION, default="centered-l2"
@@ -267,7 +275,8 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
         self,
         head="centroid",
         *,
-        classifier="linear",
+        base_classifier="linear",
+        classifier="deprecated",
         scale=10.0,
         normalization="centered-l2",
         transductive_steps=0,
@@ -296,6 +305,7 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
         n_iter_no_change=10,
     ):
         self.head = head
+        self.base_classifier = base_classifier
         self.classifier = classifier
         self.scale = scale
         self.normalization = normalization
@@ -402,7 +412,7 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
             )
 
     def _build_module(self, backbone, embedding_dim):
-        if self.classifier == "cosine":
+        if renamed(self, "classifier", "base_classifier") == "cosine":
             classifier = CosineClassifier(
                 embedding_dim, self.n_base_classes_, self.scale
             )
