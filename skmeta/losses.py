@@ -25,6 +25,7 @@ that take them. A new loss is one class here and its entry in :data:`LOSSES`.
 """
 
 import math
+import warnings
 
 import torch
 from torch import nn
@@ -48,7 +49,11 @@ __all__ = [
 
 
 #: How tuple losses reduce their per-tuple losses to one number.
-REDUCTIONS = ("mean", "nonzero")
+REDUCTIONS = ("mean", "mean-nonzero")
+
+#: Reductions renamed in 0.1, accepted with a FutureWarning until 0.3
+#: (``"nonzero"`` read as one of torch's ``reduction`` values, which it is not).
+DEPRECATED_REDUCTIONS = {"nonzero": "mean-nonzero"}
 
 #: The errors of a wrong batch, the same for every loss (:func:`fill_doc`).
 _BATCH_ERRORS = """\
@@ -61,9 +66,10 @@ _BATCH_ERRORS = """\
 #: The end of the Parameters of the tuple losses, their Attributes and errors.
 _TUPLE_LOSS = (
     """\
-    reduction : {"mean", "nonzero"}, default="mean"
+    reduction : {"mean", "mean-nonzero"}, default="mean"
         Mean over all mined tuples, or over those of non-zero loss (as
-        pytorch-metric-learning's ``AvgNonZeroReducer``).
+        pytorch-metric-learning's ``AvgNonZeroReducer``). ``"nonzero"``, its
+        name until 0.1, warns (FutureWarning) and is removed in 0.3.
     embedding_dim : int or None, default=None
         Embedding dimension, needed only for ``distance="mahalanobis"``.
 
@@ -128,7 +134,7 @@ class _MetricLoss(nn.Module):
     ``(n,)``), asks the subclass's :meth:`compute_loss` for the per-tuple
     (or per-sample) losses, a 1-D tensor, and reduces them to one number
     with ``reduction``: the mean over all of them (``"mean"``), or over
-    those above zero (``"nonzero"``, pytorch-metric-learning's
+    those above zero (``"mean-nonzero"``, pytorch-metric-learning's
     ``AvgNonZeroReducer``). With nothing to average the loss is
     :meth:`zero_loss`, a zero still connected to the graph. A subclass
     holds its formula and lists its hyperparameters in ``_repr_fields``.
@@ -153,7 +159,7 @@ class _MetricLoss(nn.Module):
         """
         check_batch(embeddings, labels)
         losses = self.compute_loss(embeddings, labels)
-        if self.reduction == "nonzero":
+        if self.reduction == "mean-nonzero":
             losses = losses[losses > 0]
         if len(losses) == 0:
             return self.zero_loss(embeddings)
@@ -161,7 +167,20 @@ class _MetricLoss(nn.Module):
 
     @staticmethod
     def _check_reduction(reduction):
-        """Return ``reduction`` if it is one of :data:`REDUCTIONS`, else raise."""
+        """Return ``reduction`` if it is one of :data:`REDUCTIONS`, else raise.
+
+        A name of :data:`DEPRECATED_REDUCTIONS` gives its new name, with a
+        FutureWarning.
+        """
+        if reduction in DEPRECATED_REDUCTIONS:
+            new = DEPRECATED_REDUCTIONS[reduction]
+            warnings.warn(
+                f"reduction={reduction!r} was renamed {new!r} in 0.1 and will be "
+                f"removed in 0.3: use reduction={new!r}.",
+                FutureWarning,
+                stacklevel=3,
+            )
+            return new
         if reduction not in REDUCTIONS:
             raise ValueError(
                 f"reduction must be one of {list(REDUCTIONS)}; got {reduction!r}."
@@ -232,7 +251,7 @@ class ContrastiveLoss(_TupleLoss):
 
     **Reduction**: the mean of :math:`\ell_{ij}` over all mined pairs,
     zero-loss pairs included (``reduction="mean"``), or over the pairs of
-    non-zero loss (``"nonzero"``). With the default miner the pairs are all
+    non-zero loss (``"mean-nonzero"``). With the default miner the pairs are all
     :math:`n(n-1)/2` pairs :math:`i < j` of the batch. With no pair (``n < 2``
     or an empty mining) the loss is ``embeddings.sum() * 0``.
 
@@ -295,7 +314,7 @@ class TripletMarginLoss(_TupleLoss):
     **Reduction**: the mean of :math:`\ell_{apn}` over all mined triplets,
     zero-loss triplets included (``reduction="mean"``: ``"all"`` mining then
     shrinks as more triplets are satisfied), or over the triplets of non-zero
-    loss (``"nonzero"``, pytorch-metric-learning's default). With no valid
+    loss (``"mean-nonzero"``, pytorch-metric-learning's default). With no valid
     triplet (fewer than two classes, or no class with two samples, or an
     empty mining) the loss is ``embeddings.sum() * 0``.
 

@@ -440,12 +440,12 @@ def test_verbose_shows_skorch_epoch_log_and_device_auto_picks_one(split, capsys)
             ),
         ),
         (
-            ContrastiveEmbedder(margin=0.5, miner="margin", reduction="nonzero"),
+            ContrastiveEmbedder(margin=0.5, miner="margin", reduction="mean-nonzero"),
             MetricEmbedder(
                 "contrastive",
                 loss_params={"margin": 0.5},
                 miner="margin",
-                reduction="nonzero",
+                reduction="mean-nonzero",
             ),
         ),
         (
@@ -511,7 +511,7 @@ def test_a_loss_module_is_copied_and_trained_as_it_is(split):
     [
         (dict(loss="npair", miner="hard"), "loss='npair' takes no miner"),
         (dict(loss="arcface", distance="cosine"), "loss='arcface' takes no distance"),
-        (dict(loss="npair", reduction="nonzero"), "takes no reduction"),
+        (dict(loss="npair", reduction="mean-nonzero"), "takes no reduction"),
         (dict(loss=TripletMarginLoss(), miner="hard"), "used as it is; miner"),
         (dict(loss=TripletMarginLoss(), loss_params={"margin": 1}), "loss_params"),
         (dict(loss="triplet", miner="margin"), "Unknown miner 'margin'"),

@@ -455,7 +455,7 @@ def test_ntxent_matches_pytorch_metric_learning(random_batch):
 
 
 @pytest.mark.parametrize("miner", ["all", "hard"])
-@pytest.mark.parametrize("reduction", ["mean", "nonzero"])
+@pytest.mark.parametrize("reduction", ["mean", "mean-nonzero"])
 def test_triplet_matches_pytorch_metric_learning(random_batch, miner, reduction):
     pml = pytest.importorskip("pytorch_metric_learning")
     emb, labels = random_batch
@@ -465,7 +465,7 @@ def test_triplet_matches_pytorch_metric_learning(random_batch, miner, reduction)
         mined = BatchHardMiner()(dist, labels)
     reducer = {
         "mean": pml.reducers.MeanReducer(),
-        "nonzero": pml.reducers.AvgNonZeroReducer(),
+        "mean-nonzero": pml.reducers.AvgNonZeroReducer(),
     }[reduction]
     theirs = pml.losses.TripletMarginLoss(
         margin=0.3,
@@ -630,7 +630,9 @@ def test_distance_modules_are_submodules():
     assert "distance" in dict(loss_fn.named_children())
 
 
-@pytest.mark.parametrize("reduction, expected", [("mean", 0.03), ("nonzero", 0.09)])
+@pytest.mark.parametrize(
+    "reduction, expected", [("mean", 0.03), ("mean-nonzero", 0.09)]
+)
 def test_reduction_averages_over_all_pairs_or_the_nonzero_ones(reduction, expected):
     # Same class at distance 0.3: loss 0.09; two negatives beyond the margin
     # 0.5 (distances 1.0 and 0.7): loss 0.
@@ -640,9 +642,18 @@ def test_reduction_averages_over_all_pairs_or_the_nonzero_ones(reduction, expect
     torch.testing.assert_close(value, torch.tensor(expected))
 
 
+def test_the_old_name_nonzero_warns_and_reduces_as_mean_nonzero():
+    embeddings = torch.tensor([[0.0], [0.3], [1.0]])
+    with pytest.warns(FutureWarning, match="renamed 'mean-nonzero' in 0.1 .* 0.3"):
+        loss = ContrastiveLoss(margin=0.5, reduction="nonzero")
+    assert loss.reduction == "mean-nonzero"
+    value = loss(embeddings, torch.tensor([0, 0, 1]))
+    torch.testing.assert_close(value, torch.tensor(0.09))
+
+
 def test_nonzero_reduction_of_satisfied_tuples_is_a_connected_zero():
     embeddings = torch.tensor([[0.0], [0.0], [5.0]], requires_grad=True)
-    value = TripletMarginLoss(margin=0.2, reduction="nonzero")(
+    value = TripletMarginLoss(margin=0.2, reduction="mean-nonzero")(
         embeddings, torch.tensor([0, 0, 1])
     )
     value.backward()

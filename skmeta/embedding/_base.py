@@ -38,7 +38,7 @@ from ..backbones import embedding_size
 from ..batches import ClassBalancedBatchSampler
 from ..distances import DISTANCES, Mahalanobis, l2_normalize
 from ..episodes import EpisodeSampler
-from ..losses import LOSSES, REDUCTIONS
+from ..losses import DEPRECATED_REDUCTIONS, LOSSES, REDUCTIONS
 from ..training import train_module
 
 __all__ = ["MetricEmbedder", "MetricNetwork"]
@@ -127,13 +127,20 @@ DISTANCE = Param(
     :meth:`transform` then returns ``z L^T``.""",
 )
 
+#: The reductions a ``reduction`` parameter accepts: the old names too, marked
+#: deprecated in scikit-learn's messages (the loss warns when it gets one).
+_REDUCTION_OPTIONS = StrOptions(
+    set(REDUCTIONS) | set(DEPRECATED_REDUCTIONS), deprecated=set(DEPRECATED_REDUCTIONS)
+)
+
 #: ``reduction`` of the presets whose loss is over mined tuples.
 REDUCTION = Param(
-    '{"mean", "nonzero"}',
+    '{"mean", "mean-nonzero"}',
     "mean",
-    [StrOptions(set(REDUCTIONS))],
+    [_REDUCTION_OPTIONS],
     """The mean over all mined tuples, or over those of non-zero loss
-    (pytorch-metric-learning's ``AvgNonZeroReducer``).""",
+    (pytorch-metric-learning's ``AvgNonZeroReducer``); ``"nonzero"``, its
+    name until 0.1, warns and is removed in 0.3.""",
 )
 
 
@@ -290,7 +297,7 @@ class MetricEmbedder(TorchEstimator):
     >>> data = load_digits_fewshot()
     >>> embedder = MetricEmbedder(
     ...     "contrastive", loss_params={"margin": 0.5}, miner="margin",
-    ...     reduction="nonzero", embedding_dim=8, max_epochs=2, random_state=0,
+    ...     reduction="mean-nonzero", embedding_dim=8, max_epochs=2, random_state=0,
     ... )
     >>> embedder.fit_transform(data.X_base, data.y_base).shape
     (901, 8)
@@ -337,12 +344,13 @@ class MetricEmbedder(TorchEstimator):
                 ``z L^T``.""",
             ),
             "reduction": Param(
-                '{"mean", "nonzero"} or None',
+                '{"mean", "mean-nonzero"} or None',
                 None,
-                [StrOptions(set(REDUCTIONS)), None],
+                [_REDUCTION_OPTIONS, None],
                 """How tuple losses reduce their per-tuple losses: the mean over
                 all mined tuples (``"mean"``), or over those of non-zero loss
-                (``"nonzero"``, pytorch-metric-learning's ``AvgNonZeroReducer``).
+                (``"mean-nonzero"``, pytorch-metric-learning's
+                ``AvgNonZeroReducer``; ``"nonzero"`` until 0.1, which warns).
                 ``None`` keeps the loss's default (``"mean"``).""",
             ),
             **normalization_parameters(),

@@ -77,7 +77,7 @@ class ContrastiveEmbedder(MetricEmbedder):
                 paper's); ``"margin"``, the pairs of non-zero loss (positives
                 apart, negatives nearer than ``margin``;
                 :class:`skmeta.miners.PairMarginMiner`), which with
-                ``reduction="nonzero"`` averages over the pairs that still
+                ``reduction="mean-nonzero"`` averages over the pairs that still
                 teach. A callable ``miner(dist, labels) -> (i, j)`` is used as it
                 is.""",
             ),
