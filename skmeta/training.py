@@ -13,6 +13,7 @@ import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping, PrintLog, ProgressBar
 
+from . import distributed
 from ._batchnorm import RunningStatsWarmup
 from ._precision import with_precision
 from .callbacks import (
@@ -172,12 +173,22 @@ def train_module(
     Ctrl-C (SIGINT, in the main thread) ends training after the step in
     progress, so that the weights are never those of a half-done update; a
     second Ctrl-C interrupts at once.
+
+    Under an initialised ``torch.distributed`` process group of several
+    processes, training is data-parallel (see :mod:`skmeta.distributed`): each
+    process trains on its share of the steps of ``data``, gradients are
+    averaged, and the returned module is the same in every process.
     """
     net = {**estimator._optimizer_arguments(module), **net}
     input_scale = None
     if inputs is not None and inputs.numel():
         input_scale = float(inputs.abs().max())
-    net_class = with_precision(net.pop("net_class", NeuralNet), estimator.precision)
+    net_class = net.pop("net_class", NeuralNet)
+    parallel = distributed.world_size() > 1
+    if parallel:
+        net_class, data = distributed.prepare(estimator, net_class, data)
+        steps_per_epoch = len(data)
+    net_class = with_precision(net_class, estimator.precision)
     callbacks = list(net.pop("callbacks", []))
     rates = {name: getattr(estimator, name) for name in estimator._learning_rates}
     callbacks.append(("divergence", _StopOnDivergence(rates, input_scale=input_scale)))
@@ -213,8 +224,14 @@ def train_module(
         verbose=int(estimator.verbose),
         **net,
     )
-    with interrupt.deferring_sigint(), _frozen_layers_in_eval(module):
-        net.fit(data, y=None)
+    succeeded = False
+    try:
+        with interrupt.deferring_sigint(), _frozen_layers_in_eval(module):
+            net.fit(data, y=None)
+        succeeded = True
+    finally:
+        if parallel:
+            distributed.finish(net, succeeded)
     return net.module_, net.history_, _finish_history(net)
 
 
