@@ -3,25 +3,31 @@
 scikit-learn asks four things of every parameter of an estimator: a place in
 the signature of ``__init__``, an attribute of the same name set there and
 nothing else, an entry in ``_parameter_constraints`` and an entry in the
-docstring. Written by hand for ten estimators sharing twenty parameters, the
-four drift apart. Here an estimator class declares its parameters once, as
-``_parameters``: a :class:`Parameters` (an ordered mapping of name to
-:class:`Param`). :class:`~skmeta._base.TorchEstimator` builds the rest from it
-when the class is created (:func:`build_estimator_class`):
+docstring. An estimator class here writes its ``__init__`` as scikit-learn's
+do, so that a reader, an editor and a type checker see the signature, and
+declares its parameters once, as ``_parameters``: a :class:`Parameters` (an
+ordered mapping of name to :class:`Param`). When the class is created,
+:class:`~skmeta._base.TorchEstimator` checks the one against the other and
+builds the rest from the declaration (:func:`build_estimator_class`):
 
-- ``__init__``, whose signature lists the parameters in order, the first
-  ``positional`` of them by position or keyword and the others keyword-only
-  (scikit-learn's convention); it only stores each argument as an attribute;
+- the signature of the written ``__init__`` must list the declared parameters
+  in order, the first ``positional`` of them by position or keyword and the
+  others keyword-only (scikit-learn's convention), with the declared
+  defaults, or the class is refused with a TypeError that names each
+  difference (``tests/test_params.py`` checks that ``__init__`` stores each
+  argument and nothing else);
 - ``_parameter_constraints``, read each time parameters are validated, so that
   a constraint naming a registry (backbones, distances, losses) sees the
   entries registered after import;
 - the ``{parameters}`` line of the docstring, replaced by the Parameters
   section: one numpydoc entry per parameter, in signature order, with the
-  default as declared.
+  default as declared; and the ``{fit}`` line of ``fit``'s docstring, by
+  the sections that every ``fit`` shares.
 
 Groups of parameters that several estimators share are plain dicts of
 :class:`Param`; ``dict | dict`` composes them, and a class changes one shared
-parameter with :func:`dataclasses.replace`.
+parameter with :func:`dataclasses.replace`. A renamed parameter keeps its old
+name for two releases (:func:`deprecated_param`, :func:`renamed`).
 """
 
 import dataclasses
