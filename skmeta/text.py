@@ -136,6 +136,20 @@ def _load_tokenizer(model, tokenizer):
     return tokenizer
 
 
+def _from_pretrained(name):
+    """The model ``name`` (a hub name or a folder), float32 whatever its checkpoint.
+
+    On torch's meta device (where :mod:`skmeta.persistence` checks the shapes
+    of a network before it builds it) the architecture alone, from its
+    configuration: no weights are read.
+    """
+    transformers = _transformers()
+    if torch.get_default_device().type == "meta":
+        config = transformers.AutoConfig.from_pretrained(name)
+        return transformers.AutoModel.from_config(config, dtype=torch.float32)
+    return transformers.AutoModel.from_pretrained(name, dtype=torch.float32)
+
+
 def _token_ids(texts, tokenizer, max_length):
     """Token ids of ``texts``, (n, max_length) float32, :data:`PAD` after each text.
 
@@ -306,7 +320,7 @@ class TextBackbone(nn.Module):
         setfit = make_pipeline(
             ContrastiveEmbedder(
                 backbone=TextBackbone("sentence-transformers/all-MiniLM-L6-v2"),
-                normalize=True, lr=2e-5, max_epochs=1,
+                lr=2e-5, max_epochs=1,
             ),
             LogisticRegression(),
         )
@@ -329,9 +343,7 @@ class TextBackbone(nn.Module):
             tokenizer = _load_tokenizer(model, tokenizer)
             # float32 weights, whatever the checkpoint's dtype: ``precision``
             # sets the forward passes' (skmeta's estimators keep float32).
-            model = _transformers().AutoModel.from_pretrained(
-                model, dtype=torch.float32
-            )
+            model = _from_pretrained(model)
         elif isinstance(model, nn.Module):
             tokenizer = _load_tokenizer(model, tokenizer)
         else:
@@ -358,6 +370,10 @@ class TextBackbone(nn.Module):
     def forward(self, x):
         ids = x.long()
         mask = ids != PAD
+        if x.is_meta:
+            # A shape check on the meta device (skmeta.persistence): no values,
+            # which the transformer's code reads; the output's shape only.
+            return x.new_empty(len(x), self.model.config.hidden_size)
         # Texts are padded at the end: keep the columns up to the longest text.
         length = max(int(mask.sum(1).max()) if len(ids) else 0, 1)
         ids, mask = ids[:, :length], mask[:, :length]

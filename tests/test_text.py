@@ -341,3 +341,14 @@ def test_numbers_of_another_width_for_a_text_model_are_a_value_error(
     embedder = _embedder(backbone, max_epochs=0).fit(X, y)
     with pytest.raises(ValueError, match=r"X has 5 features.*expecting 12"):
         embedder.transform(np.zeros((2, 5), np.float32))
+
+
+def test_a_saved_text_model_loads_with_the_same_embeddings(folder, sentiment, tmp_path):
+    from skmeta import persistence
+
+    X, y = sentiment
+    params = {"model": folder, "max_length": MAX_LENGTH}
+    embedder = _embedder(TextBackbone, backbone_params=params).fit(X, y)
+    persistence.save(embedder, tmp_path / "text.skmeta")
+    loaded = persistence.load(tmp_path / "text.skmeta", trusted=[TextBackbone])
+    np.testing.assert_array_equal(loaded.transform(X), embedder.transform(X))
