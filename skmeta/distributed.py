@@ -25,13 +25,16 @@ estimator, :func:`skmeta.training.train_module`, trains through PyTorch's
   gathered batch, or the mean of the N processes' step losses.
 
 Where neither dropout nor augmentation draws random numbers, the N-process fit
-equals one process that averages the losses of the same global batches (tested to
-1e-5 with 2 processes over gloo). Each process draws augmentations for every step of
-the sequence (the same draws as one process), and dropout masks from its own
-generator. Batch-norm running statistics are those of process 0 (DDP broadcasts
-its buffers at every forward pass, and :func:`finish` once more at the end).
-Validation on held-out classes, ``adapt``, ``predict`` and evaluation run whole on
-every process; the fitted estimators of all processes are equal.
+equals one process that averages the losses of the same global batches. Each
+process draws augmentations for every step of the sequence (the same draws as one
+process), and dropout masks from its own generator. Batch-norm running statistics
+are those of process 0 (DDP broadcasts its buffers at every forward pass, and
+:func:`finish` once more at the end). Validation on held-out classes, ``adapt``,
+``predict`` and evaluation run whole in every process; the fitted estimators of all
+processes are equal. Reptile (gradients set without a backward pass) and
+:class:`~skmeta.SelfSupervisedEmbedder` (labels that number the samples of each
+process's batch) raise ``NotImplementedError`` instead. The user guide's "Scaling
+out" page shows the ``torchrun`` commands.
 """
 
 import os

@@ -185,9 +185,13 @@ def train_module(
         input_scale = float(inputs.abs().max())
     net_class = net.pop("net_class", NeuralNet)
     parallel = distributed.world_size() > 1
+    # Under a process group, process 0 alone prints the log and progress bar.
+    verbose = int(estimator.verbose)
     if parallel:
         net_class, data = distributed.prepare(estimator, net_class, data)
         steps_per_epoch = len(data)
+        if torch.distributed.get_rank() != 0:
+            verbose = 0
     net_class = with_precision(net_class, estimator.precision)
     callbacks = list(net.pop("callbacks", []))
     rates = {name: getattr(estimator, name) for name in estimator._learning_rates}
@@ -204,7 +208,7 @@ def train_module(
             load_best=True,
         )
         callbacks.append(("early_stopping", stopping))
-    if estimator.verbose and sys.stderr.isatty():
+    if verbose and sys.stderr.isatty():
         callbacks.append(
             ("progress_bar", ProgressBar(batches_per_epoch=steps_per_epoch))
         )
@@ -221,7 +225,7 @@ def train_module(
         callbacks=[*callbacks, *user, ("interrupt", interrupt)],
         callbacks__print_log=_EpochLog(),
         device=estimator.device_,
-        verbose=int(estimator.verbose),
+        verbose=verbose,
         **net,
     )
     succeeded = False

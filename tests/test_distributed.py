@@ -308,3 +308,14 @@ def test_each_process_takes_every_nth_step_and_all_are_drawn(size):
     assert all(len(share) == len(_Share(Steps(), 0, size)) == n for share in shares)
     # Every process draws the whole sequence, so its random draws stay aligned.
     assert drawn == list(range(7)) * size
+
+
+def test_torchrun_without_a_process_group_warns_that_each_process_trains_alone(
+    monkeypatch,
+):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    X, y = _data()
+    with pytest.warns(UserWarning, match="no torch.distributed process group"):
+        fitted = PrototypicalClassifier(**{**FEW_SHOT, "max_epochs": 1}).fit(X, y)
+    assert len(fitted.history_) == 1  # trained alone: every step of the epoch
+    assert len(fitted.history_[0, "batches"]) == STEPS
