@@ -61,7 +61,8 @@ def _transformers():
 def is_text(X):
     """Whether X holds strings, the input of a text backbone.
 
-    Cheap for numeric arrays: their dtype answers without reading them.
+    Cheap whatever X's size: a dtype answers without reading the values, and
+    otherwise only the first sample is looked at.
 
     Parameters
     ----------
@@ -72,7 +73,8 @@ def is_text(X):
     -------
     bool
         True for a str, an array of dtype str (``"U"``), and an object array,
-        pandas Series or (nested) list whose first value is a str.
+        a pandas Series or DataFrame, or a (nested) list whose first sample
+        holds a str.
     """
     if isinstance(X, str):
         return True
@@ -82,10 +84,10 @@ def is_text(X):
     if hasattr(X, "dtype") and kind != "O":
         return False  # numbers (NumPy, a memmap, a torch tensor)
     try:
-        values = np.asarray(X, dtype=object)
-    except ValueError:  # ragged nested lists: not texts, sklearn says what
+        first = np.asarray(X.iloc[:1] if hasattr(X, "iloc") else X[:1], dtype=object)
+    except (TypeError, ValueError):  # not sliceable, ragged: sklearn says what
         return False
-    return values.size > 0 and isinstance(values.flat[0], str)
+    return any(isinstance(value, str) for value in first.flat)
 
 
 def _check_texts(X):

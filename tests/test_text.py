@@ -125,6 +125,12 @@ def test_numbers_are_not_text(X):
     assert not is_text(X)
 
 
+def test_a_dataframe_is_text_when_its_first_row_holds_a_str():
+    pd = pytest.importorskip("pandas")
+    assert is_text(pd.DataFrame({"n": [1.0, 2.0], "text": ["good", "bad"]}))
+    assert not is_text(pd.DataFrame({"n": [1.0, 2.0], "m": [3, 4]}))
+
+
 def test_a_pandas_series_of_strings_is_text_and_encodes_as_its_array(backbone):
     pd = pytest.importorskip("pandas")
     series = pd.Series(["good movie", "bad film"], index=[7, 3])
