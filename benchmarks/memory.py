@@ -23,6 +23,14 @@ embeddings the operation must hold (n_samples x embedding_dim x 4). Target
   is the file (its pages count in the resident set as they are read) and the
   returned embeddings; a float32 copy of the images alone would be 4x the
   file.
+- ``fit memmap``: 2,700,000 uint8 images of 28x28 (2.1 GB) in 27,000 classes,
+  a NumPy memmap, meta-trained on by PrototypicalClassifier for 20 default
+  episodes (issue 27), after a warm-up fit: the peak is of anonymous memory
+  alone (the file's pages read are the kernel's cache, shared and
+  reclaimable), and the ratio's reference is the peak of the same fit, the
+  same episodes, on the first 54,000 images in memory (42 MB of float32): the
+  model, one episode and the constant. A float32 copy of the file alone would
+  be 8.5 GB. Target: a ratio near 1.
 
 Run from the repository root::
 
@@ -46,11 +54,21 @@ def _rss():
         return int(f.read().split()[1]) * PAGE
 
 
+def _anonymous():
+    """Resident memory that is not file-backed: resident minus shared pages."""
+    with open("/proc/self/statm") as f:
+        fields = f.read().split()
+    return (int(fields[1]) - int(fields[2])) * PAGE
+
+
 class PeakRSS:
     """Peak resident set size above the start, sampled every millisecond."""
 
+    def __init__(self, read=_rss):
+        self._read = read
+
     def __enter__(self):
-        self.start = self.peak = _rss()
+        self.start = self.peak = self._read()
         self._running = True
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
@@ -58,13 +76,13 @@ class PeakRSS:
 
     def _poll(self):
         while self._running:
-            self.peak = max(self.peak, _rss())
+            self.peak = max(self.peak, self._read())
             time.sleep(0.001)
 
     def __exit__(self, *exc):
         self._running = False
         self._thread.join()
-        self.peak = max(self.peak, _rss())
+        self.peak = max(self.peak, self._read())
 
     @property
     def bytes(self):
@@ -107,6 +125,48 @@ def _case(name, queue):
             seconds = time.perf_counter() - start
         # The file's pages count in the resident set as they are read.
         queue.put((peak.bytes, X.nbytes + out.nbytes, seconds))
+        return
+    if name == "fit memmap":
+        import tempfile
+
+        n, per_class = 2_700_000, 100
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "X.npy")
+            images = np.lib.format.open_memmap(
+                path, mode="w+", dtype=np.uint8, shape=(n, 1, 28, 28)
+            )
+            source = rng.randint(0, 256, size=(1000, 1, 28, 28), dtype=np.uint8)
+            for start in range(0, n, 100_000):
+                rows = np.arange(start, min(start + 100_000, n))
+                images[rows] = source[rows % 1000]
+            images.flush()
+            del images
+            X = np.load(path, mmap_mode="r")
+            y = np.arange(n) // per_class
+
+            def fit(X, y):
+                clf = PrototypicalClassifier(
+                    max_epochs=1, episodes_per_epoch=20, random_state=0
+                )
+                with PeakRSS(_anonymous) as peak:
+                    clf.fit(X, y)
+                return clf, peak.bytes
+
+            fit(np.asarray(X[:1000], np.float32) / 255, y[:1000])  # warm-up
+            # The reference: the same episodes' fit on 54,000 images in memory.
+            small = np.asarray(X[:54_000], np.float32) / 255
+            clf, in_memory = fit(small, y[:54_000])
+            del small
+            start = time.perf_counter()
+            clf, on_disk = fit(X, y)
+            seconds = time.perf_counter() - start
+        print(
+            f"  fit memmap: {clf.n_way_}-way {clf.k_shot_}-shot {clf.n_query_}-query "
+            f"episodes; peak {in_memory / 1e6:.1f} MB for 54,000 images in memory "
+            f"(the reference), {n * 8 / 1e6:.1f} MB of int64 labels",
+            flush=True,
+        )
+        queue.put((on_disk, in_memory, seconds))
         return
     if name.endswith("many"):
         method, operation, _ = name.split(" ")
@@ -168,6 +228,7 @@ def main():
         "matching predict many",
         "matching predict_proba many",
         "transform memmap",
+        "fit memmap",
     ]:
         queue = context.Queue()
         process = context.Process(target=_case, args=(name, queue))
