@@ -125,7 +125,8 @@ def prepare(estimator, net_class, data):
             f"An epoch of {len(data)} training steps over {size} processes: "
             f"{len(data) // size} optimizer steps of {size}; the last "
             f"{len(data) % size} steps of each epoch are drawn but not trained on. "
-            f"Make episodes_per_epoch or batches_per_epoch a multiple of {size}.",
+            f"Make the steps of an epoch (episodes_per_epoch, batches_per_epoch) a "
+            f"multiple of {size}.",
             UserWarning,
             stacklevel=4,
         )
