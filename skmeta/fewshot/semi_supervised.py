@@ -369,6 +369,88 @@ class SemiSupervisedPrototypicalClassifier(PrototypicalClassifier):
 
     _parameters = _with_semi_supervised(PrototypicalClassifier._parameters)
 
+    def __init__(
+        self,
+        n_way=None,
+        k_shot=1,
+        n_query=None,
+        *,
+        episodes_per_epoch=100,
+        max_epochs=25,
+        lr=1e-3,
+        lr_step=1000,
+        optimizer="adam",
+        optimizer_params=None,
+        backbone_lr=None,
+        distance="sqeuclidean",
+        normalization=None,
+        transductive_steps=0,
+        n_unlabelled=5,
+        refinement_steps=1,
+        distractor_scale=100.0,
+        test_time_views="auto",
+        fine_tuning_steps=0,
+        fine_tuning_lr=1e-3,
+        adapt_batch_norm=False,
+        embedding_dim=64,
+        backbone=None,
+        backbone_params=None,
+        rotations=False,
+        flips=False,
+        augment="auto",
+        batch_size=256,
+        device="cpu",
+        precision="float32",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        early_stopping=False,
+        validation_fraction=None,
+        n_iter_no_change=10,
+    ):
+        self.n_way = n_way
+        self.k_shot = k_shot
+        self.n_query = n_query
+        self.episodes_per_epoch = episodes_per_epoch
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.lr_step = lr_step
+        self.optimizer = optimizer
+        self.optimizer_params = optimizer_params
+        self.backbone_lr = backbone_lr
+        self.distance = distance
+        self.normalization = normalization
+        self.transductive_steps = transductive_steps
+        self.n_unlabelled = n_unlabelled
+        self.refinement_steps = refinement_steps
+        self.distractor_scale = distractor_scale
+        self.test_time_views = test_time_views
+        self.fine_tuning_steps = fine_tuning_steps
+        self.fine_tuning_lr = fine_tuning_lr
+        self.adapt_batch_norm = adapt_batch_norm
+        self.embedding_dim = embedding_dim
+        self.backbone = backbone
+        self.backbone_params = backbone_params
+        self.rotations = rotations
+        self.flips = flips
+        self.augment = augment
+        self.batch_size = batch_size
+        self.device = device
+        self.precision = precision
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+
+    def fit(self, X, y, groups=None):
+        """Meta-train on episodes drawn from the base classes in (X, y).
+
+        {fit}
+        """
+        return super().fit(X, y, groups)
+
     _fit_doc = {
         **EpisodicClassifier._fit_doc,
         "y": """; -1 marks an unlabelled sample (an object array for
