@@ -193,6 +193,23 @@ def _gathers_batch(estimator):
     return isinstance(estimator, MetricEmbedder)
 
 
+def _gathered(value):
+    """``value``'s tensors concatenated over the processes, in process order.
+
+    A tensor, or a tuple or list of them (a loss's several outputs or targets).
+    The gather carries gradients: its backward sums, into each process's
+    tensor, the gradients of every process's copy.
+    """
+    if isinstance(value, (tuple, list)):
+        return type(value)(_gathered(part) for part in value)
+    with warnings.catch_warnings():
+        # Deprecated for a private successor; the public one still works.
+        warnings.filterwarnings(
+            "ignore", "torch.distributed.nn.functional", FutureWarning
+        )
+        return torch.cat(all_gather(value.contiguous()))
+
+
 class _Share(IterableDataset):
     """Process ``rank``'s share of a sequence of training steps.
 
@@ -248,15 +265,7 @@ class _DataParallelNet:
 
     def get_loss(self, y_pred, y_true, *args, training=False, **kwargs):
         if training and self.gather_outputs:
-            with warnings.catch_warnings():
-                # Deprecated for a private successor; the public one still works.
-                warnings.filterwarnings(
-                    "ignore", "torch.distributed.nn.functional", FutureWarning
-                )
-                y_pred = torch.cat(all_gather(y_pred))
-            targets = [torch.empty_like(y_true) for _ in range(dist.get_world_size())]
-            dist.all_gather(targets, y_true.contiguous())
-            y_true = torch.cat(targets)
+            y_pred, y_true = _gathered(y_pred), _gathered(y_true)
         return super().get_loss(y_pred, y_true, *args, training=training, **kwargs)
 
     def train_step(self, batch, **fit_params):
