@@ -285,8 +285,15 @@ def build_estimator_class(cls, doc_values=None):
     Raises
     ------
     TypeError
-        If the written ``__init__`` does not match the declaration.
+        If the written ``__init__`` does not match the declaration, or the
+        class sets ``_fit_doc`` without writing ``fit``.
     """
+    if "_fit_doc" in cls.__dict__ and "fit" not in cls.__dict__:
+        raise TypeError(
+            f"{cls.__qualname__} sets _fit_doc, the docstring of its fit, and "
+            "writes no fit: write fit(self, X, y, ...) in the class, its "
+            "docstring a summary line and the {fit} line."
+        )
     fit = cls.__dict__.get("fit")
     fit = getattr(fit, "__wrapped__", fit)  # under scikit-learn's _fit_context
     if fit is not None and fit.__doc__ and FIT_MARKER in fit.__doc__:

@@ -219,3 +219,15 @@ def test_transfer_classifier_is_deprecated_for_base_classifier(digits):
     assert old.module_.classifier.scale == 5.0
     assert clone(old).get_params()["classifier"] == "cosine"
     assert TransferClassifier().classifier == "deprecated"
+
+
+def test_a_class_documenting_a_fit_it_does_not_write_is_refused():
+    def __init__(self, alpha=1.0, *, beta=2, gamma=None):
+        pass
+
+    with pytest.raises(TypeError, match="Wrong sets _fit_doc, .* writes no fit"):
+        type(
+            "Wrong",
+            (TorchEstimator,),
+            {"_parameters": _DECLARED, "__init__": __init__, "_fit_doc": {"y": ""}},
+        )
