@@ -117,8 +117,9 @@ def prepare(estimator, net_class, data):
     if len(data) < size:
         raise ValueError(
             f"An epoch of {len(data)} training steps cannot be shared among {size} "
-            "processes: raise episodes_per_epoch or batches_per_epoch to at least "
-            f"{size}."
+            f"processes: give an epoch at least {size} steps (episodes_per_epoch, "
+            "batches_per_epoch, or a smaller train_batch_size for transfer "
+            "pre-training)."
         )
     if len(data) % size and rank == 0:
         warnings.warn(

@@ -117,6 +117,8 @@ def _worker(rank, port, folder):
                 },
                 folder / f"{name}-{rank}.pt",
             )
+        with pytest.raises(ValueError, match="random_state must be an int"):
+            PrototypicalClassifier(**{**FEW_SHOT, "random_state": None}).fit(X, y)
         with pytest.raises(NotImplementedError, match="several processes"):
             ReptileClassifier(n_way=2, max_epochs=1, random_state=0).fit(X, y)
     finally:
