@@ -91,16 +91,17 @@ def _merge(best_d, best_i, d, i, k):
     return all_d.gather(1, order), all_i.gather(1, order)
 
 
-def _closer(d, start, threshold):
+def _closer(d, start, threshold, inclusive=False):
     """Entries of ``d`` below ``threshold`` (per row), packed to the left.
 
     Returns ``(d, i)`` of shape ``(c, width)``: per row, the entries whose
     distance is strictly below the row's threshold in increasing column order
     (indices offset by ``start``), padded with ``inf`` and ``-1``. Entries
     equal to the threshold rank after the current ``k``-th (a lower index),
-    so they can never enter the ``k`` nearest.
+    so they can never enter the ``k`` nearest; with ``inclusive`` (the
+    threshold is the block's own ``k``-th smallest) they are kept too.
     """
-    mask = d < threshold
+    mask = d <= threshold if inclusive else d < threshold
     counts = mask.sum(1)
     width = int(counts.max()) if len(counts) else 0
     row, col = mask.nonzero(as_tuple=True)
@@ -152,8 +153,10 @@ class _ExactIndex:
                 ref = self.reference[start : start + block]
                 ref = torch.as_tensor(ref, device=device).to(dtype)
                 d = self._scores(prepared, ref).cpu()
-                if best_d.shape[1] < k:  # not k yet: every entry is a candidate
-                    i = torch.arange(start, start + len(ref)).expand(len(d), -1)
+                if best_d.shape[1] < k:  # not k yet: the block's k nearest
+                    # and its ties, never a sort of the whole block.
+                    kth = torch.topk(d, min(k, d.shape[1]), 1, largest=False)
+                    d, i = _closer(d, start, kth.values[:, -1:], inclusive=True)
                 else:
                     d, i = _closer(d, start, best_d[:, -1:])
                 best_d, best_i = _merge(best_d, best_i, d, i, k)
