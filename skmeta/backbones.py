@@ -21,6 +21,8 @@ from numbers import Integral
 import torch
 from torch import nn
 
+from .text import TextBackbone
+
 __all__ = [
     "embedding_size",
     "output_shape",
@@ -373,6 +375,7 @@ BACKBONES = {
     "resnet12": ResNet12,
     "mlp": MLP,
     "identity": nn.Identity,
+    "text": TextBackbone,
 }
 
 #: Constructor arguments that receive ``embedding_dim``.

@@ -371,7 +371,8 @@ REGISTERED = {
 
 
 def test_every_registered_name_is_specified_here():
-    assert set(REGISTERED) == set(BACKBONES)
+    # "text" (a transformer loaded by name) is tested in tests/test_text.py.
+    assert set(REGISTERED) | {"text"} == set(BACKBONES)
 
 
 @pytest.mark.parametrize("name", sorted(REGISTERED))

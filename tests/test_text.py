@@ -358,3 +358,18 @@ def test_a_saved_text_model_loads_with_the_same_embeddings(folder, sentiment, tm
     persistence.save(embedder, tmp_path / "text.skmeta")
     loaded = persistence.load(tmp_path / "text.skmeta", trusted=[TextBackbone])
     np.testing.assert_array_equal(loaded.transform(X), embedder.transform(X))
+
+
+def test_the_registered_name_text_trains_as_the_class(folder, sentiment):
+    from skmeta.backbones import BACKBONES
+
+    assert BACKBONES["text"] is TextBackbone
+    X, y = sentiment
+    params = {"model": folder, "max_length": MAX_LENGTH}
+    by_name = _embedder("text").set_params(
+        backbone__model=folder, backbone__max_length=MAX_LENGTH
+    )
+    by_class = _embedder(TextBackbone, backbone_params=params)
+    np.testing.assert_array_equal(
+        by_name.fit(X, y).transform(X), by_class.fit(X, y).transform(X)
+    )
