@@ -23,6 +23,7 @@ from .callbacks import (
     _HeldOutValidation,
     _StopOnDivergence,
 )
+from .text import TextBackbone
 
 __all__ = ["OPTIMIZERS", "reuse_freed_memory"]
 
@@ -149,7 +150,8 @@ def train_module(
     inputs : torch.Tensor or None
         The training inputs that ``data`` draws from; their largest
         magnitude lets a divergence error say when the inputs' scale is the
-        likely cause.
+        likely cause (not for a module with a text backbone: its inputs are
+        token ids).
     validation : callable or None
         Maps the module in training to ``(valid_loss, valid_acc)`` on the
         held-out classes; called after every epoch.
@@ -181,7 +183,8 @@ def train_module(
     """
     net = {**estimator._optimizer_arguments(module), **net}
     input_scale = None
-    if inputs is not None and inputs.numel():
+    reads_token_ids = any(isinstance(m, TextBackbone) for m in module.modules())
+    if inputs is not None and inputs.numel() and not reads_token_ids:
         input_scale = float(inputs.abs().max())
     net_class = net.pop("net_class", NeuralNet)
     parallel = distributed.world_size() > 1

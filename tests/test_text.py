@@ -373,3 +373,17 @@ def test_the_registered_name_text_trains_as_the_class(folder, sentiment):
     np.testing.assert_array_equal(
         by_name.fit(X, y).transform(X), by_class.fit(X, y).transform(X)
     )
+
+
+def test_a_diverged_text_model_is_not_blamed_on_its_token_ids(
+    backbone, sentiment, monkeypatch
+):
+    # Token ids reach the vocabulary's size (here 21, counted large below):
+    # no input scale is in question.
+    from skmeta.callbacks import _StopOnDivergence
+
+    monkeypatch.setattr(_StopOnDivergence, "_LARGE_INPUT", 1.0)
+    X, y = sentiment
+    with pytest.raises(ValueError, match="Training diverged") as error:
+        _embedder(backbone, lr=1e12).fit(X, y)
+    assert "inputs reach" not in str(error.value)
