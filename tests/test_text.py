@@ -387,3 +387,11 @@ def test_a_diverged_text_model_is_not_blamed_on_its_token_ids(
     with pytest.raises(ValueError, match="Training diverged") as error:
         _embedder(backbone, lr=1e12).fit(X, y)
     assert "inputs reach" not in str(error.value)
+
+
+def test_self_supervised_views_of_texts_are_refused(sentiment):
+    from skmeta import SelfSupervisedEmbedder
+
+    X, _ = sentiment
+    with pytest.raises(ValueError, match="perturb token ids"):
+        SelfSupervisedEmbedder(backbone=TextBackbone).fit(X)

@@ -21,6 +21,7 @@ from .._sklearn import Interval, StrOptions, _fit_context
 from ..augmentation import NaturalImageAugmentation, RandomAffine
 from ..backbones import embedding_size
 from ..distances import l2_normalize
+from ..text import is_text
 from ._base import (
     MetricEmbedder,
     MetricNetwork,
@@ -410,6 +411,14 @@ class SelfSupervisedEmbedder(MetricEmbedder):
         return self._atomically("_fit", X, y, fresh=True)
 
     def _fit(self, X, y):
+        if is_text(X) and isinstance(self.augment, str):
+            raise ValueError(
+                f"augment={self.augment!r} draws views by perturbing the samples "
+                "(noise, affine warps), which for texts would perturb token ids; "
+                "SelfSupervisedEmbedder has no text augmentation. Pass augment=a "
+                "callable on batches of token ids, or train on labelled texts "
+                "(ContrastiveEmbedder, SetFit's first stage)."
+            )
         if self.validation_fraction is None and not self.early_stopping:
             X_train, validation = self._validate_X(X, reset=True), None
             self.device_ = resolve_device(self.device)
