@@ -28,7 +28,7 @@ One thread, one process.
 
 Run from the repository root::
 
-    nice -n 10 python benchmarks/distillation.py             # about 15 minutes
+    nice -n 10 python benchmarks/distillation.py   # 24 min on 2 shared cores
     python benchmarks/distillation.py --steps 20 --episodes 50  # a smoke run
 """
 
@@ -57,7 +57,7 @@ def main(argv=None):
         "--data-home", default=None, help="archives' folder; default: the embedded copy"
     )
     parser.add_argument(
-        "--steps", type=int, default=300, help="gradient steps of each trained model"
+        "--steps", type=int, default=200, help="gradient steps of each trained model"
     )
     parser.add_argument(
         "--views", type=int, default=4, help="affine views per image, last row"
