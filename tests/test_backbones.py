@@ -743,3 +743,42 @@ def test_no_warning_when_the_output_has_embedding_dim_features(backbone, params)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         build_backbone(backbone, (3, 28, 28), 8, params)
+
+
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("conv4", dict(in_channels=3, out_channels=8, hidden_channels=4)),
+        ("resnet12", dict(in_channels=3, channels=(4, 4, 4, 8))),
+    ],
+)
+def test_built_image_networks_run_in_channels_last_memory_to_the_same_values(
+    name, params
+):
+    torch.manual_seed(0)
+    built = build_backbone(name, (3, 20, 20), 8, params)
+    convolutions = [m for m in built.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(
+        c.weight.is_contiguous(memory_format=torch.channels_last) for c in convolutions
+    )
+    plain = type(built)(**params)
+    plain.load_state_dict(built.state_dict())
+    plain.eval(), built.eval()
+    x = torch.rand(4, 3, 20, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(built(x), plain(x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_users_image_backbone_keeps_its_memory_layout():
+    class Mine(ImageBackbone):  # its forward may view the maps as it likes
+        def __init__(self, in_channels=1, out_channels=4):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(in_channels, out_channels, 3)
+
+        def forward(self, x):
+            z = self.conv(x)
+            return z.view(len(z), z.shape[1], -1).mean(2)
+
+    built = build_backbone(Mine, (1, 8, 8), 4)
+    assert built.conv.weight.is_contiguous()
+    assert built(torch.rand(2, 1, 8, 8)).shape == (2, 4)
