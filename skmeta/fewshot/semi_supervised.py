@@ -390,7 +390,7 @@ class SemiSupervisedPrototypicalClassifier(PrototypicalClassifier):
         distractor_scale=100.0,
         test_time_views="auto",
         fine_tuning_steps=0,
-        fine_tuning_lr=1e-3,
+        fine_tuning_lr=3e-4,
         adapt_batch_norm=False,
         embedding_dim=64,
         backbone=None,
