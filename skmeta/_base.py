@@ -215,6 +215,16 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     #: line that ``fit`` writes (see :data:`skmeta._docs.FIT`).
     _fit_doc = None
 
+    #: How training runs over several processes (:mod:`skmeta.distributed`):
+    #: whether the criterion compares a step's samples with one another (a
+    #: metric-learning loss over the batch), so that it sees the step's samples
+    #: gathered from all processes, rather than a mean over its own.
+    _gathers_batch = False
+
+    #: Why this estimator does not train over several processes yet (a phrase
+    #: for the error), or None where it does.
+    _not_data_parallel = None
+
     #: Whether ``fit`` reads X by index, a training step's samples at a time:
     #: then a NumPy memmap stays on disk in ``fit`` too (:class:`_MemmapBatches`);
     #: otherwise ``fit`` reads it whole, as float32.

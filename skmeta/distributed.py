@@ -95,7 +95,7 @@ def prepare(estimator, net_class, data):
         If ``random_state`` is not an int, if the processes disagree on it or on
         the steps of an epoch, or if an epoch has fewer steps than processes.
     """
-    _check_supported(estimator, net_class)
+    _check_supported(estimator)
     size, rank = dist.get_world_size(), dist.get_rank()
     if not isinstance(estimator.random_state, Integral):
         raise ValueError(
@@ -131,7 +131,7 @@ def prepare(estimator, net_class, data):
             UserWarning,
             stacklevel=4,
         )
-    gather = _gathers_batch(estimator)
+    gather = estimator._gathers_batch
     parallel = type(
         net_class.__name__,
         (_DataParallelNet, net_class),
@@ -158,40 +158,14 @@ def _broadcast_state(module):
             dist.broadcast(tensor, src=0)
 
 
-def _check_supported(estimator, net_class):
+def _check_supported(estimator):
     """Refuse the estimators whose training step is not yet made data-parallel."""
-    from .embedding.self_supervised import SelfSupervisedEmbedder
-
-    reason = None
-    if isinstance(estimator, SelfSupervisedEmbedder):
-        reason = (
-            "its labels number the samples within each process's batch, so a "
-            "gathered batch would pair samples of different processes"
-        )
-    elif any(
-        "train_step_single" in vars(cls)
-        for cls in net_class.__mro__
-        if cls.__module__.startswith("skmeta.") and cls.__name__ != "_MixedPrecisionNet"
-    ):
-        # Reptile's: gradients set by hand, which DDP (hooked on backward) misses.
-        reason = "its training step sets gradients without a backward pass"
+    reason = estimator._not_data_parallel
     if reason is not None:
         raise NotImplementedError(
             f"{type(estimator).__name__} does not train over several processes "
             f"yet: {reason}. Fit it in one process (without a process group)."
         )
-
-
-def _gathers_batch(estimator):
-    """Whether the criterion compares the samples of a step with one another.
-
-    The embedders' metric-learning losses do (pairs, triplets, proxies over the
-    batch), so they see the batch gathered from all processes; the few-shot
-    criteria are a mean over each episode's own queries or mini-batch's samples.
-    """
-    from .embedding import MetricEmbedder
-
-    return isinstance(estimator, MetricEmbedder)
 
 
 def _gathered(value):

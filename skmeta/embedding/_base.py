@@ -303,6 +303,10 @@ class MetricEmbedder(TorchEstimator):
     (901, 8)
     """
 
+    # Pairs, triplets and proxies compare the samples of a batch: over several
+    # processes the loss and its miner see the batch gathered from all of them.
+    _gathers_batch = True
+
     _private_fitted = ("_n_loss_classes",)
 
     _parameters = embedder_parameters(

@@ -222,6 +222,11 @@ class SelfSupervisedEmbedder(MetricEmbedder):
     (901, 8)
     """
 
+    _not_data_parallel = (
+        "its labels number the samples within each process's batch, so a "
+        "gathered batch would pair samples of different processes"
+    )
+
     _parameters = embedder_parameters(
         {
             "temperature": Param(

@@ -254,6 +254,9 @@ class _Reptile:
 
     _net_class = _ReptileMetaNet
 
+    # DDP averages gradients in backward, and the meta-update sets them by hand.
+    _not_data_parallel = "its training step sets gradients without a backward pass"
+
     def _optimizer_arguments(self, module):
         # The meta-update is SGD at the meta step size: Reptile's, not a choice.
         return {"optimizer": torch.optim.SGD}
