@@ -80,6 +80,10 @@ def check_labels(labels, n_samples):
         )
 
 
+class NonFiniteEmbeddingsError(ValueError):
+    """Embeddings with NaN or infinity: in training, the network diverged."""
+
+
 def check_batch(embeddings, labels):
     """Check a batch: ``embeddings`` ``(n, d)`` finite floats, ``labels`` ``(n,)``.
 
@@ -114,7 +118,7 @@ def check_batch(embeddings, labels):
     check_labels(labels, embeddings.shape[0])
     finite = torch.isfinite(embeddings.detach())
     if not finite.all():
-        raise ValueError(
+        raise NonFiniteEmbeddingsError(
             f"embeddings must be finite; got {int((~finite).sum())} NaN or infinite "
             f"values in shape {tuple(embeddings.shape)}."
         )

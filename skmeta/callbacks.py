@@ -274,12 +274,12 @@ class _StopOnDivergence(Callback):
         else:
             what = self._weights_diverged(net.module_)
         if what is not None:
-            self._raise(net, what)
+            self.diverged(net, what)
         constant = _same_rows(y_pred) and not _same_rows(_inputs(batch))
         self.steps_ += 1
         self.constant_steps_ = self.constant_steps_ + 1 if constant else 0
         if self.constant_steps_ >= self.patience:
-            self._raise(net, self._collapsed())
+            self.diverged(net, self._collapsed())
 
     def _weights_diverged(self, module):
         """What diverged in the weights of ``module``, or None."""
@@ -301,7 +301,7 @@ class _StopOnDivergence(Callback):
 
     def on_train_end(self, net, **kwargs):
         if 2 <= self.constant_steps_ >= self.steps_ - 1:
-            self._raise(net, self._collapsed())
+            self.diverged(net, self._collapsed())
 
     def _collapsed(self):
         return (
@@ -309,7 +309,8 @@ class _StopOnDivergence(Callback):
             f"last {self.constant_steps_} steps (it collapsed)"
         )
 
-    def _raise(self, net, what):
+    def diverged(self, net, what):
+        """Raise the divergence error of ``net``'s run: ``what`` went wrong."""
         step = sum(len(epoch["batches"]) for epoch in net.history)
         rates = ", ".join(f"{k}={v!r}" for k, v in self.learning_rates.items())
         remedy = f"Lower the learning rate ({rates})"

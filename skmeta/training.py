@@ -16,6 +16,7 @@ from skorch.callbacks import Callback, EarlyStopping, PrintLog, ProgressBar
 from . import distributed
 from ._batchnorm import RunningStatsWarmup
 from ._precision import with_precision
+from ._validation import NonFiniteEmbeddingsError
 from .callbacks import (
     TimeLimit,
     _EarlyStoppingFromStart,
@@ -198,7 +199,8 @@ def train_module(
     net_class = with_precision(net_class, estimator.precision)
     callbacks = list(net.pop("callbacks", []))
     rates = {name: getattr(estimator, name) for name in estimator._learning_rates}
-    callbacks.append(("divergence", _StopOnDivergence(rates, input_scale=input_scale)))
+    divergence = _StopOnDivergence(rates, input_scale=input_scale)
+    callbacks.append(("divergence", divergence))
     callbacks.append(("running_stats", RunningStatsWarmup()))
     if validation is not None:
         callbacks.append(("valid", _HeldOutValidation(validation)))
@@ -234,7 +236,10 @@ def train_module(
     succeeded = False
     try:
         with interrupt.deferring_sigint(), _frozen_layers_in_eval(module):
-            net.fit(data, y=None)
+            try:
+                net.fit(data, y=None)
+            except NonFiniteEmbeddingsError:  # a loss's batch check
+                divergence.diverged(net, "the embeddings became NaN or infinite")
         succeeded = True
     finally:
         if parallel:
