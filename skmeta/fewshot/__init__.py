@@ -4,8 +4,8 @@ from .maml import MAMLClassifier, MAMLRegressor
 from .matching import MatchingClassifier
 from .prototypical import PrototypicalClassifier
 from .relation import RelationClassifier
-from .semi_supervised import SemiSupervisedPrototypicalClassifier
 from .reptile import ReptileClassifier, ReptileRegressor
+from .semi_supervised import SemiSupervisedPrototypicalClassifier
 from .transfer import TransferClassifier
 
 #: The few-shot classifiers by the name the ``skmeta`` command and the

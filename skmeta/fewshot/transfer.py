@@ -129,8 +129,9 @@ class TransferClassifier(PrototypeHead, FewShotClassifier):
     mini-batches (Adam, learning rate halved every ``lr_step`` steps): a
     linear classifier (``"linear"``, the Baseline of Chen et al., 2019) or
     scaled cosine similarities to a weight per class (``"cosine"``, their
-    Baseline++). The base classifier is then set aside: :meth:`adapt` takes the support set of novel classes, and
-    queries are classified from the frozen features by the ``head``:
+    Baseline++). The base classifier is then set aside: :meth:`adapt` takes
+    the support set of novel classes, and queries are classified from the
+    frozen features by the ``head``:
 
     - ``"centroid"``: the nearest class mean of the features, after
       ``normalization`` (by default SimpleShot's CL2N, centred on the mean
