@@ -156,20 +156,6 @@ class Parameters(Mapping):
         return f"    Parameters\n    ----------\n{entries}"
 
 
-def _make_init(parameters):
-    signature = parameters.signature()
-
-    def __init__(self, *args, **kwargs):
-        bound = signature.bind(self, *args, **kwargs)
-        bound.apply_defaults()
-        for name, value in list(bound.arguments.items())[1:]:
-            setattr(self, name, value)
-
-    __init__.__signature__ = signature
-    __init__.__doc__ = "Store the parameters; see the class docstring."
-    return __init__
-
-
 def signature_differences(init, parameters):
     """How the signature of ``init`` differs from the declared ``parameters``.
 
@@ -267,11 +253,9 @@ def build_estimator_class(cls, doc_values=None):
 
     - where the class sets ``_parameters`` in its body, the ``__init__`` it
       writes must have the declared signature (names, order, by position or
-      keyword-only, defaults), or a TypeError says how it differs; a class
-      without an ``__init__`` of its own gets one built from the declaration
-      (a transition for classes not yet written out), with ``__qualname__``
-      of ``cls``; the ``{parameters}`` line of its docstring becomes the
-      Parameters section;
+      keyword-only, defaults), or a TypeError says how it differs (or that
+      the class writes none); the ``{parameters}`` line of its docstring
+      becomes the Parameters section;
     - the ``{fit}`` line of the docstring of a ``fit`` written in the class
       becomes the shared sections (see :func:`_fit_sections`).
 
@@ -285,8 +269,9 @@ def build_estimator_class(cls, doc_values=None):
     Raises
     ------
     TypeError
-        If the written ``__init__`` does not match the declaration, or the
-        class sets ``_fit_doc`` without writing ``fit``.
+        If the class sets ``_parameters`` without writing ``__init__``, or
+        its ``__init__`` does not match them, or it sets ``_fit_doc``
+        without writing ``fit``.
     """
     if "_fit_doc" in cls.__dict__ and "fit" not in cls.__dict__:
         raise TypeError(
@@ -302,13 +287,13 @@ def build_estimator_class(cls, doc_values=None):
     if "_parameters" not in cls.__dict__:
         return
     parameters = cls.__dict__["_parameters"]
-    if "__init__" in cls.__dict__:
-        check_init(cls, parameters)
-    else:
-        init = _make_init(parameters)
-        init.__qualname__ = f"{cls.__qualname__}.__init__"
-        init.__module__ = cls.__module__
-        cls.__init__ = init
+    if "__init__" not in cls.__dict__:
+        raise TypeError(
+            f"{cls.__qualname__} declares _parameters and writes no __init__: "
+            f"write def __init__{parameters.signature()}: with one "
+            "`self.name = name` per parameter, as scikit-learn's estimators do."
+        )
+    check_init(cls, parameters)
     if cls.__doc__ and "    {parameters}\n" in cls.__doc__:
         cls.__doc__ = cls.__doc__.replace(
             "    {parameters}\n", parameters.docs(doc_values)

@@ -393,6 +393,62 @@ class DistilledEmbedder(MetricEmbedder):
         n_samples_per_class=None,
         small_classes=None,
     )
+
+    def __init__(
+        self,
+        teacher=None,
+        *,
+        target="embedding",
+        temperature=4.0,
+        alpha=0.5,
+        train_batch_size=64,
+        normalization=None,
+        normalize="deprecated",
+        batches_per_epoch=50,
+        max_epochs=20,
+        lr=1e-3,
+        optimizer="adam",
+        optimizer_params=None,
+        backbone_lr=None,
+        embedding_dim=64,
+        backbone=None,
+        backbone_params=None,
+        batch_size=256,
+        device="cpu",
+        precision="float32",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        early_stopping=False,
+        validation_fraction=None,
+        n_iter_no_change=10,
+    ):
+        self.teacher = teacher
+        self.target = target
+        self.temperature = temperature
+        self.alpha = alpha
+        self.train_batch_size = train_batch_size
+        self.normalization = normalization
+        self.normalize = normalize
+        self.batches_per_epoch = batches_per_epoch
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.optimizer = optimizer
+        self.optimizer_params = optimizer_params
+        self.backbone_lr = backbone_lr
+        self.embedding_dim = embedding_dim
+        self.backbone = backbone
+        self.backbone_params = backbone_params
+        self.batch_size = batch_size
+        self.device = device
+        self.precision = precision
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+
     _doc_values = {**EMBEDDING, "steps": "batches of ``train_batch_size`` samples"}
     _doc_sections = {}
 

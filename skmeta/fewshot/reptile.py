@@ -587,3 +587,59 @@ class ReptileRegressor(_Reptile, GradientBasedRegressor):
         optimizer=None,
         optimizer_params=None,
     )
+
+    def __init__(
+        self,
+        k_shot=5,
+        n_query=None,
+        *,
+        episodes_per_epoch=100,
+        max_epochs=25,
+        meta_step_size=0.1,
+        meta_step_size_final=0.0,
+        inner_optimizer="sgd",
+        inner_lr=0.02,
+        n_inner_steps=5,
+        inner_batch_size=10,
+        n_inner_steps_test=32,
+        reset_inner_optimizer=False,
+        meta_batch_size=1,
+        embedding_dim=40,
+        backbone=None,
+        backbone_params=None,
+        batch_size=256,
+        device="cpu",
+        precision="float32",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+    ):
+        self.k_shot = k_shot
+        self.n_query = n_query
+        self.episodes_per_epoch = episodes_per_epoch
+        self.max_epochs = max_epochs
+        self.meta_step_size = meta_step_size
+        self.meta_step_size_final = meta_step_size_final
+        self.inner_optimizer = inner_optimizer
+        self.inner_lr = inner_lr
+        self.n_inner_steps = n_inner_steps
+        self.inner_batch_size = inner_batch_size
+        self.n_inner_steps_test = n_inner_steps_test
+        self.reset_inner_optimizer = reset_inner_optimizer
+        self.meta_batch_size = meta_batch_size
+        self.embedding_dim = embedding_dim
+        self.backbone = backbone
+        self.backbone_params = backbone_params
+        self.batch_size = batch_size
+        self.device = device
+        self.precision = precision
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+
+    def fit(self, X, y, groups=None):
+        """Meta-train on the tasks of (X, y), each group of ``groups`` a task.
+
+        {fit}
+        """
+        return super().fit(X, y, groups)
