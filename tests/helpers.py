@@ -1,4 +1,5 @@
-"""What several test modules share: the estimators and weight comparisons.
+"""What several test modules share: the estimators, weight comparisons and
+MAML's meta-gradient computed by hand.
 
 Importable as ``helpers`` because pytest puts this folder on ``sys.path``.
 """
@@ -48,6 +49,13 @@ def short(cls, **params):
     """An estimator of ``cls`` with the suite's short training and ``params``."""
     base = FEW_SHOT_SHORT if cls in FEW_SHOT else EMBEDDER_SHORT
     return cls(**own_params(cls, {**base, **params}))
+
+
+def short_estimators():
+    """A short-training instance of every few-shot classifier and every embedder
+    that learns from labels (``embedding_dim=8``), new on each call."""
+    few_shot = [short(cls) for cls in FEW_SHOT]
+    return few_shot + [short(cls, embedding_dim=8) for cls in EMBEDDERS]
 
 
 #: Parameters of a few-shot classifier's test instances besides the short
@@ -108,3 +116,49 @@ def assert_same_weights(module, expected):
     assert state.keys() == expected.keys()
     for name, value in state.items():
         torch.testing.assert_close(value, expected[name], rtol=0, atol=0)
+
+
+def meta_gradients_by_hand(network, support_loss, query_loss, alpha):
+    """MAML's meta-gradient of one task on ``network``'s weights, by autograd.
+
+    With ``θ`` the weights as one flat vector, ``g_s``, ``H_s`` the gradient
+    and Hessian of the support loss and ``g_q`` the gradient of the query loss:
+    ``θ' = θ − α g_s(θ)``, the second-order meta-gradient is
+    ``(I − α H_s(θ)) g_q(θ')`` and the first-order one ``g_q(θ')`` (Finn et
+    al., 2017, eq. 1; section 5.2 for the first-order approximation).
+
+    Parameters
+    ----------
+    network : GradientNetwork
+        Its ``params()`` give the weights' names, shapes and values.
+    support_loss, query_loss : callable
+        Each takes a dict of name to tensor (the layout of ``params()``) and
+        returns a scalar tensor.
+    alpha : float
+        The inner step size ``α``.
+
+    Returns
+    -------
+    second_order, first_order : torch.Tensor of shape (n_weights,)
+        In the order of ``torch.cat`` of the flattened ``params()``.
+    """
+    params = network.params()
+    theta = torch.cat([p.detach().flatten() for p in params.values()])
+
+    def unflat(vector):
+        out, start = {}, 0
+        for name, p in params.items():
+            out[name] = vector[start : start + p.numel()].reshape(p.shape)
+            start += p.numel()
+        return out
+
+    def support(v):
+        return support_loss(unflat(v))
+
+    def query(v):
+        return query_loss(unflat(v))
+
+    g_s = torch.autograd.functional.jacobian(support, theta)
+    g_q = torch.autograd.functional.jacobian(query, theta - alpha * g_s)
+    h_s = torch.autograd.functional.hessian(support, theta)
+    return g_q - alpha * h_s @ g_q, g_q

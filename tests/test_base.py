@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import sklearn
 import torch
-from helpers import EMBEDDERS, FEW_SHOT, assert_same_weights, short
+from helpers import assert_same_weights, short, short_estimators
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GroupKFold, cross_validate
@@ -30,8 +30,7 @@ from skmeta._base import _MemmapBatches
 from skmeta.fewshot._base import _EpisodeStream
 from skmeta.model_selection import evaluate_episodes
 
-ESTIMATORS = [short(cls) for cls in FEW_SHOT]
-ESTIMATORS += [short(cls, embedding_dim=8) for cls in EMBEDDERS]
+ESTIMATORS = short_estimators()
 every_estimator = pytest.mark.parametrize(
     "estimator", ESTIMATORS, ids=lambda e: type(e).__name__
 )

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import assert_same_weights, weights
+from helpers import assert_same_weights, meta_gradients_by_hand, weights
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
@@ -67,29 +67,13 @@ def _flat_meta_gradients(first_order, backbone_factory, alpha=0.5):
     loss.backward()
     grads = torch.cat([p.grad.flatten() for p in net.params().values()])
 
-    # By hand: theta' = theta - a g_s(theta); the meta-gradient is
-    # (I - a H_s(theta)) g_q(theta'), first order: g_q(theta').
-    names = list(net.params())
-    shapes = [p.shape for p in net.params().values()]
-    theta = torch.cat([p.detach().flatten() for p in net.params().values()])
-
-    def unflat(v):
-        out, i = {}, 0
-        for n, s in zip(names, shapes, strict=True):
-            out[n] = v[i : i + math.prod(s)].reshape(s)
-            i += math.prod(s)
-        return out
-
-    def loss_s(v):
-        return nn.functional.cross_entropy(net.logits(unflat(v), x_s), y_s)
-
-    def loss_q(v):
-        return nn.functional.cross_entropy(net.logits(unflat(v), x_q), y_q)
-
-    g_s = torch.autograd.functional.jacobian(loss_s, theta)
-    g_q = torch.autograd.functional.jacobian(loss_q, theta - alpha * g_s)
-    H_s = torch.autograd.functional.hessian(loss_s, theta)
-    return grads, g_q - alpha * H_s @ g_q, g_q
+    second, first = meta_gradients_by_hand(
+        net,
+        lambda params: nn.functional.cross_entropy(net.logits(params, x_s), y_s),
+        lambda params: nn.functional.cross_entropy(net.logits(params, x_q), y_q),
+        alpha,
+    )
+    return grads, second, first
 
 
 def _tanh_backbone():

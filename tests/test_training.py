@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from helpers import EMBEDDERS, FEW_SHOT, short
+from helpers import short_estimators
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from skorch.callbacks import Callback
@@ -26,8 +26,7 @@ from skmeta.callbacks import TimeLimit
 from skmeta.model_selection import ClassKFold, EpisodicScorer
 from skmeta.training import reuse_freed_memory
 
-ESTIMATORS = [short(cls) for cls in FEW_SHOT]
-ESTIMATORS += [short(cls, embedding_dim=8) for cls in EMBEDDERS]
+ESTIMATORS = short_estimators()
 
 
 class _InterruptedForward(torch.nn.Module):
