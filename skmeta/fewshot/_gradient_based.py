@@ -385,6 +385,28 @@ class GradientBasedEstimator:
         CPUs it can be slower than float32.""",
     }
 
+    @classmethod
+    def parameter_changes(cls):
+        """What a method on this base changes in the shared parameters.
+
+        Its backbone's and precision's documentation (``backbone_change``,
+        ``precision_change``), and no ``lr_step`` (the meta learning rate is
+        constant unless the method schedules it) nor ``backbone_lr`` (the
+        inner loop adapts every weight, the backbone's too).
+
+        Returns
+        -------
+        dict of str to dict or None
+            Keyword arguments for :func:`skmeta._params.episodic_parameters`
+            or :func:`~skmeta.fewshot._regression.regression_parameters`.
+        """
+        return {
+            "backbone": cls.backbone_change,
+            "precision": cls.precision_change,
+            "lr_step": None,
+            "backbone_lr": None,
+        }
+
     def _training_batches(self, stream):
         return _MetaBatchStream(stream, self.meta_batch_size)
 
@@ -490,6 +512,12 @@ class GradientBasedClassifier(GradientBasedEstimator, EpisodicClassifier):
     #: Head width when ``n_way=None``: the 5-way tasks of MAML and Reptile on
     #: Omniglot, or all classes when there are fewer.
     max_auto_way = 5
+
+    @classmethod
+    def parameter_changes(cls):
+        """The estimator's changes (:meth:`GradientBasedEstimator.parameter_changes`)
+        and ``n_way``'s documentation."""
+        return {**super().parameter_changes(), "n_way": cls.n_way_change}
 
     #: ``fit`` fine-tunes on the whole training set (the default support set),
     #: so it reads X whole, a memmap included.

@@ -92,8 +92,6 @@ TASK_PARAMETERS = {
 #: What the regressors do not take (yet) of the classifiers' shared parameters:
 #: the held-out validation scores a classifier's loss and accuracy.
 _NOT_FOR_REGRESSION = {
-    "lr_step": None,
-    "backbone_lr": None,
     "early_stopping": None,
     "validation_fraction": None,
     "n_iter_no_change": None,
@@ -109,7 +107,8 @@ def regression_parameters(own, **changes):
         The method's parameters.
     **changes : dict or None
         As for :func:`skmeta._params.episodic_parameters`: ``None`` drops a
-        shared parameter, a dict replaces fields of it.
+        shared parameter, a dict replaces fields of it; applied after
+        :meth:`GradientBasedRegressor.parameter_changes`.
 
     Returns
     -------
@@ -129,7 +128,12 @@ def regression_parameters(own, **changes):
         "doc": """Training tasks per epoch (a skorch epoch); they form
         ``ceil(episodes_per_epoch / meta_batch_size)`` meta-updates."""
     }
-    changes = {"episodes_per_epoch": tasks, **_NOT_FOR_REGRESSION, **changes}
+    changes = {
+        "episodes_per_epoch": tasks,
+        **_NOT_FOR_REGRESSION,
+        **GradientBasedRegressor.parameter_changes(),
+        **changes,
+    }
     return Parameters(changed(shared, changes), positional=2)
 
 
@@ -221,6 +225,15 @@ class GradientBasedRegressor(GradientBasedEstimator, RegressorMixin, TorchEstima
     }
 
     _net_class = NeuralNet
+
+    @classmethod
+    def parameter_changes(cls):
+        """The estimator's changes (:meth:`GradientBasedEstimator.parameter_changes`)
+        and ``embedding_dim``'s default and documentation."""
+        return {
+            **super().parameter_changes(),
+            "embedding_dim": cls.embedding_dim_change,
+        }
 
     def _head_outputs(self):
         return 1

@@ -254,9 +254,7 @@ class MAMLClassifier(_MAML, GradientBasedClassifier):
 
     _parameters = episodic_parameters(
         MAML_PARAMETERS,
-        n_way=GradientBasedClassifier.n_way_change,
-        backbone=GradientBasedClassifier.backbone_change,
-        precision=GradientBasedClassifier.precision_change,
+        **GradientBasedClassifier.parameter_changes(),
         k_shot={
             "doc": """Support samples per class in training episodes (the inner
             loop's data)."""
@@ -269,9 +267,7 @@ class MAMLClassifier(_MAML, GradientBasedClassifier):
             "doc": """The outer loop's learning rate ``β`` (the paper's, with
             Adam)."""
         },
-        lr_step=None,
         optimizer={"doc": "The outer loop's optimizer: Adam in the paper."},
-        backbone_lr=None,
     )
 
     def __init__(
@@ -455,9 +451,6 @@ class MAMLRegressor(_MAML, GradientBasedRegressor):
                 },
             },
         ),
-        backbone=GradientBasedRegressor.backbone_change,
-        embedding_dim=GradientBasedRegressor.embedding_dim_change,
-        precision=GradientBasedRegressor.precision_change,
         lr={"doc": "The outer loop's learning rate ``β`` (the paper's, with Adam)."},
         optimizer={"doc": "The outer loop's optimizer: Adam in the paper."},
     )

@@ -376,9 +376,7 @@ class ReptileClassifier(_Reptile, GradientBasedClassifier):
 
     _parameters = episodic_parameters(
         REPTILE_PARAMETERS,
-        n_way=GradientBasedClassifier.n_way_change,
-        backbone=GradientBasedClassifier.backbone_change,
-        precision=GradientBasedClassifier.precision_change,
+        **GradientBasedClassifier.parameter_changes(),
         k_shot={
             "type": "int or None",
             "default": None,
@@ -400,10 +398,8 @@ class ReptileClassifier(_Reptile, GradientBasedClassifier):
             ``ceil(episodes_per_epoch / meta_batch_size)`` meta-updates."""
         },
         lr=None,
-        lr_step=None,
         optimizer=None,
         optimizer_params=None,
-        backbone_lr=None,
     )
 
     def __init__(
@@ -580,9 +576,6 @@ class ReptileRegressor(_Reptile, GradientBasedRegressor):
                 "meta_batch_size": {"default": 1},
             },
         ),
-        backbone=GradientBasedRegressor.backbone_change,
-        embedding_dim=GradientBasedRegressor.embedding_dim_change,
-        precision=GradientBasedRegressor.precision_change,
         lr=None,
         optimizer=None,
         optimizer_params=None,
