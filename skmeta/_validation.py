@@ -1,8 +1,10 @@
-"""Checks of the tensors and numbers that losses and miners take.
+"""Checks of the tensors and numbers that losses, miners and retrieval take.
 
 One place for the messages a loss (:mod:`skmeta.losses`) and a miner
 (:mod:`skmeta.miners`) give for a wrong batch or a wrong hyperparameter: each
-names the parameter, what was expected and what was given.
+names the parameter, what was expected and what was given; and the test of a
+count (``k``, ``n_neighbors``, ``chunk_size``) that :mod:`skmeta.metrics` and
+:mod:`skmeta.neighbors` put in their own messages.
 """
 
 import math
@@ -51,6 +53,28 @@ def check_number(name, value, *, low=None, low_inclusive=True, high=None):
     if high is not None and value >= high:
         raise ValueError(f"{name} must be < {high}; got {value!r}.")
     return value
+
+
+def is_count(value, low=1, high=None):
+    """Whether ``value`` is an int in ``[low, high]`` (a bool is not one).
+
+    Parameters
+    ----------
+    value : object
+    low : int, default=1
+    high : int or None, default=None
+        The upper bound, inclusive; None for none.
+
+    Returns
+    -------
+    bool
+    """
+    return (
+        isinstance(value, numbers.Integral)
+        and not isinstance(value, bool)
+        and low <= value
+        and (high is None or value <= high)
+    )
 
 
 def check_labels(labels, n_samples):

@@ -39,6 +39,7 @@ import numbers
 import numpy as np
 import torch
 
+from ._validation import is_count
 from .distances import get_distance
 from .neighbors import EmbeddingNeighbors
 
@@ -53,11 +54,7 @@ __all__ = [
 
 
 def _check_chunk_size(chunk_size):
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool)
-        or not isinstance(chunk_size, numbers.Integral)
-        or chunk_size < 1
-    ):
+    if chunk_size is not None and not is_count(chunk_size):
         raise ValueError(f"chunk_size must be None or an int >= 1; got {chunk_size!r}.")
 
 
@@ -101,11 +98,7 @@ def _check_k(k, available):
             f"k must be None, an int or a sequence of ints; got {k!r}."
         ) from exc
     for value in ks:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, numbers.Integral)
-            or not 1 <= value <= available
-        ):
+        if not is_count(value, high=available):
             raise ValueError(
                 f"k must be None or ints in [1, {available}] (the number of "
                 f"references a query can retrieve); got {k!r}."

@@ -34,6 +34,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._faiss import _FAISS_DISTANCES, _all_finite, _check_faiss_bytes, _FaissIndex
 from ._sklearn import Interval, StrOptions, _fit_context
+from ._validation import is_count
 from .distances import get_distance
 
 __all__ = ["ALGORITHMS", "EmbeddingNeighbors"]
@@ -334,11 +335,7 @@ class EmbeddingNeighbors(BaseEstimator):
             )
         params.update(self.algorithm_params or {})
         for key, value in params.items():
-            if (value is None and key == "nlist") or (
-                isinstance(value, numbers.Integral)
-                and not isinstance(value, bool)
-                and value >= 1
-            ):
+            if (value is None and key == "nlist") or is_count(value):
                 continue
             raise ValueError(
                 f"algorithm_params[{key!r}] must be an int >= 1"
@@ -525,11 +522,7 @@ class EmbeddingNeighbors(BaseEstimator):
         check_is_fitted(self)
         n_neighbors = self.n_neighbors if n_neighbors is None else n_neighbors
         available = self.n_samples_fit_ - (X is None)
-        if (
-            isinstance(n_neighbors, bool)
-            or not isinstance(n_neighbors, numbers.Integral)
-            or not 1 <= n_neighbors <= available
-        ):
+        if not is_count(n_neighbors, high=available):
             raise ValueError(
                 f"n_neighbors must be an int in [1, {available}] (the references"
                 f"{' other than the query' if X is None else ''}); "

@@ -197,6 +197,12 @@ def test_metric_errors_name_the_parameter():
         retrieval_scores(X, y, X, y, k=[1, 0])
     with pytest.raises(TypeError, match="k must be None, an int or a sequence"):
         retrieval_scores(X, y, k=1.5)
+    with pytest.raises(ValueError, match=r"k must be None or ints in \[1, 3\]"):
+        retrieval_scores(X, y, k=[True])  # a bool is not a count
+    with pytest.raises(ValueError, match="chunk_size must be None or an int >= 1"):
+        retrieval_scores(X, y, chunk_size=True)
+    # numpy ints are counts.
+    assert "recall_at_2" in retrieval_scores(X, y, k=np.int64(2), chunk_size=np.int8(2))
 
 
 def test_recall_at_k_by_hand_on_the_line():
