@@ -31,10 +31,12 @@ process), and dropout masks from its own generator. Batch-norm running statistic
 are those of process 0 (DDP broadcasts its buffers at every forward pass, and
 :func:`finish` once more at the end). Validation on held-out classes, ``adapt``,
 ``predict`` and evaluation run whole in every process; the fitted estimators of all
-processes are equal. Reptile (gradients set without a backward pass) and
-:class:`~skmeta.SelfSupervisedEmbedder` (labels that number the samples of each
-process's batch) raise ``NotImplementedError`` instead. The user guide's "Scaling
-out" page shows the ``torchrun`` commands.
+processes are equal. Reptile's meta-update sets the gradients without a backward
+pass: its net averages them over the processes itself (``gradients_by_hand``), and
+its ``ε`` anneals over the optimizer steps of one process. An estimator whose
+training step is not data-parallel declares why in ``_not_data_parallel``, and
+``fit`` then raises ``NotImplementedError``. The user guide's "Scaling out" page
+shows the ``torchrun`` commands.
 """
 
 import os
@@ -135,7 +137,12 @@ def prepare(estimator, net_class, data):
     parallel = type(
         net_class.__name__,
         (_DataParallelNet, net_class),
-        {"gather_outputs": gather, "__module__": net_class.__module__},
+        {
+            "gather_outputs": gather,
+            # The net class's own, which the mixin's default would shadow.
+            "gradients_by_hand": getattr(net_class, "gradients_by_hand", False),
+            "__module__": net_class.__module__,
+        },
     )
     return parallel, _Share(data, rank, size)
 
@@ -220,8 +227,15 @@ class _DataParallelNet:
 
     gather_outputs = False
 
+    #: Whether the net's step sets gradients without a backward pass (Reptile's
+    #: meta-update): then no DDP wrapper, and the gradients are averaged by hand.
+    gradients_by_hand = False
+
     def initialize(self):
         super().initialize()
+        if self.gradients_by_hand:
+            _broadcast_state(self.module_)  # as DDP's constructor does
+            return self
         device = torch.device(self.device)
         # vars(): skorch would register a module attribute as one more module.
         vars(self)["parallel_module_"] = DistributedDataParallel(
@@ -242,6 +256,16 @@ class _DataParallelNet:
         if training and self.gather_outputs:
             y_pred, y_true = _gathered(y_pred), _gathered(y_true)
         return super().get_loss(y_pred, y_true, *args, training=training, **kwargs)
+
+    def train_step_single(self, batch, **fit_params):
+        step = super().train_step_single(batch, **fit_params)
+        if self.gradients_by_hand:
+            size = dist.get_world_size()
+            for parameter in self.module_.parameters():
+                if parameter.grad is not None:
+                    dist.all_reduce(parameter.grad)
+                    parameter.grad /= size
+        return step
 
     def train_step(self, batch, **fit_params):
         step = super().train_step(batch, **fit_params)

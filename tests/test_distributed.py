@@ -25,6 +25,7 @@ from skmeta import (
     MAMLClassifier,
     PrototypicalClassifier,
     ReptileClassifier,
+    SelfSupervisedEmbedder,
     TripletEmbedder,
 )
 from skmeta.batches import ClassBalancedBatchSampler
@@ -62,6 +63,27 @@ MAML = {
     "lr": 0.01,
     "random_state": 0,
 }
+REPTILE = {
+    **{name: FEW_SHOT[name] for name in ("backbone", "n_way", "k_shot", "n_query")},
+    "embedding_dim": 8,
+    "meta_batch_size": 2,
+    "episodes_per_epoch": 2 * STEPS,  # STEPS meta-batches of 2 episodes
+    "n_inner_steps": 2,
+    "inner_batch_size": None,  # every row at each inner step: no random draw
+    # Each task from the same inner optimizer state, as one process of 4 tasks.
+    "reset_inner_optimizer": True,
+    "max_epochs": EPOCHS,
+    "random_state": 0,
+}
+SELF_SUPERVISED = {
+    "backbone": "mlp",
+    "embedding_dim": 8,
+    "train_batch_size": 4,
+    "batches_per_epoch": STEPS,
+    "max_epochs": EPOCHS,
+    "random_state": 0,
+}
+FITTED = ("fewshot", "maml", "embedder", "reptile", "self-supervised")
 EMBEDDER = {
     "backbone": "mlp",
     "embedding_dim": 8,
@@ -105,6 +127,8 @@ def _worker(rank, port, folder):
             "fewshot": PrototypicalClassifier(**FEW_SHOT).fit(X, y),
             "maml": MAMLClassifier(**MAML).fit(X, y),
             "embedder": TripletEmbedder(**EMBEDDER).fit(X, y),
+            "reptile": ReptileClassifier(**REPTILE).fit(X, y),
+            "self-supervised": SelfSupervisedEmbedder(**SELF_SUPERVISED).fit(X),
         }
         for name, estimator in fitted.items():
             torch.save(
@@ -112,15 +136,13 @@ def _worker(rank, port, folder):
                     "losses": estimator.history_[:, "batches", :, "train_loss"],
                     "state": estimator.module_.state_dict(),
                     "predicted": estimator.predict(X)
-                    if name != "embedder"
+                    if hasattr(estimator, "predict")
                     else estimator.transform(X),
                 },
                 folder / f"{name}-{rank}.pt",
             )
         with pytest.raises(ValueError, match="random_state must be an int"):
             PrototypicalClassifier(**{**FEW_SHOT, "random_state": None}).fit(X, y)
-        with pytest.raises(NotImplementedError, match="several processes"):
-            ReptileClassifier(n_way=2, max_epochs=1, random_state=0).fit(X, y)
     finally:
         dist.destroy_process_group()
 
@@ -144,7 +166,7 @@ def _run_two_processes(folder, timeout=60):
                 process.terminate()
     return {
         (name, rank): torch.load(folder / f"{name}-{rank}.pt", weights_only=False)
-        for name in ("fewshot", "maml", "embedder")
+        for name in FITTED
         for rank in range(N_PROCESSES)
     }
 
@@ -285,10 +307,26 @@ def test_two_processes_train_as_one_over_the_same_global_batches(tmp_path):
                 torch.testing.assert_close(
                     result["state"][key], value, rtol=1e-5, atol=1e-6
                 )
-        # One fitted estimator: both processes hold the same weights and outputs.
+    # Reptile: each process meta-updates with its 2 tasks, the gradients
+    # averaged by hand, as one process with meta-batches of 4 tasks (the same
+    # episodes), whose epsilon anneals over as many meta-updates.
+    reptile = ReptileClassifier(**{**REPTILE, "meta_batch_size": 4}).fit(X, y)
+    expected_losses = np.concatenate(reptile.history_[:, "batches", :, "train_loss"])
+    for rank in range(N_PROCESSES):
+        result = results["reptile", rank]
+        np.testing.assert_allclose(
+            np.concatenate(result["losses"]), expected_losses, rtol=1e-5, atol=1e-6
+        )
+        for key, value in reptile.module_.state_dict().items():
+            torch.testing.assert_close(
+                result["state"][key], value, rtol=1e-5, atol=1e-6
+            )
+    for name in FITTED:  # one fitted estimator: the same weights and outputs
+        first, second = results[name, 0], results[name, 1]
         for key, value in first["state"].items():
-            assert torch.equal(value, second["state"][key]), key
+            assert torch.equal(value, second["state"][key]), (name, key)
         np.testing.assert_array_equal(first["predicted"], second["predicted"])
+    assert np.isfinite(np.concatenate(results["self-supervised", 0]["losses"])).all()
 
 
 @pytest.mark.parametrize("size", [1, 2, 3])

@@ -92,9 +92,12 @@ def test_a_batch_is_two_views_of_n_distinct_samples(digits):
     )
     assert len(recorder.batches) == 6  # max_epochs * batches_per_epoch
     X = torch.from_numpy(digits.X_base)
-    for views, samples in recorder.batches:
+    for step, (views, samples) in enumerate(recorder.batches):
         assert views.shape == (32, 64)
-        assert samples.tolist() == list(range(16)) * 2
+        # Sample i of step s is s * 16 + i (of its epoch): no two steps share
+        # a label, so that processes' steps gather into one batch.
+        first = (step % 3) * 16
+        assert samples.tolist() == list(range(first, first + 16)) * 2
         # The identity "augmentation": both halves are the same samples of X.
         torch.testing.assert_close(views[:16], views[16:])
         index = [int(torch.nonzero((v == X).all(1))[0]) for v in views[:16]]

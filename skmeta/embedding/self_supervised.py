@@ -128,8 +128,10 @@ class _ViewPairs(IterableDataset):
     """One epoch of batches of two views of each of N samples, as skorch items.
 
     Each item is ``(views, samples)``: the first views of the N samples, then
-    their second views, ``(2N, ...)``, and the index of each view's sample in
-    the batch, ``(2N,)``, the labels of the loss. The N samples are drawn
+    their second views, ``(2N, ...)``, and a number of each view's sample,
+    ``(2N,)``, the labels of the loss: ``s * N + i`` for sample ``i`` of step
+    ``s``, so that the steps of several processes, gathered into one batch
+    (:mod:`skmeta.distributed`), never share a label. The N samples are drawn
     without replacement (all of X when it has fewer).
     """
 
@@ -145,10 +147,10 @@ class _ViewPairs(IterableDataset):
         n = len(self.X)
         size = min(self.batch_size, n)
         samples = torch.arange(size, device=self.X.device).repeat(2)
-        for _ in range(self.n_batches):
+        for step in range(self.n_batches):
             index = torch.from_numpy(self.rng.choice(n, size, replace=False))
             x = self.X[index.to(self.X.device)]
-            yield torch.cat([self.augment(x), self.augment(x)]), samples
+            yield torch.cat([self.augment(x), self.augment(x)]), samples + step * size
 
 
 #: What ``fit`` does with ``y``, in the parameters that use it.
@@ -221,11 +223,6 @@ class SelfSupervisedEmbedder(MetricEmbedder):
     >>> embedder.fit_transform(data.X_base).shape
     (901, 8)
     """
-
-    _not_data_parallel = (
-        "its labels number the samples within each process's batch, so a "
-        "gathered batch would pair samples of different processes"
-    )
 
     _parameters = embedder_parameters(
         {

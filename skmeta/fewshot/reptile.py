@@ -12,6 +12,7 @@ from .._docs import META_BATCHES
 from .._params import Param, changed, episodic_parameters
 from .._precision import _MixedPrecisionNet, autocast
 from .._sklearn import Interval, StrOptions
+from ..distributed import world_size
 from ._gradient_based import (
     GradientBasedClassifier,
     GradientNetwork,
@@ -146,6 +147,10 @@ class _ReptileMetaNet(_MixedPrecisionNet, NeuralNet):
     (as in the authors' code), unless ``reset_inner_optimizer``.
     """
 
+    #: The meta-update sets the gradients without a backward pass: over several
+    #: processes they are averaged by hand (:mod:`skmeta.distributed`).
+    gradients_by_hand = True
+
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
         X, y_query = unpack_data(batch)
@@ -254,9 +259,6 @@ class _Reptile:
 
     _net_class = _ReptileMetaNet
 
-    # DDP averages gradients in backward, and the meta-update sets them by hand.
-    _not_data_parallel = "its training step sets gradients without a backward pass"
-
     def _optimizer_arguments(self, module):
         # The meta-update is SGD at the meta step size: Reptile's, not a choice.
         return {"optimizer": torch.optim.SGD}
@@ -278,7 +280,8 @@ class _Reptile:
         return self.meta_step_size
 
     def _schedule(self, steps_per_epoch):
-        n_steps = max(self.max_epochs * steps_per_epoch, 1)
+        # Over N processes, each optimizer step takes N of the epoch's steps.
+        n_steps = max(self.max_epochs * (steps_per_epoch // world_size()), 1)
         final = self.meta_step_size_final / self.meta_step_size
         schedule = LRScheduler(
             torch.optim.lr_scheduler.LambdaLR,
