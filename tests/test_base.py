@@ -27,7 +27,7 @@ from skmeta import (
     TripletEmbedder,
 )
 from skmeta._base import _MemmapBatches
-from skmeta.fewshot._base import _EpisodeStream
+from skmeta.fewshot._episodic import _EpisodeStream
 from skmeta.model_selection import evaluate_episodes
 
 ESTIMATORS = short_estimators()

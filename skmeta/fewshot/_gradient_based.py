@@ -34,7 +34,7 @@ from torch.utils.data import IterableDataset
 from .._base import _at_least_rows, _check_finite_output, check_labels
 from .._precision import autocast
 from .._sklearn import StrOptions
-from ._base import EpisodicClassifier
+from ._episodic import EpisodicClassifier
 
 __all__ = [
     "GradientBasedClassifier",

@@ -12,7 +12,8 @@ from .._docs import METRIC_BASED
 from .._params import Param, episodic_parameters, registry_constraints
 from .._sklearn import Interval
 from ..distances import DISTANCES, get_distance, l2_normalize
-from ._base import EpisodicClassifier, EpisodicNetwork
+from ._base import EpisodicNetwork
+from ._episodic import EpisodicClassifier
 
 __all__ = [
     "AttentionLSTM",

@@ -23,7 +23,8 @@ from .._precision import autocast
 from .._sklearn import Interval, StrOptions
 from ..augmentation import AffineViews
 from ..distances import DISTANCES, get_distance, l2_normalize
-from ._base import EpisodicClassifier, EpisodicNetwork
+from ._base import EpisodicNetwork
+from ._episodic import EpisodicClassifier
 from ._segments import class_counts, class_sums
 
 __all__ = [

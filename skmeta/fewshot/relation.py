@@ -12,7 +12,8 @@ from .._docs import METRIC_BASED
 from .._params import Param, episodic_parameters
 from .._sklearn import Interval, StrOptions
 from ..backbones import conv_block, output_shape
-from ._base import EpisodicClassifier, EpisodicNetwork
+from ._base import EpisodicNetwork
+from ._episodic import EpisodicClassifier
 from ._segments import class_counts, class_sums
 
 __all__ = [

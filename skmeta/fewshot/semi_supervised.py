@@ -13,7 +13,7 @@ from torch.utils.data import IterableDataset
 from .._base import eval_mode
 from .._params import Param, Parameters
 from .._sklearn import Interval
-from ._base import EpisodicClassifier
+from ._episodic import EpisodicClassifier
 from .prototypical import PrototypicalClassifier, PrototypicalNetwork
 
 __all__ = [
