@@ -345,7 +345,14 @@ class SemiSupervisedPrototypicalClassifier(PrototypicalClassifier):
        Tenenbaum, H. Larochelle, R. S. Zemel. "Meta-Learning for
        Semi-Supervised Few-Shot Classification". ICLR 2018.
        https://arxiv.org/abs/1803.00676
-    .. [2] J. Snell, K. Swersky, R. Zemel. "Prototypical Networks for Few-shot
+    .. [2] S. X. Hu, D. Li, J. Stühmer, M. Kim, T. M. Hospedales. "Pushing the
+       Limits of Simple Pipelines for Few-Shot Learning: External Data and
+       Fine-Tuning Make a Difference". CVPR 2022.
+       https://arxiv.org/abs/2204.07305
+    .. [3] Y. Li, N. Wang, J. Shi, X. Hou, J. Liu. "Adaptive Batch
+       Normalization for practical domain adaptation". Pattern Recognition
+       80, 2018. https://arxiv.org/abs/1603.04779
+    .. [4] J. Snell, K. Swersky, R. Zemel. "Prototypical Networks for Few-shot
        Learning". NeurIPS 2017. https://arxiv.org/abs/1703.05175
 
     Examples
