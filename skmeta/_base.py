@@ -698,13 +698,18 @@ class _MemmapBatches:
         )
 
     def __getitem__(self, index):
-        if self.rows is not None:
-            index = self.rows[index]
-        batch = np.asarray(self.X[index], dtype=np.float32)
+        rows = index if self.rows is None else self.rows[index]
+        batch = np.asarray(self.X[rows], dtype=np.float32)
         if self.scale != 1:
             batch = batch / self.scale
-        if not np.isfinite(batch).all():
-            raise ValueError(f"Input X contains NaN or infinity (in the rows {index}).")
+        finite = np.isfinite(batch).all(axis=tuple(range(1, batch.ndim)))
+        if not finite.all():
+            bad = np.arange(len(self.X))[rows][~finite]
+            listed = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
+            raise ValueError(
+                f"Input X contains NaN or infinity: in {len(bad)} sample(s) of the "
+                f"memmap, at the row(s) {listed}."
+            )
         return batch
 
     def __array__(self, dtype=None, copy=None):

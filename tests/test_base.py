@@ -720,8 +720,10 @@ def test_a_memmap_of_uint8_images_is_read_in_batches(tiny_images, tmp_path):
     bad = X.copy()
     bad[5, 0, 0, 0] = np.nan
     np.save(tmp_path / "bad.npy", bad)
-    with pytest.raises(ValueError, match="NaN or infinity"):
+    with pytest.raises(ValueError, match="NaN or infinity: in 1 sample.*row.s. 5\\."):
         clf.transform(np.load(tmp_path / "bad.npy", mmap_mode="r"))
+    with pytest.raises(ValueError, match="NaN or infinity: in 1 sample.*row.s. 5\\."):
+        clf.fit(np.load(tmp_path / "bad.npy", mmap_mode="r"), y)  # by episodes
 
 
 @pytest.mark.parametrize("validation_fraction", [None, 0.5])
