@@ -9,15 +9,18 @@ __all__ = ["FIT", "fill_doc"]
 #: The docstring of a ``fit`` after its summary line, which each ``fit``
 #: writes (see :func:`skmeta._params.build_estimator_class`); the class's
 #: ``_fit_doc`` gives the paragraphs after the summary (``extended``, if
-#: any), what ``y`` needs beyond labels, the ``groups``
-#: parameter where fit takes it, and the ValueErrors of its own (``raises``,
-#: each starting with a comma).
+#: any), what ``X`` needs beyond finite values (``X``, starting with a
+#: comma), what ``y`` needs beyond labels (``y``), or the type and text of
+#: another ``y`` (``y_type``, ``y_doc``), the ``groups`` parameter where fit
+#: takes it, the ValueErrors of its own (``raises``, each starting with a
+#: comma), and other errors (``errors``: numpydoc entries, each on a new
+#: line).
 FIT = """{extended}        Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
-            Training samples, finite.
-        y : array-like of shape (n_samples,)
-            Class labels of any type{y}.{groups}
+            Training samples, finite{X}.
+        y : {y_type}
+            {y_doc}{groups}
 
         Returns
         -------
@@ -30,7 +33,7 @@ FIT = """{extended}        Parameters
             If X has NaN or inf or is not 2-D or 4-D{raises}, or if training
             diverges (a non-finite loss or weight; the message names the
             learning rates). The estimator is then left as it was before
-            ``fit``.
+            ``fit``.{errors}
 """
 
 #: What every torch-backed estimator records of its training and its data

@@ -234,7 +234,15 @@ def _fit_sections(cls):
     first line: a preset's ``fit`` says what its base's says.
     """
     if "_fit_doc" in cls.__dict__:
-        doc = {"groups": "", **cls._fit_doc}
+        doc = {
+            "X": "",
+            "y": "",
+            "y_type": "array-like of shape (n_samples,)",
+            "groups": "",
+            "errors": "",
+            **cls._fit_doc,
+        }
+        doc.setdefault("y_doc", f"Class labels of any type{doc['y']}.")
         extended = doc.pop("extended", "")
         return FIT.format(extended=f"        {extended}\n\n" if extended else "", **doc)
     inherited = getattr(super(cls, cls), "fit", None)

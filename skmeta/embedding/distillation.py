@@ -457,39 +457,29 @@ class DistilledEmbedder(MetricEmbedder):
     def _validation_n_query(self):
         return 3
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Train the student on the teacher's outputs on X (and on y, if given).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
-            Training samples, finite, of the kind the teacher takes.
-        y : None or array-like of shape (n_samples,), default=None
-            Class labels of any type: a classifier on the student's
+    _fit_doc = {
+        "X": ", of the kind the teacher takes",
+        "y_type": "None or array-like of shape (n_samples,), default=None",
+        "y_doc": """Class labels of any type: a classifier on the student's
             embeddings learns them too (weight ``1 - alpha``). Needed for
             validation on held-out classes (``validation_fraction`` or
-            ``early_stopping``).
-
-        Returns
-        -------
-        self : object
-            The fitted estimator.
-
-        Raises
-        ------
-        ValueError
-            If X has NaN or inf or is not 2-D or 4-D, if ``teacher`` is None
-            or its output is not 2-D with one finite row per sample (for
-            probabilities, >= 0 with a positive entry in each row), if
-            validation is asked for without ``y``, or if training diverges (a
-            non-finite loss or weight; the message names the learning rate).
-            The estimator is then left as it was before ``fit``.
+            ``early_stopping``).""",
+        "raises": """, if ``teacher`` is None or its output is not 2-D with
+            one finite row per sample (for probabilities, >= 0 with a positive
+            entry in each row), if validation is asked for without ``y``""",
+        "errors": """
         TypeError
             If the teacher has no ``transform`` (``target="embedding"``) or
             ``predict_proba`` (``target="probabilities"``).
         sklearn.exceptions.NotFittedError
-            If the teacher is an estimator that is not fitted.
+            If the teacher is an estimator that is not fitted.""",
+    }
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the student on the teacher's outputs on X (and on y, if given).
+
+        {fit}
         """
         return self._atomically("_fit", X, y, fresh=True)
 

@@ -383,32 +383,20 @@ class SelfSupervisedEmbedder(MetricEmbedder):
     def _validation_n_query(self):
         return 3
 
+    _fit_doc = {
+        "y_type": "None or array-like of shape (n_samples,), default=None",
+        "y_doc": """Ignored by training; class labels of any type, needed only for
+            validation on held-out classes (``validation_fraction`` or
+            ``early_stopping``).""",
+        "raises": """, if ``augment`` names an image augmentation for 2-D X,
+            if validation is asked for without ``y``""",
+    }
+
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Train the embedding on two random views of the samples of X.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
-            Training samples, finite.
-        y : None or array-like of shape (n_samples,), default=None
-            Ignored by training; class labels of any type, needed only for
-            validation on held-out classes (``validation_fraction`` or
-            ``early_stopping``).
-
-        Returns
-        -------
-        self : object
-            The fitted estimator.
-
-        Raises
-        ------
-        ValueError
-            If X has NaN or inf or is not 2-D or 4-D, if ``augment`` names
-            an image augmentation for 2-D X, if validation is asked for
-            without ``y``, or if training diverges (a non-finite loss or
-            weight; the message names the learning rate). The estimator is
-            then left as it was before ``fit``.
+        {fit}
         """
         return self._atomically("_fit", X, y, fresh=True)
 

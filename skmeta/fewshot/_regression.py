@@ -254,43 +254,31 @@ class GradientBasedRegressor(GradientBasedEstimator, RegressorMixin, TorchEstima
         backbone = self._new_backbone(self.input_shape_)
         return self._build_module(backbone, embedding_size(backbone, self.input_shape_))
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, groups=None):
-        """Meta-train on the tasks of (X, y), each group of ``groups`` a task.
-
-        Each training task draws ``k_shot + n_query`` samples of one group
-        (the groups with that many, each equally likely): the method adapts
-        to the first ``k_shot`` and is scored on the others. Afterwards the
-        training data is the support set (all of it, as one task) until
-        :meth:`adapt` gives a new task's samples.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
-            Training samples, finite.
-        y : array-like of shape (n_samples,)
-            Real targets, finite (within float32's range).
+    _fit_doc = {
+        "extended": """Each training task draws ``k_shot + n_query`` samples of one
+        group (the groups with that many, each equally likely): the method
+        adapts to the first ``k_shot`` and is scored on the others. Afterwards
+        the training data is the support set (all of it, as one task) until
+        :meth:`adapt` gives a new task's samples.""",
+        "y_doc": "Real targets, finite (within float32's range).",
+        "groups": """
         groups : array-like of shape (n_samples,), default=None
             The task of each sample (scikit-learn's ``groups``), labels of one
             sortable type: a sinusoid, a user, a patient. ``None`` makes the
             whole of (X, y) one task: meta-training then learns a network
             that ``k_shot`` samples of it adapt well, which is plain
-            regression on (X, y) with a meta-learning objective.
+            regression on (X, y) with a meta-learning objective.""",
+        "raises": """, if y is missing, not numeric, not finite or of another
+            length than X, if ``groups`` is not 1-D labels of the length of y,
+            if no task (no group, or with ``groups=None`` the whole data) has
+            ``k_shot + 1`` samples""",
+    }
 
-        Returns
-        -------
-        self : object
-            The fitted estimator.
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, groups=None):
+        """Meta-train on the tasks of (X, y), each group of ``groups`` a task.
 
-        Raises
-        ------
-        ValueError
-            If X has NaN or inf or is not 2-D or 4-D, if y is missing, not
-            numeric, not finite or of another length than X, if ``groups``
-            is not 1-D labels of the length of y, if no task (no group, or
-            with ``groups=None`` the whole data) has ``k_shot + 1`` samples,
-            or if training diverges (the message names the learning rates).
-            The estimator is then left as it was before ``fit``.
+        {fit}
         """
         return self._atomically("_fit", X, y, groups, fresh=True)
 
