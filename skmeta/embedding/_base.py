@@ -20,12 +20,14 @@ from torch.nn import functional as F
 from torch.utils.data import IterableDataset
 
 from .._base import TorchEstimator, seeded, trains
-from .._docs import EMBEDDING
-from .._params import (
+from .._catalogue import (
     BACKBONE_PARAMETERS,
     META_TRAINING_PARAMETERS,
     OPTIMIZER_PARAMETERS,
     RUNTIME_PARAMETERS,
+)
+from .._docs import EMBEDDING
+from .._params import (
     Param,
     Parameters,
     changed,
@@ -147,7 +149,7 @@ REDUCTION = Param(
 def embedder_parameters(own, **changes):
     """The parameters of an embedder: its ``own`` (the loss's) first.
 
-    ``changes`` are as for :func:`skmeta._params.episodic_parameters`. The
+    ``changes`` are as for :func:`skmeta._catalogue.episodic_parameters`. The
     first parameter may be given by position, the others by keyword.
     """
     shared = (

@@ -397,7 +397,7 @@ class GradientBasedEstimator:
         Returns
         -------
         dict of str to dict or None
-            Keyword arguments for :func:`skmeta._params.episodic_parameters`
+            Keyword arguments for :func:`skmeta._catalogue.episodic_parameters`
             or :func:`~skmeta.fewshot._regression.regression_parameters`.
         """
         return {

@@ -37,15 +37,13 @@ from .._base import (
     seeded,
     trains,
 )
-from .._params import (
+from .._catalogue import (
     BACKBONE_PARAMETERS,
     META_TRAINING_PARAMETERS,
     OPTIMIZER_PARAMETERS,
     RUNTIME_PARAMETERS,
-    Param,
-    Parameters,
-    changed,
 )
+from .._params import Param, Parameters, changed
 from .._sklearn import Interval, _fit_context
 from ..backbones import build_backbone, embedding_size
 from ..episodes import check_groups
@@ -106,7 +104,7 @@ def regression_parameters(own, **changes):
     own : dict of str to Param
         The method's parameters.
     **changes : dict or None
-        As for :func:`skmeta._params.episodic_parameters`: ``None`` drops a
+        As for :func:`skmeta._catalogue.episodic_parameters`: ``None`` drops a
         shared parameter, a dict replaces fields of it; applied after
         :meth:`GradientBasedRegressor.parameter_changes`.
 

@@ -4,8 +4,9 @@ from numbers import Integral, Real
 
 import torch
 
+from .._catalogue import episodic_parameters
 from .._docs import META_BATCHES
-from .._params import Param, changed, episodic_parameters
+from .._params import Param, changed
 from .._sklearn import Interval
 from ..training import optimizer_arguments
 from ._gradient_based import GradientBasedClassifier, GradientNetwork, sgd_steps

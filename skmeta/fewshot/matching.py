@@ -8,8 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._catalogue import episodic_parameters
 from .._docs import METRIC_BASED
-from .._params import Param, episodic_parameters, registry_constraints
+from .._params import Param, registry_constraints
 from .._sklearn import Interval
 from ..distances import DISTANCES, get_distance, l2_normalize
 from ._base import EpisodicNetwork

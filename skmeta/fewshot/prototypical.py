@@ -11,14 +11,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._base import check_labels, eval_mode, seeded
+from .._catalogue import AUTO_TEST_TIME_VIEWS, TEST_TIME_VIEWS, episodic_parameters
 from .._docs import METRIC_BASED
-from .._params import (
-    AUTO_TEST_TIME_VIEWS,
-    TEST_TIME_VIEWS,
-    Param,
-    episodic_parameters,
-    registry_constraints,
-)
+from .._params import Param, registry_constraints
 from .._precision import autocast
 from .._sklearn import Interval, StrOptions
 from ..augmentation import AffineViews

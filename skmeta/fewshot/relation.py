@@ -8,8 +8,9 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
+from .._catalogue import episodic_parameters
 from .._docs import METRIC_BASED
-from .._params import Param, episodic_parameters
+from .._params import Param
 from .._sklearn import Interval, StrOptions
 from ..backbones import conv_block, output_shape
 from ._base import EpisodicNetwork

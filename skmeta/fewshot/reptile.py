@@ -8,8 +8,9 @@ from skorch.callbacks import LRScheduler
 from skorch.dataset import unpack_data
 from torch import nn
 
+from .._catalogue import episodic_parameters
 from .._docs import META_BATCHES
-from .._params import Param, changed, episodic_parameters
+from .._params import Param, changed
 from .._precision import _MixedPrecisionNet, autocast
 from .._sklearn import Interval, StrOptions
 from ..distributed import world_size

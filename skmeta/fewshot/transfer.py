@@ -18,19 +18,15 @@ from torch import nn
 from torch.utils.data import IterableDataset
 
 from .._base import seeded, trains
-from .._docs import EPISODIC
-from .._params import (
+from .._catalogue import (
     BACKBONE_PARAMETERS,
     IMAGE_PARAMETERS,
     META_TRAINING_PARAMETERS,
     OPTIMIZER_PARAMETERS,
     RUNTIME_PARAMETERS,
-    Param,
-    Parameters,
-    changed,
-    deprecated_param,
-    renamed,
 )
+from .._docs import EPISODIC
+from .._params import Param, Parameters, changed, deprecated_param, renamed
 from .._sklearn import Interval, StrOptions, _fit_context
 from ..distances import SquaredEuclidean, l2_normalize
 from ..episodes import EpisodeSampler
