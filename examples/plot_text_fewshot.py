@@ -107,13 +107,10 @@ tokenizer = PreTrainedTokenizerFast(
     sep_token="[SEP]",
 )
 torch.manual_seed(0)
+layers = dict(num_hidden_layers=2, num_attention_heads=4)  # BERT-base: 12 and 12
+widths = dict(hidden_size=64, intermediate_size=128)  # BERT-base: 768 and 3072
 config = BertConfig(
-    vocab_size=len(vocabulary),
-    hidden_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=128,
-    max_position_embeddings=32,
+    vocab_size=len(vocabulary), max_position_embeddings=32, **layers, **widths
 )
 backbone = TextBackbone(BertModel(config), tokenizer=tokenizer, max_length=32)
 
@@ -181,15 +178,10 @@ plt.show()
 # 4-way 3-shot episodes of the base intents. After ``fit``, its support set
 # is the training texts: the 200 new texts are classified by the nearest
 # class mean of the 8 texts of each intent.
+episodes = dict(n_way=4, k_shot=3, n_query=5)
+budget = dict(max_epochs=5, episodes_per_epoch=10)  # 50 episodes
 fewshot = PrototypicalClassifier(
-    backbone=backbone,
-    n_way=4,
-    k_shot=3,
-    n_query=5,
-    max_epochs=5,
-    episodes_per_epoch=10,
-    lr=1e-3,
-    random_state=0,
+    backbone=backbone, **episodes, **budget, random_state=0
 ).fit(X_train, y_train)
 print(f"base intents, 8 shots: {100 * fewshot.score(X_test, y_test):.1f} %")
 
