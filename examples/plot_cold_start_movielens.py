@@ -65,17 +65,12 @@ X = StandardScaler().fit(X[train]).transform(X).astype(np.float32)
 # %%
 # Meta-train MAML on tasks of the training users: 2-way (like, dislike),
 # 5 ratings of each as support and 10 as queries, 5000 tasks (15 s on 2 CPU
-# cores). Within groups, the episode's classes keep their order, so the
-# meta-learned head knows which output means "like" before any fine-tuning.
-maml = MAMLClassifier(
-    n_way=2,
-    k_shot=5,
-    n_query=10,
-    backbone="mlp",
-    embedding_dim=32,
-    max_epochs=50,
-    random_state=0,
-).fit(X[train], y[train], groups=users[train])
+# cores), with an MLP (the default backbone of tabular X). Within groups, the
+# episode's classes keep their order, so the meta-learned head knows which
+# output means "like" before any fine-tuning.
+episodes = dict(n_way=2, k_shot=5, n_query=10)
+maml = MAMLClassifier(**episodes, embedding_dim=32, max_epochs=50, random_state=0)
+maml.fit(X[train], y[train], groups=users[train])
 everyone = HistGradientBoostingClassifier(random_state=0).fit(X[train], y[train])
 p_global = everyone.predict_proba(X)[:, 1]
 
