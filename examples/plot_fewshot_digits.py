@@ -32,13 +32,7 @@ scores = {}
 for name, model in models.items():
     model.fit(data.X_base, data.y_base)
     scores[name] = evaluate_episodes(
-        model,
-        data.X_novel,
-        data.y_novel,
-        n_way=5,
-        k_shot=5,
-        n_episodes=600,
-        random_state=0,
+        model, data.X_novel, data.y_novel, n_way=5, k_shot=5, random_state=0
     )
 
 # %%
