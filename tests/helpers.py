@@ -4,9 +4,12 @@ MAML's meta-gradient computed by hand.
 Importable as ``helpers`` because pytest puts this folder on ``sys.path``.
 """
 
+import copy
 import inspect
 
+import pytest
 import torch
+from sklearn.exceptions import NotFittedError
 
 from skmeta.embedding import EMBEDDERS as _EMBEDDERS
 from skmeta.fewshot import (
@@ -43,6 +46,14 @@ UNSUPERVISED = [
 #: The training lengths of the suite, short enough for 2 CPU cores.
 FEW_SHOT_SHORT = dict(max_epochs=2, episodes_per_epoch=4, random_state=0)
 EMBEDDER_SHORT = dict(max_epochs=2, batches_per_epoch=4, random_state=0)
+
+#: The training of a few-shot classifier whose tests read what it learnt on
+#: the digits (its predictions, its embedding): 20 episodes.
+FEW_SHOT_TRAINED = dict(max_epochs=2, episodes_per_epoch=10, random_state=0)
+
+#: A small embedding network: an MLP of one hidden layer of 32 units to 16
+#: dimensions (the gradient-based classifiers adapt all of its weights).
+SMALL_MLP = dict(embedding_dim=16, backbone_params={"hidden_dims": (32,)})
 
 
 def short(cls, **params):
@@ -116,6 +127,27 @@ def assert_same_weights(module, expected):
     assert state.keys() == expected.keys()
     for name, value in state.items():
         torch.testing.assert_close(value, expected[name], rtol=0, atol=0)
+
+
+def assert_errors_are_named(fitted, digits, refused):
+    """The errors of ``fitted``'s class say what is wrong.
+
+    An unfitted estimator's ``predict`` raises NotFittedError; adapting
+    ``fitted`` to 10 of the digits' 64 features, a ValueError naming the
+    features; meta-training 7-way episodes on the 5 base digits, one naming
+    ``n_way=7``; and each value of ``refused`` (a dict of parameter name to a
+    value the class refuses), a ValueError naming its parameter.
+    """
+    cls = type(fitted)
+    with pytest.raises(NotFittedError):
+        cls().predict(digits.X_novel)
+    with pytest.raises(ValueError, match="features"):
+        copy.deepcopy(fitted).adapt(digits.X_novel[:, :10], digits.y_novel)
+    with pytest.raises(ValueError, match="n_way=7"):
+        cls(n_way=7).fit(digits.X_base, digits.y_base)
+    for name, value in refused.items():
+        with pytest.raises(ValueError, match=name):
+            cls(**{name: value}).fit(digits.X_base, digits.y_base)
 
 
 def meta_gradients_by_hand(network, support_loss, query_loss, alpha):

@@ -6,8 +6,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import assert_same_weights, meta_gradients_by_hand, weights
-from sklearn.exceptions import NotFittedError
+from helpers import (
+    SMALL_MLP,
+    assert_errors_are_named,
+    assert_same_weights,
+    meta_gradients_by_hand,
+    weights,
+)
 from torch import nn
 
 from skmeta import MAMLClassifier
@@ -15,15 +20,8 @@ from skmeta.fewshot._gradient_based import GradientNetwork, sgd_steps
 from skmeta.fewshot.maml import MAMLNetwork
 from skmeta.model_selection import evaluate_episodes
 
-FAST = dict(
-    max_epochs=2,
-    episodes_per_epoch=8,
-    meta_batch_size=4,
-    inner_lr=0.1,
-    embedding_dim=16,
-    backbone_params={"hidden_dims": (32,)},
-    random_state=0,
-)
+TRAINING = dict(max_epochs=2, episodes_per_epoch=8, meta_batch_size=4, random_state=0)
+FAST = dict(TRAINING, inner_lr=0.1, **SMALL_MLP)
 
 
 @pytest.fixture(scope="module")
@@ -246,36 +244,15 @@ def test_first_order_trains(digits):
 
 def test_conv4_batch_norm_uses_batch_statistics(tiny_images):
     X, y = tiny_images
-    clf = MAMLClassifier(
-        n_way=4,
-        k_shot=1,
-        n_query=1,
-        max_epochs=1,
-        episodes_per_epoch=2,
-        meta_batch_size=2,
-        embedding_dim=8,
-        backbone_params={"hidden_channels": 8},
-        augment=None,
-        random_state=0,
-    ).fit(X, y)
+    episodes = dict(n_way=4, k_shot=1, n_query=1, max_epochs=1, episodes_per_epoch=2)
+    conv4 = dict(embedding_dim=8, backbone_params={"hidden_channels": 8}, augment=None)
+    clf = MAMLClassifier(meta_batch_size=2, random_state=0, **episodes, **conv4)
+    clf.fit(X, y)
     bns = [m for m in clf.module_.modules() if isinstance(m, nn.BatchNorm2d)]
     assert bns and all(m.running_mean is None for m in bns)
     assert clf.predict(X).shape == (40,)
 
 
 def test_errors(fitted, digits):
-    with pytest.raises(NotFittedError):
-        MAMLClassifier().predict(digits.X_novel)
-    with pytest.raises(ValueError, match="features"):
-        copy.deepcopy(fitted).adapt(digits.X_novel[:, :10], digits.y_novel)
-    with pytest.raises(ValueError, match="n_way=7"):
-        MAMLClassifier(n_way=7).fit(digits.X_base, digits.y_base)
-    for bad in (
-        dict(inner_lr=0),
-        dict(meta_batch_size=0),
-        dict(n_inner_steps=0),
-        dict(n_inner_steps_test=0),
-        dict(first_order="yes"),
-    ):
-        with pytest.raises(ValueError, match=next(iter(bad))):
-            MAMLClassifier(**bad).fit(digits.X_base, digits.y_base)
+    bad = dict(inner_lr=0, meta_batch_size=0, n_inner_steps=0, n_inner_steps_test=0)
+    assert_errors_are_named(fitted, digits, {**bad, "first_order": "yes"})

@@ -5,8 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from helpers import assert_same_weights, weights
-from sklearn.exceptions import NotFittedError
+from helpers import SMALL_MLP, assert_errors_are_named, assert_same_weights, weights
 from torch import nn
 
 from skmeta import ReptileClassifier
@@ -15,17 +14,8 @@ from skmeta.fewshot._gradient_based import adam_state, optimizer_steps
 from skmeta.fewshot.reptile import ReptileNetwork, _ReptileMetaNet
 from skmeta.model_selection import evaluate_episodes
 
-FAST = dict(
-    max_epochs=2,
-    episodes_per_epoch=6,
-    meta_batch_size=3,
-    k_shot=2,
-    n_query=2,
-    n_inner_steps_test=10,
-    embedding_dim=16,
-    backbone_params={"hidden_dims": (32,)},
-    random_state=0,
-)
+TRAINING = dict(max_epochs=2, episodes_per_epoch=6, meta_batch_size=3, random_state=0)
+FAST = dict(TRAINING, k_shot=2, n_query=2, n_inner_steps_test=10, **SMALL_MLP)
 
 
 @pytest.fixture(scope="module")
@@ -230,20 +220,8 @@ def test_adapt_keeps_the_meta_weights_and_is_deterministic(fitted, digits):
 
 
 def test_errors(fitted, digits):
-    with pytest.raises(NotFittedError):
-        ReptileClassifier().predict(digits.X_novel)
-    with pytest.raises(ValueError, match="features"):
-        copy.deepcopy(fitted).adapt(digits.X_novel[:, :10], digits.y_novel)
-    with pytest.raises(ValueError, match="n_way=7"):
-        ReptileClassifier(n_way=7).fit(digits.X_base, digits.y_base)
-    for bad in (
-        dict(inner_optimizer="rmsprop"),
-        dict(meta_step_size=0),
-        dict(inner_batch_size=0),
-        dict(n_inner_steps_test=0),
-    ):
-        with pytest.raises(ValueError, match=next(iter(bad))):
-            ReptileClassifier(**bad).fit(digits.X_base, digits.y_base)
+    bad = dict(meta_step_size=0, inner_batch_size=0, n_inner_steps_test=0)
+    assert_errors_are_named(fitted, digits, {**bad, "inner_optimizer": "rmsprop"})
     # Set after fit, 0 steps is refused where it would be used.
     clf = copy.deepcopy(fitted).set_params(n_inner_steps_test=0)
     with pytest.raises(ValueError, match="n_inner_steps_test"):

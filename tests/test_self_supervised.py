@@ -7,6 +7,7 @@ on it in test_estimator_checks.py and test_common.py; here is what is its own.
 import numpy as np
 import pytest
 import torch
+from helpers import EMBEDDER_SHORT
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from skorch.callbacks import Callback
@@ -20,13 +21,7 @@ from skmeta.losses import NTXentLoss
 from skmeta.model_selection import evaluate_episodes
 from skmeta.persistence import load, save
 
-FAST = dict(
-    max_epochs=2,
-    batches_per_epoch=3,
-    train_batch_size=16,
-    embedding_dim=8,
-    random_state=0,
-)
+FAST = dict(EMBEDDER_SHORT, batches_per_epoch=3, train_batch_size=16, embedding_dim=8)
 
 
 class Recorder(Callback):
