@@ -17,6 +17,7 @@ import torch
 from helpers import (
     EMBEDDERS,
     FEW_SHOT,
+    FEW_SHOT_TRAINED,
     REGRESSORS,
     STUDENTS,
     TEST_PARAMS,
@@ -37,11 +38,9 @@ from skmeta.fewshot import CLASSIFIERS as METHODS
 from skmeta.fewshot import ReptileClassifier, TransferClassifier
 from skmeta.model_selection import ClassKFold, EpisodicScorer, evaluate_episodes
 
-FAST = dict(max_epochs=2, episodes_per_epoch=10, random_state=0)
-
 #: Every registered few-shot classifier with short training, and the settings
 #: of its own in helpers.TEST_PARAMS: a new method is checked with no entry.
-CLASSIFIERS = instances(METHODS, FAST)
+CLASSIFIERS = instances(METHODS, FEW_SHOT_TRAINED)
 ESTIMATORS = FEW_SHOT + EMBEDDERS + REGRESSORS + UNSUPERVISED + STUDENTS
 
 

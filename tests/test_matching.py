@@ -3,14 +3,13 @@
 import numpy as np
 import pytest
 import torch
+from helpers import FEW_SHOT_TRAINED as FAST
 from torch import nn
 
 from skmeta import MatchingClassifier, PrototypicalClassifier
 from skmeta.backbones import Conv4
 from skmeta.distances import Manhattan
 from skmeta.fewshot.matching import MatchingNetwork
-
-FAST = dict(max_epochs=2, episodes_per_epoch=10, random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -249,17 +248,12 @@ def test_images_get_conv4(tiny_images):
 
 
 @pytest.mark.parametrize(
-    "params, name",
-    [
-        ({"temperature": 0}, "temperature"),
-        ({"fce_steps": 0}, "fce_steps"),
-        ({"fce": "yes"}, "fce"),
-        ({"distance": "hamming"}, "distance"),
-    ],
+    ("name", "value"),
+    [("temperature", 0), ("fce_steps", 0), ("fce", "yes"), ("distance", "hamming")],
 )
-def test_invalid_parameters(digits, params, name):
+def test_invalid_parameters(digits, name, value):
     with pytest.raises(ValueError, match=f"'{name}' parameter"):
-        MatchingClassifier(**params).fit(digits.X_base, digits.y_base)
+        MatchingClassifier(**{name: value}).fit(digits.X_base, digits.y_base)
 
 
 def test_adapt_with_another_feature_shape(fitted, digits):

@@ -9,6 +9,7 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from helpers import FEW_SHOT_TRAINED as FAST
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import log_loss
@@ -25,8 +26,6 @@ from skmeta.backbones import MLP, Conv4
 from skmeta.distances import SquaredEuclidean
 from skmeta.fewshot.prototypical import PrototypicalNetwork, soft_kmeans
 from skmeta.model_selection import ClassKFold, EpisodicScorer
-
-FAST = dict(max_epochs=2, episodes_per_epoch=10, random_state=0)
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from helpers import FEW_SHOT_TRAINED as FAST
 from torch import nn
 
 from skmeta import EpisodeSampler, RelationClassifier
@@ -20,8 +21,6 @@ from skmeta.fewshot.relation import (
     pair_layer,
 )
 from skmeta.model_selection import evaluate_episodes
-
-FAST = dict(max_epochs=2, episodes_per_epoch=10, random_state=0)
 
 
 @pytest.fixture(scope="module")
