@@ -22,7 +22,8 @@ import pytest
 from PIL import Image
 from skorch.callbacks import Callback
 
-from skmeta import PrototypicalClassifier, cli
+from skmeta import PrototypicalClassifier
+from skmeta.cli import _main as cli
 from skmeta.cli import main
 from skmeta.datasets import load_digits_fewshot
 from skmeta.model_selection import evaluate_episodes
