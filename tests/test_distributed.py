@@ -53,27 +53,17 @@ FEW_SHOT = {
     "lr": 0.01,
     "random_state": 0,
 }
-MAML = {
-    **{name: FEW_SHOT[name] for name in ("backbone", "n_way", "k_shot", "n_query")},
-    "embedding_dim": 8,
-    "meta_batch_size": 2,
-    "episodes_per_epoch": 2 * STEPS,  # STEPS meta-batches of 2 episodes
-    "n_inner_steps": 1,
-    "max_epochs": EPOCHS,
-    "lr": 0.01,
-    "random_state": 0,
-}
+# MAML's and Reptile's: the episodes and network of FEW_SHOT, STEPS
+# meta-batches of 2 episodes an epoch; Reptile takes no lr (its outer step
+# is meta_step_size).
+META = {**FEW_SHOT, "meta_batch_size": 2, "episodes_per_epoch": 2 * STEPS}
+MAML = {**META, "n_inner_steps": 1}
 REPTILE = {
-    **{name: FEW_SHOT[name] for name in ("backbone", "n_way", "k_shot", "n_query")},
-    "embedding_dim": 8,
-    "meta_batch_size": 2,
-    "episodes_per_epoch": 2 * STEPS,  # STEPS meta-batches of 2 episodes
+    **{name: value for name, value in META.items() if name != "lr"},
     "n_inner_steps": 2,
     "inner_batch_size": None,  # every row at each inner step: no random draw
     # Each task from the same inner optimizer state, as one process of 4 tasks.
     "reset_inner_optimizer": True,
-    "max_epochs": EPOCHS,
-    "random_state": 0,
 }
 SELF_SUPERVISED = {
     "backbone": "mlp",
