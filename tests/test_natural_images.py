@@ -11,6 +11,9 @@ from skmeta.persistence import load, save
 
 pytest.importorskip("kornia")
 
+#: One epoch of 2 episodes of 3 classes (1 support and 2 query images each).
+EPOCH = dict(n_way=3, n_query=2, max_epochs=1, episodes_per_epoch=2, random_state=0)
+
 
 @pytest.fixture(scope="module")
 def rgb84():
@@ -27,15 +30,9 @@ def rgb84():
 def test_resnet12_meta_trains_on_84x84_rgb_adapts_saves_and_loads(rgb84, tmp_path):
     X, y = rgb84
     base, novel = y < 5, y >= 5
+    narrow = {"channels": (4, 4, 8, 8)}
     clf = PrototypicalClassifier(
-        backbone="resnet12",
-        backbone_params={"channels": (4, 4, 8, 8)},
-        augment="natural",
-        n_way=3,
-        n_query=2,
-        max_epochs=1,
-        episodes_per_epoch=2,
-        random_state=0,
+        backbone="resnet12", backbone_params=narrow, augment="natural", **EPOCH
     ).fit(X[base], y[base])
     assert clf.transform(X[:2]).shape == (2, 8)
     clf.adapt(X[novel][::2], y[novel][::2])
@@ -75,15 +72,7 @@ def test_a_pretrained_module_keeps_its_weights_and_trains_as_asked(rgb84, tmp_pa
     net = PretrainedNet()
     net.load_state_dict(torch.load(tmp_path / "weights.pt", weights_only=True))
     net.features.requires_grad_(False)  # frozen features, a new head
-    clf = PrototypicalClassifier(
-        backbone=net,
-        n_way=3,
-        n_query=2,
-        max_epochs=1,
-        episodes_per_epoch=3,
-        augment="natural",
-        random_state=0,
-    )
+    clf = PrototypicalClassifier(backbone=net, augment="natural", **EPOCH)
     # Untrained: the given weights are used as they are.
     untrained = clone(clf).set_params(max_epochs=0).fit(X, y)
     with torch.no_grad():
@@ -120,15 +109,7 @@ def test_a_timm_model_is_a_backbone(rgb84):
     X, y = rgb84
     net = timm.create_model("resnet10t", pretrained=False, num_classes=0)
     clf = PrototypicalClassifier(
-        backbone=net,
-        backbone_lr=1e-4,
-        lr=1e-3,
-        n_way=3,
-        n_query=2,
-        max_epochs=1,
-        episodes_per_epoch=2,
-        augment="natural",
-        random_state=0,
+        backbone=net, backbone_lr=1e-4, lr=1e-3, augment="natural", **EPOCH
     ).fit(X, y)
     assert clf.transform(X[:2]).shape == (2, net.num_features)
 
@@ -138,12 +119,5 @@ def test_a_torchvision_model_is_a_backbone(rgb84):
     X, y = rgb84
     net = models.resnet18(weights=None)
     net.fc = torch.nn.Identity()
-    clf = PrototypicalClassifier(
-        backbone=net,
-        n_way=3,
-        n_query=2,
-        max_epochs=1,
-        episodes_per_epoch=2,
-        random_state=0,
-    ).fit(X, y)
+    clf = PrototypicalClassifier(backbone=net, **EPOCH).fit(X, y)
     assert clf.transform(X[:2]).shape == (2, 512)
