@@ -14,6 +14,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers reads it
 import numpy as np
 import pytest
 import torch
+from helpers import short
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -306,14 +307,8 @@ def test_a_clone_and_a_pickled_copy_embed_as_the_original(backbone, sentiment):
 
 def test_prototypical_classifier_adapts_to_novel_classes_of_texts(backbone, sentiment):
     X, y = sentiment
-    model = PrototypicalClassifier(
-        backbone=backbone,
-        n_way=2,
-        k_shot=2,
-        n_query=3,
-        max_epochs=2,
-        episodes_per_epoch=4,
-        random_state=0,
+    model = short(
+        PrototypicalClassifier, backbone=backbone, n_way=2, k_shot=2, n_query=3
     ).fit(X, y)
     support = ["the cat sat", "a cat ran", "the dog sat", "a dog ran"]
     model.adapt(support, ["cat", "cat", "dog", "dog"])
