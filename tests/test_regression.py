@@ -289,18 +289,10 @@ def test_reptile_regressor_meta_update_moves_theta_towards_the_trained_copy(task
     # Algorithm 1).
     X, y, _ = tasks
     X, y = X[:12], y[:12].astype(np.float32)
-    params = dict(
-        k_shot=6,
-        n_query=6,
-        n_inner_steps=3,
-        inner_lr=0.05,
-        inner_batch_size=None,
-        meta_step_size=0.5,
-        meta_step_size_final=0.5,
-        meta_batch_size=1,
-        episodes_per_epoch=1,
-        random_state=0,
-    )
+    task = dict(k_shot=6, n_query=6, meta_batch_size=1, episodes_per_epoch=1)
+    inner_loop = dict(n_inner_steps=3, inner_lr=0.05, inner_batch_size=None)
+    meta_update = dict(meta_step_size=0.5, meta_step_size_final=0.5, random_state=0)
+    params = {**task, **inner_loop, **meta_update}
     before = ReptileRegressor(max_epochs=0, **params).fit(X, y)
     after = ReptileRegressor(max_epochs=1, **params).fit(X, y)
     theta = {
