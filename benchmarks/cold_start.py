@@ -189,6 +189,28 @@ def first_of_each_class(rows, y, timestamps, k_shot):
     return support, np.setdiff1d(rows, support)
 
 
+def print_cold_starts(title, kind, groups, train, test, tasks, k_shot):
+    """Print how many ``kind`` (users, movies) train, are new, and are cold starts."""
+    print(
+        f"\n{title}. {len(np.unique(groups[train]))} training {kind}, "
+        f"{len(np.unique(groups[test]))} new {kind}, of which {len(tasks)} have more "
+        f"than {k_shot} likes and dislikes (the cold starts)"
+    )
+
+
+def rating_features(keys, groups, data, train, test, args):
+    """``keys``' shrunk share of likes and rating factors, out of fold over ``groups``.
+
+    For a user cold start, ``keys`` are the movies (their popularity) and
+    ``groups`` the users; for an item cold start, the other way round (the
+    users' generosity). Returns the share, of shape (n_ratings,), and the
+    factors, of shape (n_ratings, ``args.factors``).
+    """
+    share = out_of_fold(shrunk_mean(keys, data.y, args.prior), groups, train, test)
+    factors = RatingFactors(keys, groups, data.ratings, args.factors, train, args.seed)
+    return share, out_of_fold(factors, groups, train, test)
+
+
 def compare(tasks, X, y, groups, train, baseline, k_shot, seed, title):
     """Print the table of one cold start: each row's scores over ``tasks``."""
     X = StandardScaler().fit(X[train]).transform(X).astype(np.float32)
@@ -224,19 +246,16 @@ def user_cold_start(data, args):
         (test[support], test[query])
         for support, query in cold_start.split(None, y[test], users[test])
     ]
-    print(
-        f"\nUSER COLD START. {len(np.unique(users[train]))} training users, "
-        f"{len(np.unique(users[test]))} new users, of whom {len(tasks)} have more "
-        f"than {args.k_shot} likes and dislikes (the cold starts)"
+    print_cold_starts(
+        "USER COLD START", "users", users, train, test, tasks, args.k_shot
     )
-    rate = out_of_fold(shrunk_mean(movies, y, args.prior), users, train, test)
-    factors = RatingFactors(movies, users, data.ratings, args.factors, train, args.seed)
+    rate, factors = rating_features(movies, users, data, train, test, args)
     with_popularity = np.column_stack([data.X, rate])
     features = {
         "genres and year": data.X,
         "genres, year and popularity": with_popularity,
         f"genres, year, popularity and {args.factors} rating factors": (
-            np.column_stack([with_popularity, out_of_fold(factors, users, train, test)])
+            np.column_stack([with_popularity, factors])
         ),
     }
     for described_by, X in features.items():
@@ -259,14 +278,11 @@ def item_cold_start(data, args):
         )
         if task is not None:
             tasks.append(task)
-    print(
-        f"\nITEM COLD START. {len(np.unique(movies[train]))} training movies, "
-        f"{len(np.unique(movies[test]))} new movies, of which {len(tasks)} have "
-        f"more than {args.k_shot} likes and dislikes (the cold starts)"
+    print_cold_starts(
+        "ITEM COLD START", "movies", movies, train, test, tasks, args.k_shot
     )
-    generosity = out_of_fold(shrunk_mean(users, y, args.prior), movies, train, test)
-    factors = RatingFactors(users, movies, data.ratings, args.factors, train, args.seed)
-    X = np.column_stack([data.X, generosity, out_of_fold(factors, movies, train, test)])
+    generosity, factors = rating_features(users, movies, data, train, test, args)
+    X = np.column_stack([data.X, generosity, factors])
     title = (
         f"New movies, their first {args.k_shot} likers + {args.k_shot} dislikers "
         f"as support; a rating described by the movie's genres and year, the "
