@@ -186,13 +186,9 @@ def _variants(clf):
 
 def _scores(clf, data, args):
     start = time.perf_counter()
+    X, y = data.X_novel, data.y_novel
     scores = evaluate_settings(
-        clf,
-        data.X_novel,
-        data.y_novel,
-        SETTINGS,
-        n_episodes=args.episodes,
-        random_state=args.seed,
+        clf, X, y, SETTINGS, n_episodes=args.episodes, random_state=args.seed
     )
     for setting, score in scores.items():
         met = "yes" if 100 * score.mean >= TARGETS[setting] else "NO"
