@@ -16,12 +16,9 @@ from skmeta import PrototypicalClassifier
 from skmeta.datasets import load_omniglot_minimal
 
 data = load_omniglot_minimal()
+budget = dict(max_epochs=8, episodes_per_epoch=20)  # about a minute
 clf = PrototypicalClassifier(
-    rotations=True,
-    validation_fraction=0.1,
-    max_epochs=8,
-    episodes_per_epoch=20,
-    random_state=0,
+    rotations=True, validation_fraction=0.1, **budget, random_state=0
 ).fit(data.X_base, data.y_base)
 
 # %%
