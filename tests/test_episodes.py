@@ -249,23 +249,22 @@ def test_empty_y_gets_the_n_way_message():
         next(EpisodeSampler(n_way=5).split(y=np.array([], dtype=int)))
 
 
+#: Values that each parameter of EpisodeSampler refuses.
+REFUSED = {
+    "n_way": [0, -2, 2.0],
+    "k_shot": [0, "1"],
+    "n_query": [-1],
+    "n_episodes": [0, 1.5],
+    "random_state": ["seed"],
+}
+
+
 @pytest.mark.parametrize(
-    ("params", "name"),
-    [
-        ({"n_way": 0}, "n_way"),
-        ({"n_way": -2}, "n_way"),
-        ({"k_shot": 0}, "k_shot"),
-        ({"n_query": -1}, "n_query"),
-        ({"n_episodes": 0}, "n_episodes"),
-        ({"n_way": 2.0}, "n_way"),
-        ({"k_shot": "1"}, "k_shot"),
-        ({"n_episodes": 1.5}, "n_episodes"),
-        ({"random_state": "seed"}, "random_state"),
-    ],
+    ("name", "value"), [(name, v) for name, values in REFUSED.items() for v in values]
 )
-def test_invalid_constructor_params_raise_invalid_parameter_error(params, name):
+def test_invalid_constructor_params_raise_invalid_parameter_error(name, value):
     with pytest.raises(ValueError, match=rf"'{name}' parameter"):
-        EpisodeSampler(**params)
+        EpisodeSampler(**{name: value})
 
 
 def test_invalid_params_are_value_errors():
@@ -286,18 +285,12 @@ def test_numpy_integers_are_valid_params():
 # them, so has too few dislikes for an episode of 2 samples per class.
 USERS = np.repeat(["a", "b", "c", "d"], 6)
 LIKES = np.array([1, 0, 1, 0, 1, 0] * 3 + [1, 1, 1, 1, 1, 0])
+#: An episode of one like and one dislike, with one query each.
+ONE_SHOT = dict(n_way=2, k_shot=1, n_query=1)
 
 
 def test_with_groups_every_episode_lies_within_one_eligible_group():
-    eps = episodes(
-        LIKES,
-        groups=USERS,
-        n_way=2,
-        k_shot=1,
-        n_query=1,
-        n_episodes=300,
-        random_state=0,
-    )
+    eps = episodes(LIKES, groups=USERS, **ONE_SHOT, n_episodes=300, random_state=0)
     drawn = Counter()
     for support, query in eps:
         users = set(USERS[np.concatenate([support, query])])
@@ -331,10 +324,10 @@ def test_no_group_with_n_way_eligible_classes_is_an_error_naming_the_best():
 
 def test_groups_of_another_length_or_mixed_types_are_errors():
     with pytest.raises(ValueError, match=r"groups has \d+ entries and y has \d+"):
-        episodes(LIKES, groups=USERS[:-1], n_way=2, k_shot=1, n_query=1)
+        episodes(LIKES, groups=USERS[:-1], **ONE_SHOT)
     with pytest.raises(ValueError, match="groups must be of one sortable type"):
         mixed = np.array([1, "a"] * 12, dtype=object)
-        episodes(LIKES, groups=mixed, n_way=2, k_shot=1, n_query=1)
+        episodes(LIKES, groups=mixed, **ONE_SHOT)
 
 
 # -- splitter API -------------------------------------------------------------
