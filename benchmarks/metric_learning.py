@@ -55,7 +55,7 @@ from skmeta import (
     PrototypicalClassifier,
     TripletEmbedder,
 )
-from skmeta._base import resolve_device, seeded
+from skmeta._runtime import resolve_device, seeded
 from skmeta.backbones import build_backbone
 from skmeta.callbacks import TimeLimit
 from skmeta.datasets import load_omniglot_minimal

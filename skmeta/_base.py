@@ -1,16 +1,13 @@
-"""Shared plumbing of skmeta's estimators.
+"""TorchEstimator: the base of every torch-backed estimator.
 
-Input validation, label encoding, device and seeding, and the skorch net that
-meta-trains an episodic module. Each method (``fewshot/``, ``embedding/``)
-keeps only what is its own: its torch module and its loss.
+Parameters declared and validated, X and y checked and encoded, the device,
+the seed, atomic fitting, class-disjoint validation, and inference in batches.
+Each method (``fewshot/``, ``embedding/``) keeps only what is its own: its
+torch module and its loss.
 """
 
-import contextlib
 import copy
 import math
-import threading
-import warnings
-import weakref
 
 import numpy as np
 import torch
@@ -21,177 +18,24 @@ from sklearn.base import (
 )
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     check_consistent_length,
     check_is_fitted,
-    column_or_1d,
     validate_data,
 )
 
+from ._arrays import _MemmapBatches, _pixel_scale, _rows, _writable, check_labels
 from ._docs import fill_doc
 from ._params import Parameters, build_estimator_class
 from ._precision import autocast
+from ._runtime import _at_least_rows, eval_mode, resolve_device
+from ._validation import _check_finite_output
 from .backbones import build_backbone
 from .episodes import check_groups
 from .text import encode_text, is_text
 from .training import optimizer_arguments
 
-__all__ = [
-    "check_labels",
-    "TorchEstimator",
-    "eval_mode",
-    "resolve_device",
-]
-
-
-def trains(module, max_epochs):
-    """Whether fit has anything to train: epochs, and a trainable parameter.
-
-    A fixed embedding (``backbone="identity"`` on features computed
-    beforehand) with a parameter-free comparison has nothing to learn, and
-    ``fit`` then draws no episode or batch, so it needs no minimum class size.
-    """
-    return max_epochs > 0 and any(p.requires_grad for p in module.parameters())
-
-
-def resolve_device(device):
-    """Return the torch device for an estimator's ``device`` parameter.
-
-    Parameters
-    ----------
-    device : str or torch.device
-        ``"auto"`` picks ``"cuda"`` when available, else ``"cpu"``; ``"cpu"``,
-        ``"cuda"``, ``"cuda:<index>"``, or another torch device type that this
-        torch build supports and finds available (``"mps"``, ``"xpu"``).
-
-    Returns
-    -------
-    torch.device
-
-    Raises
-    ------
-    ValueError
-        If ``device`` is not a device name torch knows, or names a device
-        that is not available here (CUDA without a GPU, say).
-    """
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            "device must be 'cpu', 'cuda', 'cuda:<index>', 'auto' or another "
-            f"torch device name; got {device!r}."
-        ) from exc
-    if device.type == "cpu":
-        return device
-    backend = getattr(torch, device.type, None)
-    available = getattr(backend, "is_available", None)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={str(device)!r} but CUDA is not available; use device='cpu' "
-            "or device='auto'."
-        )
-    if device.type != "cuda" and not (callable(available) and available()):
-        raise ValueError(
-            f"device={str(device)!r} is not available in this torch build on this "
-            "machine; use device='cpu', 'cuda' or 'auto'."
-        )
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ValueError(
-            f"device={str(device)!r} but this machine has "
-            f"{torch.cuda.device_count()} CUDA device(s)."
-        )
-    return device
-
-
-def check_labels(y, name="y"):
-    """Validate class labels as ``fit`` does: 1-D, discrete, of one type.
-
-    Parameters
-    ----------
-    y : array-like of shape (n_samples,)
-        Labels of any one type: ints, strings, or other hashable values.
-    name : str, default="y"
-        The parameter's name, for messages.
-
-    Returns
-    -------
-    ndarray of shape (n_samples,)
-
-    Raises
-    ------
-    ValueError
-        If ``y`` is not 1-D, holds NaN or continuous values, or mixes types
-        (ints and strings, say), which have no order to encode them by.
-    """
-    y = column_or_1d(y, warn=True)
-    if y.dtype == object:
-        types = sorted({type(v).__name__ for v in y})
-        if len(types) > 1:
-            raise ValueError(
-                f"{name} mixes labels of the types {', '.join(types)}; "
-                "use one type of label (all str, or all int)."
-            )
-    try:
-        with warnings.catch_warnings():
-            # Labels are classes here by contract: an N-way 1-shot support
-            # set has as many classes as samples, which is no regression.
-            warnings.filterwarnings("ignore", message=".*regression problem")
-            check_classification_targets(y)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be class labels: {exc}") from exc
-    return y
-
-
-#: Held while a block draws from torch's global generators (see :func:`seeded`).
-_SEED_LOCK = threading.RLock()
-
-
-@contextlib.contextmanager
-def seeded(seed, device):
-    """Seed torch's generators for the block, restoring them afterwards.
-
-    torch's generators are global to the process: two fits in threads of one
-    process (a Dask worker's, joblib's threading backend) would draw from
-    each other's sequence. The block holds a process-wide lock, so that
-    seeded blocks of different threads run one at a time and each fit is
-    reproducible.
-    """
-    cuda = [device.index or 0] if device.type == "cuda" else []
-    with _SEED_LOCK, torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)
-        yield
-
-
-#: Modules inside :func:`eval_mode`: how many blocks, and the mode to restore.
-_EVAL_BLOCKS = weakref.WeakKeyDictionary()
-_EVAL_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def eval_mode(module):
-    """Run the block with ``module`` in eval mode, then restore its mode.
-
-    Batch norm then uses its running statistics and dropout is off, so a
-    prediction does not depend on what else is in the batch. Blocks of
-    several threads on one module (a Dask worker's threads predicting with
-    one estimator) share the eval mode: the module's mode is restored when
-    the last of them ends, never while another still runs.
-    """
-    with _EVAL_LOCK:
-        entry = _EVAL_BLOCKS.setdefault(module, [0, module.training])
-        entry[0] += 1
-        module.eval()
-    try:
-        yield module
-    finally:
-        with _EVAL_LOCK:
-            entry[0] -= 1
-            if entry[0] == 0:
-                del _EVAL_BLOCKS[module]
-                module.train(entry[1])
+__all__ = ["TorchEstimator"]
 
 
 class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -605,112 +449,3 @@ class TorchEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         tags.transformer_tags.preserves_dtype = ["float32"]
         tags.target_tags.required = True  # every estimator here learns from labels
         return tags
-
-
-#: The fewest rows of an inference forward pass. float32 matrix products on
-#: fewer rows take other kernels (matrix-vector ones), which round differently:
-#: a sample's embedding or scores would depend on how many samples came with
-#: it (by 2e-7 on a CPU). Measured identical, bit for bit, from 8 rows on.
-_MIN_ROWS = 8
-
-
-def _at_least_rows(x):
-    """``x`` (a tensor or an ndarray), its last row repeated up to ``_MIN_ROWS`` rows.
-
-    The extra rows' outputs are to be dropped: with the network in eval mode,
-    every row's output depends on that row alone. Empty ``x`` is returned as
-    it is.
-    """
-    missing = _MIN_ROWS - len(x)
-    if missing <= 0 or len(x) == 0:
-        return x
-    if torch.is_tensor(x):
-        return torch.cat([x, x[-1:].expand(missing, *x.shape[1:])])
-    return np.concatenate([x, np.repeat(x[-1:], missing, axis=0)])
-
-
-def _check_finite_output(values, estimator, what):
-    """``values`` unchanged, or a ValueError if any is NaN or infinite."""
-    if not torch.isfinite(values).all():
-        raise ValueError(
-            f"{type(estimator).__name__} computed non-finite {what}: its weights "
-            "are not finite or too large. Refit it with a lower learning rate."
-        )
-    return values
-
-
-def _rows(X, mask):
-    """The rows of X where ``mask`` is True; a memmap's stay on disk."""
-    return X.take(np.flatnonzero(mask)) if isinstance(X, _MemmapBatches) else X[mask]
-
-
-def _pixel_scale(X):
-    """255 for uint8 images (4-D), which ``ToTensor`` divides by; else 1."""
-    dtype, ndim = getattr(X, "dtype", None), getattr(X, "ndim", None)
-    return np.float32(255) if dtype == np.uint8 and ndim == 4 else 1
-
-
-def _writable(X):
-    """``X``, copied only if it is read-only (torch cannot share such memory)."""
-    return X if X.flags.writeable else X.copy()
-
-
-class _MemmapBatches:
-    """A NumPy memmap of samples, read slice by slice as float32 and checked.
-
-    What :meth:`TorchEstimator._validate_X` gives a caller that reads X in
-    batches: ``X[i:j]`` is the float32 slice (uint8 images divided by
-    ``scale``), refused if it holds NaN or inf, so that ``transform`` and
-    ``predict`` of a data set larger than memory never hold a float32 copy of
-    it. ``np.asarray`` of the whole reads it all.
-
-    Parameters
-    ----------
-    X : numpy.memmap of shape (n_samples, ...)
-    scale : float
-        What the values are divided by: 255 for uint8 images, else 1.
-    rows : ndarray of shape (n_rows,), dtype int64, default=None
-        The rows of ``X`` these batches hold, in order (a subset that ``fit``
-        trains on, say); None holds them all.
-
-    Raises
-    ------
-    TypeError
-        If ``X`` is not of a numeric dtype.
-    """
-
-    def __init__(self, X, scale, rows=None):
-        if X.dtype.kind not in "biuf":
-            raise TypeError(f"X must hold numbers; got a memmap of dtype {X.dtype}.")
-        self.X, self.scale, self.rows = X, scale, rows
-        n = len(X) if rows is None else len(rows)
-        self.shape, self.ndim = (n, *X.shape[1:]), X.ndim
-        self.dtype = np.dtype(np.float32)
-
-    def __len__(self):
-        return self.shape[0]
-
-    def take(self, rows):
-        """These batches restricted to ``rows`` (int indices), still on disk."""
-        rows = np.asarray(rows, dtype=np.int64)
-        return _MemmapBatches(
-            self.X, self.scale, rows if self.rows is None else self.rows[rows]
-        )
-
-    def __getitem__(self, index):
-        rows = index if self.rows is None else self.rows[index]
-        batch = np.asarray(self.X[rows], dtype=np.float32)
-        if self.scale != 1:
-            batch = batch / self.scale
-        finite = np.isfinite(batch).all(axis=tuple(range(1, batch.ndim)))
-        if not finite.all():
-            bad = np.arange(len(self.X))[rows][~finite]
-            listed = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
-            raise ValueError(
-                f"Input X contains NaN or infinity: in {len(bad)} sample(s) of the "
-                f"memmap, at the row(s) {listed}."
-            )
-        return batch
-
-    def __array__(self, dtype=None, copy=None):
-        return self[:] if dtype is None else self[:].astype(dtype)

@@ -146,3 +146,13 @@ def check_batch(embeddings, labels):
             f"embeddings must be finite; got {int((~finite).sum())} NaN or infinite "
             f"values in shape {tuple(embeddings.shape)}."
         )
+
+
+def _check_finite_output(values, estimator, what):
+    """``values`` unchanged, or a ValueError if any is NaN or infinite."""
+    if not torch.isfinite(values).all():
+        raise ValueError(
+            f"{type(estimator).__name__} computed non-finite {what}: its weights "
+            "are not finite or too large. Refit it with a lower learning rate."
+        )
+    return values

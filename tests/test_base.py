@@ -26,7 +26,7 @@ from skmeta import (
     ReptileClassifier,
     TripletEmbedder,
 )
-from skmeta._base import _MemmapBatches
+from skmeta._arrays import _MemmapBatches
 from skmeta.fewshot._episodic import _EpisodeStream
 from skmeta.model_selection import evaluate_episodes
 

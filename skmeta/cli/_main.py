@@ -12,7 +12,7 @@ from sklearn.model_selection import GroupShuffleSplit
 from skorch.callbacks import Callback
 from torch import nn
 
-from .._base import resolve_device
+from .._runtime import resolve_device
 from ..callbacks import TimeLimit
 from ..datasets import FEWSHOT_DATASETS, FewShotSplit, load_image_folder
 from ..fewshot import CLASSIFIERS, PrototypicalClassifier

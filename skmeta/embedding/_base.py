@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import IterableDataset
 
-from .._base import TorchEstimator, seeded, trains
+from .._base import TorchEstimator
 from .._catalogue import (
     BACKBONE_PARAMETERS,
     META_TRAINING_PARAMETERS,
@@ -35,6 +35,7 @@ from .._params import (
     registry_constraints,
     renamed,
 )
+from .._runtime import seeded, trains
 from .._sklearn import Interval, StrOptions, _fit_context
 from ..backbones import embedding_size
 from ..batches import ClassBalancedBatchSampler

@@ -20,9 +20,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import IterableDataset
 
-from .._base import resolve_device, seeded, trains
 from .._docs import EMBEDDING
 from .._params import Param
+from .._runtime import resolve_device, seeded, trains
 from .._sklearn import Interval, StrOptions, _fit_context
 from ..backbones import embedding_size
 from ..distances import l2_normalize

@@ -14,9 +14,9 @@ from skorch.history import History
 from torch import nn
 from torch.utils.data import IterableDataset
 
-from .._base import resolve_device, seeded, trains
 from .._docs import EMBEDDING
 from .._params import Param
+from .._runtime import resolve_device, seeded, trains
 from .._sklearn import Interval, StrOptions, _fit_context
 from ..augmentation import NaturalImageAugmentation, RandomAffine
 from ..backbones import embedding_size

@@ -18,15 +18,11 @@ from skorch.callbacks import LRScheduler
 from torch import nn
 from torch.nn import functional as F
 
-from .._base import (
-    TorchEstimator,
-    _at_least_rows,
-    _check_finite_output,
-    _MemmapBatches,
-    check_labels,
-    eval_mode,
-)
+from .._arrays import _MemmapBatches, check_labels
+from .._base import TorchEstimator
 from .._precision import autocast
+from .._runtime import _at_least_rows, eval_mode
+from .._validation import _check_finite_output
 from ..augmentation import (
     AffineViews,
     NaturalImageAugmentation,

@@ -7,12 +7,9 @@ from skorch.history import History
 from torch import nn
 from torch.utils.data import IterableDataset
 
-from .._base import (
-    _MemmapBatches,
-    seeded,
-    trains,
-)
+from .._arrays import _MemmapBatches
 from .._docs import EPISODIC
+from .._runtime import seeded, trains
 from .._sklearn import _fit_context
 from ..episodes import EpisodeSampler
 from ..training import train_module

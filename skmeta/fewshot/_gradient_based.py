@@ -31,9 +31,11 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.data import IterableDataset
 
-from .._base import _at_least_rows, _check_finite_output, check_labels
+from .._arrays import check_labels
 from .._precision import autocast
+from .._runtime import _at_least_rows
 from .._sklearn import StrOptions
+from .._validation import _check_finite_output
 from ._episodic import EpisodicClassifier
 
 __all__ = [

@@ -29,14 +29,8 @@ from skorch.history import History
 from torch import nn
 from torch.utils.data import IterableDataset
 
-from .._base import (
-    TorchEstimator,
-    _check_finite_output,
-    check_labels,
-    resolve_device,
-    seeded,
-    trains,
-)
+from .._arrays import check_labels
+from .._base import TorchEstimator
 from .._catalogue import (
     BACKBONE_PARAMETERS,
     META_TRAINING_PARAMETERS,
@@ -44,7 +38,9 @@ from .._catalogue import (
     RUNTIME_PARAMETERS,
 )
 from .._params import Param, Parameters, changed
+from .._runtime import resolve_device, seeded, trains
 from .._sklearn import Interval, _fit_context
+from .._validation import _check_finite_output
 from ..backbones import build_backbone, embedding_size
 from ..episodes import check_groups
 from ..training import train_module

@@ -10,11 +10,12 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
-from .._base import check_labels, eval_mode, seeded
+from .._arrays import check_labels
 from .._catalogue import AUTO_TEST_TIME_VIEWS, TEST_TIME_VIEWS, episodic_parameters
 from .._docs import METRIC_BASED
 from .._params import Param, registry_constraints
 from .._precision import autocast
+from .._runtime import eval_mode, seeded
 from .._sklearn import Interval, StrOptions
 from ..augmentation import AffineViews
 from ..distances import DISTANCES, get_distance, l2_normalize

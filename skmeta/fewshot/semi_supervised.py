@@ -10,8 +10,8 @@ from sklearn.utils.validation import check_consistent_length, column_or_1d
 from torch import nn
 from torch.utils.data import IterableDataset
 
-from .._base import eval_mode
 from .._params import Param, Parameters
+from .._runtime import eval_mode
 from .._sklearn import Interval
 from ._episodic import EpisodicClassifier
 from .prototypical import PrototypicalClassifier, PrototypicalNetwork

@@ -17,7 +17,6 @@ from skorch.history import History
 from torch import nn
 from torch.utils.data import IterableDataset
 
-from .._base import seeded, trains
 from .._catalogue import (
     BACKBONE_PARAMETERS,
     IMAGE_PARAMETERS,
@@ -27,6 +26,7 @@ from .._catalogue import (
 )
 from .._docs import EPISODIC
 from .._params import Param, Parameters, changed, deprecated_param, renamed
+from .._runtime import seeded, trains
 from .._sklearn import Interval, StrOptions, _fit_context
 from ..distances import SquaredEuclidean, l2_normalize
 from ..episodes import EpisodeSampler

@@ -20,7 +20,7 @@ from sklearn.utils.validation import (
 )
 from tqdm.auto import tqdm
 
-from .._base import check_labels
+from .._arrays import check_labels
 from .._docs import fill_doc
 from .._sklearn import Interval, validate_params
 from ..episodes import EpisodeSampler, check_groups

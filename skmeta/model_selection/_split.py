@@ -15,7 +15,7 @@ from sklearn.utils.validation import (
     column_or_1d,
 )
 
-from .._base import check_labels
+from .._arrays import check_labels
 from .._sklearn import Interval, validate_params
 from ..episodes import check_groups
 

@@ -61,7 +61,7 @@ from pathlib import Path
 
 from sklearn.pipeline import Pipeline
 
-from .._base import resolve_device
+from .._runtime import resolve_device
 from ._archive import _Archive
 
 # The format and its bounds, which the docs name as skmeta.persistence's.
