@@ -22,7 +22,7 @@ class _EpisodeStream(IterableDataset):
     """One epoch of training episodes, as skorch batches.
 
     ``X`` is a tensor on the device, or samples on disk read by index
-    (:class:`~skmeta._base._MemmapBatches`), an episode at a time.
+    (:class:`~skmeta._arrays._MemmapBatches`), an episode at a time.
     Each item is ``({"x": images, "y": labels}, query_labels)`` where the
     first ``n_way * k_shot`` rows of ``x`` are the support set, class-major,
     and the rest the query set; ``y`` holds the episode class (0 to

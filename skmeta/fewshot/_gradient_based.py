@@ -463,7 +463,7 @@ class GradientBasedEstimator:
         The chunks are of near-equal sizes, so that no sample is left alone
         in a last chunk: batch norm normalises each chunk with its own
         statistics. For the same reason, chunks are padded to ``_MIN_ROWS``
-        rows (see :func:`~skmeta._base._at_least_rows`) only where the network
+        rows (see :func:`~skmeta._runtime._at_least_rows`) only where the network
         has no batch norm: repeated rows would weigh in its statistics.
 
         Raises
