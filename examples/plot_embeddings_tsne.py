@@ -44,13 +44,7 @@ for ax, (name, model) in zip(
     axes, [("untrained", untrained), ("meta-trained 60 s", trained)], strict=True
 ):
     scores = evaluate_episodes(
-        model,
-        data.X_novel,
-        data.y_novel,
-        n_way=5,
-        k_shot=1,
-        n_episodes=600,
-        random_state=0,
+        model, data.X_novel, data.y_novel, n_way=5, k_shot=1, random_state=0
     )
     Z = TSNE(perplexity=15, random_state=0).fit_transform(
         model.transform(data.X_novel[shown])
