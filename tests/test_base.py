@@ -734,17 +734,9 @@ def test_fit_on_a_memmap_reads_an_episode_or_a_batch_at_a_time(
     X8 = np.round(X * 255).astype(np.uint8)
     np.save(tmp_path / "X.npy", X8)
     on_disk = np.load(tmp_path / "X.npy", mmap_mode="r")
-    params = dict(
-        n_way=2,
-        k_shot=1,
-        n_query=2,
-        max_epochs=2,
-        episodes_per_epoch=3,
-        batch_size=7,
-        validation_fraction=validation_fraction,
-        random_state=0,
-    )
-    in_memory = PrototypicalClassifier(**params).fit(X8, y)
+    model = short(PrototypicalClassifier, n_way=2, k_shot=1, n_query=2, batch_size=7)
+    model.set_params(validation_fraction=validation_fraction)
+    in_memory = clone(model).fit(X8, y)
     reads = []
     real_read = _MemmapBatches.__getitem__
 
@@ -754,7 +746,7 @@ def test_fit_on_a_memmap_reads_an_episode_or_a_batch_at_a_time(
         return batch
 
     monkeypatch.setattr(_MemmapBatches, "__getitem__", read)
-    from_disk = PrototypicalClassifier(**params).fit(on_disk, y)
+    from_disk = clone(model).fit(on_disk, y)
     assert_same_weights(from_disk.module_, in_memory.module_.state_dict())
     assert from_disk.n_features_in_ == in_memory.n_features_in_ == 1
     assert max(reads) <= 7  # an episode of 2 x 3 images, or a batch of 7
