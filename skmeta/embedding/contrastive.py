@@ -53,9 +53,9 @@ class ContrastiveEmbedder(MetricEmbedder):
     >>> from skmeta import ContrastiveEmbedder
     >>> from skmeta.datasets import load_digits_fewshot
     >>> data = load_digits_fewshot()
-    >>> embedder = ContrastiveEmbedder(embedding_dim=8, max_epochs=2, random_state=0)
-    >>> embedder.fit_transform(data.X_base, data.y_base).shape
-    (901, 8)
+    >>> embedder = ContrastiveEmbedder(margin=0.5, miner="margin", max_epochs=2)
+    >>> embedder.fit(data.X_base, data.y_base).transform(data.X_novel).shape
+    (896, 64)
     """
 
     _parameters = embedder_parameters(

@@ -50,9 +50,9 @@ class NPairEmbedder(MetricEmbedder):
     >>> from skmeta import NPairEmbedder
     >>> from skmeta.datasets import load_digits_fewshot
     >>> data = load_digits_fewshot()
-    >>> embedder = NPairEmbedder(embedding_dim=8, max_epochs=2, random_state=0)
-    >>> embedder.fit_transform(data.X_base, data.y_base).shape
-    (901, 8)
+    >>> embedder = NPairEmbedder(n_samples_per_class=2, l2_reg=0.01, max_epochs=2)
+    >>> embedder.fit(data.X_base, data.y_base).transform(data.X_novel).dtype
+    dtype('float32')
     """
 
     _parameters = embedder_parameters(
